@@ -8,6 +8,9 @@ Modules, each named after what it holds:
 - ``training``: the FedRecon training and evaluation processes and the training loop.
 - ``runtime``: TFF's execution context and the worker process it starts.
 - ``plotting``: the figures, shown and saved as PNG.
+- ``exploration``: summaries of the ratings (statistics, top genres per user).
+- ``environment``: checks that this Python can run TFF, with advice when it cannot.
+- ``config``: the walkthrough's parameters and a tiny smoke configuration.
 - ``settings``: the environment variables that configure a run.
 """
 

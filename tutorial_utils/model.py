@@ -26,8 +26,8 @@ def input_spec() -> collections.OrderedDict:
 class UserEmbedding(tf.keras.layers.Layer):
     """The embedding of the one user whose device runs the model.
 
-    It has no input: it returns its single ``[1, num_latent_factors]`` weight, which the
-    ``Dot`` layer broadcasts against every item in the batch.
+    It ignores the values of its input: for a batch of ``b`` items it returns its single
+    ``[1, num_latent_factors]`` weight repeated ``b`` times, one copy per item.
     """
 
     def __init__(self, num_latent_factors: int, initializer="uniform", **kwargs):
@@ -45,7 +45,7 @@ class UserEmbedding(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
-        return self.embedding
+        return tf.repeat(self.embedding, tf.shape(inputs)[0], axis=0)
 
     def get_config(self):
         config = super().get_config()
@@ -123,6 +123,8 @@ class RatingAccuracy(tf.keras.metrics.Mean):
         super().__init__(name=name, **kwargs)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = tf.cast(y_true, tf.float32)
+        y_pred = tf.cast(y_pred, tf.float32)
         correct = tf.less_equal(tf.abs(y_true - y_pred), 0.5)
         return super().update_state(correct, sample_weight=sample_weight)
 

@@ -189,23 +189,6 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
-def describe() -> str:
-    """One line on the versions in use, for the first cell of a notebook."""
-    import numpy as np
-    import tensorflow as tf
-
-    try:
-        import tensorflow_federated as tff
-
-        tff_version = tff.__version__
-    except ImportError:
-        tff_version = "not installed"
-    return (
-        f"Python {sys.version.split()[0]}, TensorFlow {tf.__version__}, "
-        f"TensorFlow Federated {tff_version}, NumPy {np.__version__}"
-    )
-
-
 def pid_alive(pid: int) -> bool:
     """True when a process with this PID exists (used by tests on workers we started)."""
     try:

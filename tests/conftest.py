@@ -1,0 +1,37 @@
+"""Shared fixtures: small rating tables and the real data when it is available."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def real_data_dir() -> Path | None:
+    """The MovieLens 1M folder named by FEDRECON_DATA_DIR, if it exists."""
+    value = os.environ.get("FEDRECON_DATA_DIR", "")
+    return Path(value) if value and Path(value).exists() else None
+
+
+requires_real_data = pytest.mark.skipif(
+    real_data_dir() is None, reason="FEDRECON_DATA_DIR does not point at MovieLens 1M"
+)
+
+
+@pytest.fixture
+def small_ratings() -> pd.DataFrame:
+    """Three users with 7, 3 and 12 ratings of 10 movies, users interleaved in file order."""
+    rng = np.random.default_rng(0)
+    users = np.array([0] * 7 + [1] * 3 + [2] * 12)
+    rng.shuffle(users)
+    return pd.DataFrame(
+        {
+            "UserID": users,
+            "MovieID": rng.integers(0, 10, size=len(users)),
+            "Rating": rng.integers(1, 6, size=len(users)),
+            "Timestamp": np.arange(len(users)),
+        }
+    )

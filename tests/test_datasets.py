@@ -1,0 +1,125 @@
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tutorial_utils import datasets
+
+from conftest import real_data_dir, requires_real_data
+
+
+def all_examples(dataset):
+    xs, ys = [], []
+    for batch in dataset:
+        xs.append(batch["x"].numpy().ravel())
+        ys.append(batch["y"].numpy().ravel())
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_client_holds_first_ratings_in_file_order(small_ratings):
+    clients = datasets.RatingClients(small_ratings, batch_size=2, max_examples_per_user=5)
+    movies, ratings = clients.client_arrays(0)
+    expected = small_ratings[small_ratings.UserID == 0].head(5)
+    np.testing.assert_array_equal(movies, expected.MovieID)
+    np.testing.assert_array_equal(ratings, expected.Rating)
+    assert [clients.num_examples(u) for u in (0, 1, 2)] == [5, 3, 5]
+
+
+def test_dataset_is_a_shuffle_of_the_client_data_with_the_right_types(small_ratings):
+    clients = datasets.RatingClients(small_ratings, batch_size=4, max_examples_per_user=None)
+    dataset = clients.create_tf_dataset_for_client(2)
+    assert dataset.element_spec == collections.OrderedDict(
+        x=tf.TensorSpec([None, 1], tf.int64), y=tf.TensorSpec([None, 1], tf.float32)
+    )
+    assert [b["x"].shape[0] for b in dataset] == [4, 4, 4]
+    x, y = all_examples(dataset)
+    movies, ratings = clients.client_arrays(2)
+    pairs = sorted(zip(x.tolist(), y.tolist()))
+    assert pairs == sorted(zip(movies.tolist(), ratings.astype(float).tolist()))
+    assert x.tolist() != movies.tolist()  # actually shuffled
+
+
+def test_shuffle_order_does_not_depend_on_the_global_seed(small_ratings):
+    clients = datasets.RatingClients(small_ratings, batch_size=3)
+    before = all_examples(clients.create_tf_dataset_for_client(2))[0]
+    tf.keras.utils.set_random_seed(1234)
+    after = all_examples(clients.create_tf_dataset_for_client(2))[0]
+    np.testing.assert_array_equal(before, after)
+
+
+def test_shuffle_matches_tensorflow_shuffle_with_seed_42_and_no_global_seed(small_ratings):
+    # The walkthrough called dataset.shuffle(n, seed=42) without a global seed: TensorFlow
+    # then uses the seed pair (87654321, 42). Rebuild that in a graph with that graph seed.
+    clients = datasets.RatingClients(small_ratings, batch_size=12)
+    movies, ratings = clients.client_arrays(2)
+    ours = all_examples(clients.create_tf_dataset_for_client(2))[0]
+    with tf.Graph().as_default() as graph:
+        graph.seed = 87654321
+        dataset = tf.data.Dataset.from_tensor_slices(movies).shuffle(len(movies), seed=42)
+        element = tf.compat.v1.data.make_one_shot_iterator(dataset.batch(len(movies))).get_next()
+        with tf.compat.v1.Session() as session:
+            reference = session.run(element)
+    np.testing.assert_array_equal(ours, reference)
+
+
+def test_each_pass_reshuffles(small_ratings):
+    dataset = datasets.RatingClients(small_ratings, batch_size=12).create_tf_dataset_for_client(2)
+    first, second = (all_examples(dataset)[0] for _ in range(2))
+    assert sorted(first) == sorted(second) and first.tolist() != second.tolist()
+
+
+def test_max_clients_keeps_the_first_users(small_ratings):
+    clients = datasets.RatingClients(small_ratings, max_clients=2)
+    assert clients.client_ids == [0, 1]
+    assert len(clients) == 2
+
+
+def test_bad_arguments_are_rejected(small_ratings):
+    with pytest.raises(ValueError, match="batch_size"):
+        datasets.RatingClients(small_ratings, batch_size=0)
+    with pytest.raises(ValueError, match="max_examples_per_user"):
+        datasets.RatingClients(small_ratings, max_examples_per_user=0)
+
+
+def test_split_uses_the_walkthrough_permutation():
+    ids = list(range(2000))
+    train, val, test = datasets.split_clients(ids, 0.8, 0.1, seed=42)
+    np.random.seed(42)
+    reference = list(range(2000))
+    np.random.shuffle(reference)
+    assert train == reference[:1600]
+    assert val == reference[1600:1800]
+    assert test == reference[1800:]
+    assert sorted(train + val + test) == ids
+
+
+def test_split_rejects_fractions_that_do_not_fit():
+    with pytest.raises(ValueError):
+        datasets.split_clients(range(10), 0.8, 0.3)
+
+
+def test_sampler_is_seeded_and_samples_without_replacement():
+    ids = list(range(100, 200))
+    first = datasets.ClientSampler(ids, 30, seed=7)
+    second = datasets.ClientSampler(ids, 30, seed=7)
+    rounds = [first.sample() for _ in range(3)]
+    assert rounds == [second.sample() for _ in range(3)]
+    for sample in rounds:
+        assert len(set(sample)) == 30 and set(sample) <= set(ids)
+    assert rounds[0] != rounds[1]
+    with pytest.raises(ValueError):
+        datasets.ClientSampler(ids, 101)
+
+
+@requires_real_data
+def test_first_training_batch_matches_the_walkthrough():
+    from tutorial_utils import data
+
+    ratings_df, _ = data.load_movielens(real_data_dir())
+    clients = datasets.RatingClients(ratings_df, batch_size=5, max_examples_per_user=300, max_clients=2000)
+    train, val, test = datasets.split_clients(clients.client_ids)
+    assert (len(train), len(val), len(test)) == (1600, 200, 200)
+    batch = next(iter(clients.create_tf_dataset_for_client(train[0])))
+    assert batch["x"].numpy().ravel().tolist() == [1907, 2891, 1574, 2785, 2775]
+    assert batch["y"].numpy().ravel().tolist() == [3, 3, 3, 4, 3]

@@ -1,0 +1,68 @@
+"""The tutorial's figures: each is drawn, saved as PNG, and returned for display.
+
+Figures are written to ``settings.output_dir()`` (``output/figures`` in a checkout, or
+``FEDRECON_OUTPUT_DIR``), so a run of the notebooks leaves every plot on disk as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from tutorial_utils import settings
+from tutorial_utils.exploration import genre_counts
+
+
+def save(fig: plt.Figure, name: str) -> Path:
+    """Saves ``fig`` as ``<output dir>/<name>.png`` and returns the path."""
+    directory = settings.output_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def rating_histogram(ratings: pd.Series, name: str = "01_rating_histogram") -> plt.Figure:
+    """How often each rating from 1 to 5 was given."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    counts = ratings.value_counts().reindex(range(1, 6), fill_value=0)
+    ax.bar(counts.index, counts.to_numpy(), width=0.8)
+    ax.set(xticks=range(1, 6), xlabel="Rating", ylabel="Count", title="Ratings")
+    save(fig, name)
+    return fig
+
+
+def genre_pie(movie_genres: Iterable[str], name: str = "01_genre_pie") -> plt.Figure:
+    """The share of each genre among the movies' genre labels."""
+    counts = genre_counts(movie_genres).most_common()
+    labels, values = zip(*counts)
+    fig, ax = plt.subplots(figsize=(9, 9))
+    ax.pie(values, labels=labels, startangle=90, counterclock=False)
+    ax.set_title("MovieLens movie genres")
+    save(fig, name)
+    return fig
+
+
+def examples_per_user(counts: Iterable[int], name: str = "01_examples_per_user") -> plt.Figure:
+    """Histogram of how many ratings each client holds."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(np.asarray(list(counts)), bins=10)
+    ax.set(xlabel="Number of examples", ylabel="Count", title="Examples per client")
+    save(fig, name)
+    return fig
+
+
+def training_curves(history: pd.DataFrame, name: str = "03_training_curves") -> plt.Figure:
+    """Training loss and rating accuracy against the round number."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_ax.plot(history.index, history["loss"], marker="o")
+    loss_ax.set(xlabel="Round", ylabel="Train loss (MSE)", title="Train loss")
+    acc_ax.plot(history.index, history["rating_accuracy"], marker="o", color="tab:green")
+    acc_ax.set(xlabel="Round", ylabel="Train rating accuracy", title="Train accuracy")
+    fig.tight_layout()
+    save(fig, name)
+    return fig
