@@ -30,13 +30,6 @@ SHUFFLE_SEED = 42
 _SHUFFLE_SEED_PAIR = (87654321, SHUFFLE_SEED)
 
 
-def _to_example(batch: tf.Tensor) -> collections.OrderedDict:
-    return collections.OrderedDict(
-        x=tf.cast(batch[:, 0:1], tf.int64),
-        y=tf.cast(batch[:, 1:2], tf.float32),
-    )
-
-
 def _shuffle(dataset: tf.data.Dataset, buffer_size: int) -> tf.data.Dataset:
     """``dataset.shuffle(buffer_size, seed=42)`` as the walkthrough ran it, whatever the global seed."""
     variant = tf.raw_ops.ShuffleDatasetV3(
@@ -45,8 +38,8 @@ def _shuffle(dataset: tf.data.Dataset, buffer_size: int) -> tf.data.Dataset:
         seed=tf.constant(_SHUFFLE_SEED_PAIR[0], tf.int64),
         seed2=tf.constant(_SHUFFLE_SEED_PAIR[1], tf.int64),
         seed_generator=tf.raw_ops.DummySeedGenerator(),
-        output_types=[dataset.element_spec.dtype],
-        output_shapes=[dataset.element_spec.shape],
+        output_types=[spec.dtype for spec in tf.nest.flatten(dataset.element_spec)],
+        output_shapes=[spec.shape for spec in tf.nest.flatten(dataset.element_spec)],
         reshuffle_each_iteration=True,
     )
     return tf.data.experimental.from_variant(variant, dataset.element_spec)
@@ -82,13 +75,9 @@ class RatingClients:
         order = np.argsort(users, kind="stable")  # keeps each user's file order
         counts = np.bincount(users)
         num_users = len(counts) if max_clients is None else min(len(counts), max_clients)
-        self._pairs = np.stack(
-            [
-                ratings_df["MovieID"].to_numpy()[order],
-                ratings_df["Rating"].to_numpy()[order],
-            ],
-            axis=1,
-        ).astype(np.int64)
+        # Examples as the model reads them, one row each: x = [movie id], y = [rating].
+        self._x = ratings_df["MovieID"].to_numpy()[order].astype(np.int64)[:, None]
+        self._y = ratings_df["Rating"].to_numpy()[order].astype(np.float32)[:, None]
         self._starts = np.concatenate([[0], np.cumsum(counts)])[:num_users]
         self._counts = counts[:num_users]
         if max_examples_per_user is not None:
@@ -100,24 +89,28 @@ class RatingClients:
     def __len__(self) -> int:
         return len(self.client_ids)
 
+    def _rows(self, client_id: int) -> slice:
+        start = int(self._starts[client_id])
+        return slice(start, start + int(self._counts[client_id]))
+
     def num_examples(self, client_id: int) -> int:
         """How many ratings the client holds (after the ``max_examples_per_user`` cap)."""
         return int(self._counts[client_id])
 
     def client_arrays(self, client_id: int) -> tuple[np.ndarray, np.ndarray]:
         """The client's movie ids and ratings, in file order, before shuffling."""
-        start = self._starts[client_id]
-        pairs = self._pairs[start : start + self._counts[client_id]]
-        return pairs[:, 0], pairs[:, 1]
+        rows = self._rows(client_id)
+        return self._x[rows, 0], self._y[rows, 0].astype(np.int64)
 
     def create_tf_dataset_for_client(self, client_id: int) -> tf.data.Dataset:
         """The client's shuffled, batched ``tf.data.Dataset``."""
-        count = self.num_examples(client_id)
-        if count == 0:
+        rows = self._rows(client_id)
+        if rows.start == rows.stop:
             raise KeyError(f"User {client_id} has no ratings.")
-        start = self._starts[client_id]
-        dataset = tf.data.Dataset.from_tensor_slices(self._pairs[start : start + count])
-        return _shuffle(dataset, count).batch(self.batch_size).map(_to_example)
+        dataset = tf.data.Dataset.from_tensor_slices(
+            collections.OrderedDict(x=self._x[rows], y=self._y[rows])
+        )
+        return _shuffle(dataset, rows.stop - rows.start).batch(self.batch_size)
 
     def create_tf_datasets(self, client_ids: Iterable[int]) -> list[tf.data.Dataset]:
         """The datasets of several clients, e.g. the ones sampled for a round."""

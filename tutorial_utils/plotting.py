@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
@@ -40,8 +41,17 @@ def genre_pie(movie_genres: Iterable[str], name: str = "01_genre_pie") -> plt.Fi
     """The share of each genre among the movies' genre labels."""
     counts = genre_counts(movie_genres).most_common()
     labels, values = zip(*counts)
-    fig, ax = plt.subplots(figsize=(9, 9))
-    ax.pie(values, labels=labels, startangle=90, counterclock=False)
+    fig, ax = plt.subplots(figsize=(10, 7))
+    colors = plt.get_cmap("tab20").colors
+    wedges, _ = ax.pie(values, startangle=90, counterclock=False, colors=colors)
+    total = sum(values)
+    ax.legend(
+        wedges,
+        [f"{label} ({value}, {value / total:.0%})" for label, value in counts],
+        title="Genre (labels, share)",
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+    )
     ax.set_title("MovieLens movie genres")
     save(fig, name)
     return fig
@@ -63,6 +73,9 @@ def training_curves(history: pd.DataFrame, name: str = "03_training_curves") -> 
     loss_ax.set(xlabel="Round", ylabel="Train loss (MSE)", title="Train loss")
     acc_ax.plot(history.index, history["rating_accuracy"], marker="o", color="tab:green")
     acc_ax.set(xlabel="Round", ylabel="Train rating accuracy", title="Train accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     save(fig, name)
     return fig

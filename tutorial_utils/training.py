@@ -14,9 +14,11 @@ TFF 0.87 names (the walkthrough's older names in brackets):
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 
 import pandas as pd
+from tqdm import tqdm
 
 from tutorial_utils import model, runtime
 from tutorial_utils.datasets import ClientSampler, RatingClients
@@ -101,15 +103,17 @@ def train(
     Returns the final state and a table with one row of training metrics per round.
     A progress bar shows the latest loss and accuracy.
     """
-    from tqdm.auto import tqdm
-
     state = training_process.initialize() if state is None else state
     rows = []
-    bar = tqdm(range(num_rounds), desc="Training", unit="round", disable=not progress)
+    bar = tqdm(
+        range(num_rounds), desc="Training", unit="round", file=sys.stdout, disable=not progress
+    )
     for round_num in bar:
         client_datasets = clients.create_tf_datasets(sampler.sample())
         state, metrics = training_process.next(state, client_datasets)
         row = {"round": round_num, **round_metrics(metrics)}
         rows.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", accuracy=f"{row['rating_accuracy']:.3f}")
+        bar.set_postfix(
+            loss=f"{row['loss']:.3f}", accuracy=f"{row['rating_accuracy']:.3f}", refresh=False
+        )
     return state, pd.DataFrame(rows).set_index("round")

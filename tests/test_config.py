@@ -1,0 +1,32 @@
+import pytest
+
+from tutorial_utils import config, settings
+
+
+def test_full_is_the_walkthrough_and_smoke_is_small(monkeypatch):
+    monkeypatch.delenv("FEDRECON_CONFIG", raising=False)
+    assert config.current() == config.FULL
+    assert (config.FULL.max_clients, config.FULL.num_rounds, config.FULL.clients_per_round) == (2000, 20, 50)
+    monkeypatch.setenv("FEDRECON_CONFIG", "smoke")
+    assert config.current() == config.SMOKE
+    assert config.SMOKE.num_rounds < config.FULL.num_rounds
+
+
+def test_unknown_settings_are_rejected_with_the_variable_name(monkeypatch):
+    monkeypatch.setenv("FEDRECON_CONFIG", "huge")
+    with pytest.raises(ValueError, match="FEDRECON_CONFIG"):
+        config.current()
+    monkeypatch.setenv("FEDRECON_DATASET", "imdb")
+    with pytest.raises(ValueError, match="FEDRECON_DATASET"):
+        settings.dataset_choice()
+
+
+def test_paths_follow_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("FEDRECON_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FEDRECON_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("FEDRECON_DATA_DIR", str(tmp_path / "ml"))
+    assert settings.cache_dir() == tmp_path / "cache"
+    assert settings.output_dir() == tmp_path / "out"
+    assert settings.data_dir() == tmp_path / "ml"
+    monkeypatch.delenv("FEDRECON_CACHE_DIR")
+    assert settings.cache_dir() == settings.project_root() / "data"
