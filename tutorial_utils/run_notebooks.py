@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from nbclient.exceptions import CellExecutionError
+
 from tutorial_utils import settings
 
 
@@ -69,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     for number, path in enumerate(paths, start=1):
         destination = path if args.in_place else output / path.name
         print(f"[{number}/{len(paths)}] {path.name} ...", flush=True)
-        seconds = execute(path, destination)
+        try:
+            seconds = execute(path, destination)
+        except CellExecutionError as error:
+            print(f"[{number}/{len(paths)}] {path.name} FAILED; nothing was written.\n{error}")
+            return 1
         print(f"[{number}/{len(paths)}] {path.name} done in {seconds:.0f} s -> {destination}",
               flush=True)
     print(f"Figures: {settings.output_dir()}")
