@@ -7,6 +7,11 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A second environment without TFF: Python 3.12 and the newest TensorFlow, where the
+# simulator (tutorial_utils/simulation.py) must run too.
+PYTHON312 ?= python3.12
+VENV312 := .venv-py312
+STAMP312 := $(VENV312)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 # The walkthrough's notebooks (01-03): with the real data (FEDRECON_DATA_DIR set), nbval
@@ -25,12 +30,12 @@ CORE_ENV := $(SMOKE_ENV)
 endif
 NBVAL_RUN := $(BIN)/python -m pytest --nbval-current-env -p no:cacheprovider -q
 
-.PHONY: tutorial test unit notebooks-test env lock clean
+.PHONY: tutorial test unit notebooks notebooks-test test-py312 env lock clean
 
 tutorial: $(STAMP)
 	$(BIN)/python -m tutorial_utils.run_notebooks
 
-test: unit notebooks-test
+test: unit notebooks-test test-py312
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q
@@ -38,6 +43,9 @@ unit: $(STAMP)
 notebooks-test: $(STAMP)
 	$(CORE_ENV) $(NBVAL_RUN) $(CORE_NBVAL) $(CORE_NOTEBOOKS)
 	$(if $(MORE_NOTEBOOKS),$(SMOKE_ENV) $(NBVAL_RUN) --nbval-lax $(MORE_NOTEBOOKS))
+
+test-py312: $(STAMP312)
+	PYTHONPATH=$(CURDIR) $(VENV312)/bin/python -m pytest tests/test_simulation.py -q
 
 # Re-run every notebook on the real data and store its outputs in the notebooks.
 notebooks: $(STAMP)
@@ -55,6 +63,13 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
 
+$(STAMP312): requirements/py312.txt
+	@command -v $(PYTHON312) >/dev/null || { echo "$(PYTHON312) not found: the no-TFF check needs Python 3.12 (set PYTHON312=...)."; exit 1; }
+	@rm -rf $(VENV312)
+	$(PYTHON312) -m venv $(VENV312)
+	$(VENV312)/bin/python -m pip install --quiet -r requirements/py312.txt
+	@touch $@
+
 # Rebuild requirements/lock.txt from requirements/direct.txt in a scratch environment.
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
@@ -64,4 +79,4 @@ lock:
 	mv requirements/lock.tmp requirements/lock.txt && rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) output
+	rm -rf $(VENV) $(VENV312) output

@@ -69,6 +69,14 @@ def test_each_pass_reshuffles(small_ratings):
     assert sorted(first) == sorted(second) and first.tolist() != second.tolist()
 
 
+def test_without_reshuffling_every_pass_has_one_shuffled_order(small_ratings):
+    fixed = datasets.RatingClients(small_ratings, batch_size=12, reshuffle_each_iteration=False)
+    dataset = fixed.create_tf_dataset_for_client(2)
+    first, second = (all_examples(dataset)[0] for _ in range(2))
+    np.testing.assert_array_equal(first, second)
+    assert first.tolist() != fixed.client_arrays(2)[0].tolist()
+
+
 def test_max_clients_keeps_the_first_users(small_ratings):
     clients = datasets.RatingClients(small_ratings, max_clients=2)
     assert clients.client_ids == [0, 1]

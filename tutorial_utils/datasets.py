@@ -30,7 +30,7 @@ SHUFFLE_SEED = 42
 _SHUFFLE_SEED_PAIR = (87654321, SHUFFLE_SEED)
 
 
-def _shuffle(dataset: tf.data.Dataset, buffer_size: int) -> tf.data.Dataset:
+def _shuffle(dataset: tf.data.Dataset, buffer_size: int, reshuffle: bool) -> tf.data.Dataset:
     """``dataset.shuffle(buffer_size, seed=42)`` as the walkthrough ran it, whatever the global seed."""
     variant = tf.raw_ops.ShuffleDatasetV3(
         input_dataset=tf.data.experimental.to_variant(dataset),
@@ -40,7 +40,7 @@ def _shuffle(dataset: tf.data.Dataset, buffer_size: int) -> tf.data.Dataset:
         seed_generator=tf.raw_ops.DummySeedGenerator(),
         output_types=[spec.dtype for spec in tf.nest.flatten(dataset.element_spec)],
         output_shapes=[spec.shape for spec in tf.nest.flatten(dataset.element_spec)],
-        reshuffle_each_iteration=True,
+        reshuffle_each_iteration=reshuffle,
     )
     return tf.data.experimental.from_variant(variant, dataset.element_spec)
 
@@ -59,11 +59,18 @@ class RatingClients:
         batch_size: int = 5,
         max_examples_per_user: int | None = 300,
         max_clients: int | None = None,
+        reshuffle_each_iteration: bool = True,
     ):
         """Groups ``ratings_df`` (remapped ``UserID``, ``MovieID``, ``Rating``) by user.
 
         Users are the ids ``0 .. n-1`` of the remapped table; ``max_clients`` keeps the
         first ones, as the walkthrough's ``max_clients`` did.
+
+        ``reshuffle_each_iteration=True`` is the walkthrough's behaviour: every pass over a
+        client's dataset has a new order. TFF's default split reads the dataset twice
+        (even batches to reconstruct, odd batches to train or evaluate), so the two halves
+        come from different orders and share examples. ``False`` fixes one order per
+        client, which makes the halves disjoint.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
@@ -84,6 +91,7 @@ class RatingClients:
             self._counts = np.minimum(self._counts, max_examples_per_user)
         self.batch_size = batch_size
         self.max_examples_per_user = max_examples_per_user
+        self.reshuffle_each_iteration = reshuffle_each_iteration
         self.client_ids: list[int] = [int(u) for u in np.flatnonzero(self._counts)]
 
     def __len__(self) -> int:
@@ -110,7 +118,8 @@ class RatingClients:
         dataset = tf.data.Dataset.from_tensor_slices(
             collections.OrderedDict(x=self._x[rows], y=self._y[rows])
         )
-        return _shuffle(dataset, rows.stop - rows.start).batch(self.batch_size)
+        count = rows.stop - rows.start
+        return _shuffle(dataset, count, self.reshuffle_each_iteration).batch(self.batch_size)
 
     def create_tf_datasets(self, client_ids: Iterable[int]) -> list[tf.data.Dataset]:
         """The datasets of several clients, e.g. the ones sampled for a round."""

@@ -2,6 +2,8 @@
 
 Figures are written to ``settings.output_dir()`` (``output/figures`` in a checkout, or
 ``FEDRECON_OUTPUT_DIR``), so a run of the notebooks leaves every plot on disk as well.
+Each figure is closed in ``pyplot`` once saved, so Jupyter does not draw it by itself: a
+notebook shows it by ending a cell with it, exactly once, and nothing stays open in memory.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
@@ -18,18 +22,20 @@ from tutorial_utils import settings
 from tutorial_utils.exploration import genre_counts
 
 
-def save(fig: plt.Figure, name: str) -> Path:
+def save(fig: Figure, name: str) -> Path:
     """Saves ``fig`` as ``<output dir>/<name>.png`` and returns the path."""
     directory = settings.output_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
     return path
 
 
-def rating_histogram(ratings: pd.Series, name: str = "01_rating_histogram") -> plt.Figure:
+def rating_histogram(ratings: pd.Series, name: str = "01_rating_histogram") -> Figure:
     """How often each rating from 1 to 5 was given."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = plt.figure(figsize=(6, 4))
+    ax = fig.subplots()
     counts = ratings.value_counts().reindex(range(1, 6), fill_value=0)
     ax.bar(counts.index, counts.to_numpy(), width=0.8)
     ax.set(xticks=range(1, 6), xlabel="Rating", ylabel="Count", title="Ratings")
@@ -37,12 +43,13 @@ def rating_histogram(ratings: pd.Series, name: str = "01_rating_histogram") -> p
     return fig
 
 
-def genre_pie(movie_genres: Iterable[str], name: str = "01_genre_pie") -> plt.Figure:
+def genre_pie(movie_genres: Iterable[str], name: str = "01_genre_pie") -> Figure:
     """The share of each genre among the movies' genre labels."""
     counts = genre_counts(movie_genres).most_common()
     labels, values = zip(*counts)
-    fig, ax = plt.subplots(figsize=(10, 7))
-    colors = plt.get_cmap("tab20").colors
+    fig = plt.figure(figsize=(10, 7))
+    ax = fig.subplots()
+    colors = matplotlib.colormaps["tab20"].colors
     wedges, _ = ax.pie(values, startangle=90, counterclock=False, colors=colors)
     total = sum(values)
     ax.legend(
@@ -57,18 +64,20 @@ def genre_pie(movie_genres: Iterable[str], name: str = "01_genre_pie") -> plt.Fi
     return fig
 
 
-def examples_per_user(counts: Iterable[int], name: str = "01_examples_per_user") -> plt.Figure:
+def examples_per_user(counts: Iterable[int], name: str = "01_examples_per_user") -> Figure:
     """Histogram of how many ratings each client holds."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = plt.figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.hist(np.asarray(list(counts)), bins=10)
     ax.set(xlabel="Number of examples", ylabel="Count", title="Examples per client")
     save(fig, name)
     return fig
 
 
-def training_curves(history: pd.DataFrame, name: str = "03_training_curves") -> plt.Figure:
+def training_curves(history: pd.DataFrame, name: str = "03_training_curves") -> Figure:
     """Training loss and rating accuracy against the round number."""
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = plt.figure(figsize=(11, 4))
+    loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(history.index, history["loss"], marker="o")
     loss_ax.set(xlabel="Round", ylabel="Train loss (MSE)", title="Train loss")
     acc_ax.plot(history.index, history["rating_accuracy"], marker="o", color="tab:green")
@@ -76,6 +85,6 @@ def training_curves(history: pd.DataFrame, name: str = "03_training_curves") -> 
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.set_layout_engine("tight")
     save(fig, name)
     return fig

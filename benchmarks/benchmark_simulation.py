@@ -1,0 +1,196 @@
+"""FedRecon rounds on MovieLens 1M: TensorFlow Federated against the vectorized simulator.
+
+    FEDRECON_DATA_DIR=/path/to/ml-1m python benchmarks/benchmark_simulation.py [--skip-tff]
+
+Without FEDRECON_DATA_DIR the data are read from ``../shared/data/ml-1m`` beside the
+repository. In one process, this measures:
+
+- rounds per second at 50 clients a round with the tutorial's settings (TFF's default
+  split), for TFF (after a warm-up round) and for the simulator (after warm-up rounds
+  that compile its programs), and the ratio;
+- the paper's protocol with the simulator: 80% of the users (4832) for training, 100
+  clients a round, 500 rounds, reconstruction for up to 5 epochs capped at 50 steps,
+  post-reconstruction 1 epoch capped at 50 steps, split data; its wall time (compilation
+  included), and the metrics on the 604 test users before and after training (with
+  ``build_fed_recon_eval``'s default split, and after training also with the training
+  split). TFF's time for the same protocol is estimated from a few of its rounds;
+- one round over every training user;
+- peak memory (maximum resident set size) of this process once the data are loaded,
+  after the simulator's part and after TFF's, and of TFF's worker process. (TensorFlow
+  has no memory statistics for the CPU device, so the process's are the measure.)
+
+Every round's batches are drawn as part of the round: ``create_tf_datasets`` for TFF,
+:meth:`PackedClients.round_batches` for the simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import time
+from pathlib import Path
+
+from tutorial_utils import data, datasets
+from tutorial_utils import simulation as sim
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TUTORIAL_CLIENTS_PER_ROUND = 50
+PAPER_SPLIT = sim.DatasetSplit(recon_epochs=5, recon_steps_max=50, post_recon_steps_max=50)
+
+
+def data_folder() -> Path:
+    value = os.environ.get("FEDRECON_DATA_DIR", "").strip()
+    return Path(value).expanduser() if value else REPO_ROOT.parent / "shared" / "data" / "ml-1m"
+
+
+def peak_rss_mib() -> float:
+    """This process's maximum resident set size so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_peak_rss_mib(pid: int) -> float:
+    """A running process's peak resident set size (``VmHWM``, Linux only)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"No VmHWM for process {pid}.")
+
+
+def simulator_seconds_per_round(simulator, packed, sampler, rounds: int, warmup: int) -> float:
+    for _ in range(warmup):
+        simulator.run_round(packed, sampler.sample())
+    start = time.perf_counter()
+    for _ in range(rounds):
+        simulator.run_round(packed, sampler.sample())
+    return (time.perf_counter() - start) / rounds
+
+
+def tff_seconds_per_round(clients, sampler, num_items: int, split: sim.DatasetSplit,
+                          rounds: int) -> float:
+    """Mean time of ``rounds`` TFF rounds after one warm-up round."""
+    import dataclasses
+
+    import tensorflow_federated as tff
+
+    from tutorial_utils import model, training
+
+    process = training.build_training_process(
+        model.reconstruction_model_fn(num_items),
+        dataset_split_fn=tff.learning.models.ReconstructionModel.build_dataset_split_fn(
+            **dataclasses.asdict(split)),
+    )
+    state = process.initialize()
+    state, _ = process.next(state, clients.create_tf_datasets(sampler.sample()))
+    start = time.perf_counter()
+    for _ in range(rounds):
+        state, _ = process.next(state, clients.create_tf_datasets(sampler.sample()))
+    return (time.perf_counter() - start) / rounds
+
+
+def metrics_text(metrics: dict) -> str:
+    rmse = f", RMSE {metrics['rmse']:.4f}" if "rmse" in metrics else ""
+    return f"loss {metrics['loss']:.4f}{rmse}, accuracy {metrics['rating_accuracy']:.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-tff", action="store_true", help="time the simulator only")
+    parser.add_argument("--rounds", type=int, default=500, help="rounds of the paper's protocol")
+    parser.add_argument("--clients-per-round", type=int, default=100,
+                        help="clients a round in the paper's protocol")
+    parser.add_argument("--tff-rounds", type=int, default=5, help="timed TFF rounds")
+    parser.add_argument("--simulator-rounds", type=int, default=100,
+                        help="timed simulator rounds at 50 clients")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    ratings, _ = data.load_movielens(data_folder())
+    clients = datasets.RatingClients(ratings, batch_size=5, max_examples_per_user=300)
+    packed = sim.PackedClients.from_rating_clients(clients)
+    train_ids, _, test_ids = datasets.split_clients(clients.client_ids)
+    num_items = int(ratings["MovieID"].max()) + 1
+    load_seconds = time.perf_counter() - start
+    loaded_rss = peak_rss_mib()
+    print(f"MovieLens 1M from {data_folder()}: {len(ratings)} ratings, {len(clients)} users "
+          f"({len(train_ids)} train, {len(test_ids)} test), {num_items} movies; "
+          f"loaded and packed in {load_seconds:.2f} s")
+
+    # The tutorial's round: 50 clients, TFF's default split.
+    tutorial = sim.FedReconConfig(num_items=num_items)
+    simulator = sim.FedReconSimulator(tutorial, seed=args.seed)
+    sampler = datasets.ClientSampler(train_ids, TUTORIAL_CLIENTS_PER_ROUND, seed=args.seed)
+    sim_tutorial = simulator_seconds_per_round(simulator, packed, sampler,
+                                               args.simulator_rounds, warmup=20)
+
+    # The paper's protocol.
+    paper = sim.FedReconConfig(num_items=num_items, train_split=PAPER_SPLIT)
+    simulator = sim.FedReconSimulator(paper, seed=args.seed)
+    before = simulator.evaluate(packed, test_ids)
+    sampler = datasets.ClientSampler(train_ids, args.clients_per_round, seed=args.seed)
+    start = time.perf_counter()
+    for _ in range(args.rounds):
+        last_round = simulator.run_round(packed, sampler.sample())
+    sim_protocol = time.perf_counter() - start
+    after = simulator.evaluate(packed, test_ids)
+    after_paper_split = simulator.evaluate(packed, test_ids, PAPER_SPLIT)
+
+    # One round over every training user (the first one includes compilation).
+    start = time.perf_counter()
+    simulator.run_round(packed, train_ids)
+    all_users_first = time.perf_counter() - start
+    start = time.perf_counter()
+    simulator.run_round(packed, train_ids)
+    all_users = time.perf_counter() - start
+    simulator_rss = peak_rss_mib()
+
+    tff_tutorial = tff_protocol = None
+    if not args.skip_tff:
+        from tutorial_utils import runtime
+
+        sampler = datasets.ClientSampler(train_ids, TUTORIAL_CLIENTS_PER_ROUND, seed=args.seed)
+        tff_tutorial = tff_seconds_per_round(clients, sampler, num_items, sim.DatasetSplit(),
+                                             args.tff_rounds)
+        sampler = datasets.ClientSampler(train_ids, args.clients_per_round, seed=args.seed)
+        tff_protocol = args.rounds * tff_seconds_per_round(
+            clients, sampler, num_items, PAPER_SPLIT, args.tff_rounds)
+        tff_rss = peak_rss_mib()
+        worker_rss = max(worker_peak_rss_mib(w.pid) for w in runtime.running_workers())
+
+    def cell(value, digits):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    def speedup(tff_value, simulator_value):
+        return "-" if tff_value is None else f"{tff_value / simulator_value:.0f}x"
+
+    per_round = TUTORIAL_CLIENTS_PER_ROUND
+    rows = [
+        (f"one round, {per_round} clients, default split (s)",
+         cell(tff_tutorial, 3), cell(sim_tutorial, 4), speedup(tff_tutorial, sim_tutorial)),
+        (f"rounds per second, {per_round} clients",
+         cell(tff_tutorial and 1 / tff_tutorial, 2), cell(1 / sim_tutorial, 0), ""),
+        (f"paper protocol: {args.rounds} rounds x {args.clients_per_round} clients (s)",
+         cell(tff_protocol, 0) + (" (estimated)" if tff_protocol else ""),
+         cell(sim_protocol, 1), speedup(tff_protocol, sim_protocol)),
+        (f"one round over all {len(train_ids)} training users (s)", "-",
+         f"{all_users:.2f} ({all_users_first:.2f} with compilation)", ""),
+        ("peak RSS of this process (MiB)",
+         "-" if tff_tutorial is None else f"{tff_rss:.0f} (after TFF)",
+         f"{simulator_rss:.0f} (before TFF; {loaded_rss:.0f} with the data loaded)", ""),
+    ]
+    if tff_tutorial is not None:
+        rows.append(("peak RSS of TFF's worker process (MiB)", f"{worker_rss:.0f}", "-", ""))
+
+    print(f"\nSimulator, paper protocol: last round {metrics_text(last_round)}")
+    print(f"Test users ({len(test_ids)}) before training: {metrics_text(before)}")
+    print(f"Test users ({len(test_ids)}) after {args.rounds} rounds: {metrics_text(after)}; "
+          f"with the training split: {metrics_text(after_paper_split)}")
+    print("\n| measure | TFF 0.87 | simulator | speed-up |")
+    print("|---|---:|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+"""The vectorized FedRecon simulator: its pieces, a plain reference, and TFF itself.
+
+Everything but the ``requires_tff`` tests runs without TensorFlow Federated (e.g. on
+the newest TensorFlow, see requirements/py312.txt).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tutorial_utils import datasets
+from tutorial_utils import simulation as sim
+
+requires_tff = pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow_federated") is None,
+    reason="tensorflow_federated is not installed",
+)
+
+NUM_USERS, NUM_ITEMS, NUM_FACTORS = 40, 60, 8
+OPTIONS_SPLIT = sim.DatasetSplit(recon_epochs=2, recon_steps_max=3, post_recon_steps_max=2)
+NO_SPLIT = sim.DatasetSplit(recon_epochs=2, post_recon_epochs=2, split_dataset=False)
+
+
+@pytest.fixture(scope="module")
+def ratings_df() -> pd.DataFrame:
+    """40 users with 20 to 80 ratings of 60 items (a user may rate an item twice)."""
+    rng = np.random.default_rng(0)
+    counts = rng.integers(20, 81, size=NUM_USERS)
+    return pd.DataFrame({
+        "UserID": np.repeat(np.arange(NUM_USERS), counts),
+        "MovieID": rng.integers(0, NUM_ITEMS, size=counts.sum()),
+        "Rating": rng.integers(1, 6, size=counts.sum()),
+    })
+
+
+@pytest.fixture(scope="module")
+def rating_clients(ratings_df) -> datasets.RatingClients:
+    return datasets.RatingClients(ratings_df, batch_size=5)
+
+
+def batch(items, ratings):
+    return np.asarray(items), np.asarray(ratings, np.float32)
+
+
+# --------------------------------------------------------------------------------------
+# The pieces
+# --------------------------------------------------------------------------------------
+
+
+def test_bucket_rounds_up_by_at_most_a_quarter():
+    assert [sim._bucket(n) for n in (0, 1, 4, 5, 8, 9, 50, 100, 4832)] == [
+        1, 1, 4, 5, 8, 10, 56, 112, 5120]
+    for n in range(1, 3000):
+        assert n <= sim._bucket(n) <= max(4, 1.25 * n)
+
+
+def test_step_schedule_default_split_alternates_batches():
+    schedule = sim.step_schedule(np.array([7, 1, 4]), sim.DatasetSplit(), "recon")
+    np.testing.assert_array_equal(schedule.active, [[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0]])
+    np.testing.assert_array_equal(schedule.batch[schedule.active], [0, 2, 4, 6, 0, 0, 2])
+    post = sim.step_schedule(np.array([7, 1, 4]), sim.DatasetSplit(), "post_recon")
+    np.testing.assert_array_equal(post.active.sum(axis=1), [3, 0, 2])
+    np.testing.assert_array_equal(post.batch[post.active], [1, 3, 5, 1, 3])
+    assert not post.epoch.any()
+
+
+def test_step_schedule_epochs_then_steps_max():
+    schedule = sim.step_schedule(np.array([7, 4]), OPTIONS_SPLIT, "recon")
+    np.testing.assert_array_equal(schedule.active.sum(axis=1), [3, 3])
+    np.testing.assert_array_equal(schedule.batch, [[0, 2, 4], [0, 2, 0]])
+    np.testing.assert_array_equal(schedule.epoch, [[0, 0, 0], [0, 0, 1]])
+    post = sim.step_schedule(np.array([7, 4]), NO_SPLIT, "post_recon")
+    np.testing.assert_array_equal(post.active.sum(axis=1), [14, 8])
+    np.testing.assert_array_equal(post.batch[1, :8], [0, 1, 2, 3, 0, 1, 2, 3])
+    np.testing.assert_array_equal(post.epoch[1, :8], [0] * 4 + [1] * 4)
+
+
+@pytest.mark.parametrize("split", [sim.DatasetSplit(), OPTIONS_SPLIT, NO_SPLIT,
+                                   sim.DatasetSplit(recon_epochs=3, post_recon_epochs=2,
+                                                    post_recon_steps_max=5)])
+def test_step_schedule_matches_the_tf_data_split(split):
+    """The schedule picks the batches that split_dataset_fn's tf.data pipelines yield."""
+    for num_batches in (1, 2, 5, 8):
+        dataset = tf.data.Dataset.range(num_batches)  # batch i is the number i
+        recon, post = sim.split_dataset_fn(split)(dataset)
+        for phase, phase_dataset in (("recon", recon), ("post_recon", post)):
+            schedule = sim.step_schedule(np.array([num_batches]), split, phase)
+            expected = [int(i) for i in phase_dataset]
+            assert schedule.batch[schedule.active].tolist() == expected
+
+
+def test_split_dataset_fn_reads_a_reshuffling_dataset_once_per_stage():
+    """As in TFF, the two stages are separate iterations: with reshuffling, different orders."""
+    def shuffled_batches():
+        return tf.data.Dataset.range(40).shuffle(40, seed=1, reshuffle_each_iteration=True).batch(4)
+
+    dataset = shuffled_batches()
+    first_pass, second_pass = [[b.tolist() for b in dataset.as_numpy_iterator()] for _ in range(2)]
+    assert first_pass != second_pass
+    recon, post = sim.split_dataset_fn(sim.DatasetSplit())(shuffled_batches())
+    assert [b.tolist() for b in recon.as_numpy_iterator()] == first_pass[0::2]
+    assert [b.tolist() for b in post.as_numpy_iterator()] == second_pass[1::2]
+
+
+def packed_example() -> sim.PackedClients:
+    """Three clients whose rating of item i is always i % 5 + 1."""
+    items = [np.arange(12), np.arange(20, 23), np.arange(30, 53)]
+    return sim.PackedClients([7, 3, 9], items, [i % 5 + 1.0 for i in items])
+
+
+def test_packed_clients_pad_and_find_rows():
+    packed = packed_example()
+    assert packed.items.shape == (3, 23)
+    np.testing.assert_array_equal(packed.counts, [12, 3, 23])
+    np.testing.assert_array_equal(packed.rows([9, 7]), [2, 0])
+    assert not packed.items[1, 3:].any()
+
+
+def test_packed_clients_from_rating_clients(rating_clients):
+    packed = sim.PackedClients.from_rating_clients(rating_clients)
+    assert packed.client_ids == rating_clients.client_ids
+    row = packed.rows([5])[0]
+    items, ratings = rating_clients.client_arrays(5)
+    np.testing.assert_array_equal(packed.items[row, :len(items)], items)
+    np.testing.assert_array_equal(packed.ratings[row, :len(items)], ratings)
+
+
+def test_round_batches_masks_and_contents():
+    packed = packed_example()
+    rng = np.random.default_rng(0)
+    batches = packed.round_batches([7, 3, 9], sim.DatasetSplit(), 5, rng,
+                                   reshuffle_each_pass=False)
+    # 12 ratings -> batches of 5, 5, 2: recon gets batches 0 and 2, post batch 1.
+    np.testing.assert_array_equal(batches.recon.mask.sum(axis=(1, 2)), [7, 3, 13])
+    np.testing.assert_array_equal(batches.post_recon.mask.sum(axis=(1, 2)), [5, 0, 10])
+    for phase in batches:
+        real = phase.mask
+        np.testing.assert_array_equal(phase.ratings[real], phase.items[real] % 5 + 1)
+        assert not phase.items[~real].any() and not phase.ratings[~real].any()
+    # One order per round: the two halves are disjoint and cover every rating once.
+    for c, count in enumerate(packed.counts):
+        seen = np.concatenate([batches.recon.items[c][batches.recon.mask[c]],
+                               batches.post_recon.items[c][batches.post_recon.mask[c]]])
+        np.testing.assert_array_equal(np.sort(seen), np.sort(packed.items[c, :count]))
+
+
+def test_round_batches_reshuffle_each_pass_draws_new_orders():
+    packed = sim.PackedClients([0], [np.arange(300)], [np.ones(300)])
+    split = sim.DatasetSplit(recon_epochs=2, split_dataset=False)
+    batches = packed.round_batches([0], split, 5, np.random.default_rng(0))
+    recon = batches.recon.items[0].reshape(-1)
+    first, second = recon[:300], recon[300:]
+    np.testing.assert_array_equal(np.sort(first), np.arange(300))
+    np.testing.assert_array_equal(np.sort(second), np.arange(300))
+    assert (first != second).any()
+    assert (batches.post_recon.items[0].reshape(-1) != first).any()
+
+
+def test_round_inputs_number_local_item_rows():
+    batches = sim.RoundBatches.from_lists(
+        recon=[[batch([4, 4, 1], [1, 2, 3])], [batch([4], [5])]],
+        post_recon=[[batch([1, 2], [1, 1]), batch([2], [3])], []],
+        batch_size=3,
+    )
+    inputs = sim._round_inputs(batches, num_items=6)
+    num_rows = len(inputs.table_items)
+    # Client 0 holds items 1, 2, 4; client 1 its own copy of item 4.
+    pairs = {(int(c), int(i)) for c, i in zip(inputs.table_clients, inputs.table_items)}
+    assert {(0, 1), (0, 2), (0, 4), (1, 4)} <= pairs
+    rows = inputs.recon_rows
+    assert rows[0, 0, 0] == rows[0, 0, 1] != rows[1, 0, 0]
+    assert inputs.table_items[rows[0, 0, 2]] == 1 and inputs.table_clients[rows[1, 0, 0]] == 1
+    assert inputs.post_recon_rows[0, 0, 0] == rows[0, 0, 2]
+    # Padded examples point at the scratch row just past the table.
+    assert (inputs.post_recon_rows[inputs.post_recon_mask == 0] == num_rows).all()
+    assert inputs.post_recon_mask.sum() == 3 and inputs.recon_mask.sum() == 4
+    with pytest.raises(ValueError, match="Item ids"):
+        sim._round_inputs(batches, num_items=4)
+
+
+# --------------------------------------------------------------------------------------
+# The algorithm, against a plain one-client-at-a-time reference
+# --------------------------------------------------------------------------------------
+
+
+def reference_round(item_matrix, recon, post_recon, config, user_init, train=True):
+    """FedRecon written out with loops, in float64: one client, one batch at a time.
+
+    With ``train=False``, the evaluation: post-reconstruction batches are only measured.
+    """
+    k = item_matrix.shape[1]
+    weighted_deltas, weights = np.zeros_like(item_matrix, np.float64), 0.0
+    loss_sum = num_batches = correct = examples = squared_error = 0.0
+    for recon_batches, post_batches in zip(recon, post_recon):
+        items_local = item_matrix.astype(np.float64)
+        user = np.full(k, user_init)
+        for items, ratings in recon_batches:
+            error = items_local[items] @ user - ratings
+            user -= config.recon_lr * 2 * error @ items_local[items] / len(items)
+        for items, ratings in post_batches:
+            error = items_local[items] @ user - ratings
+            loss_sum += np.mean(error**2)
+            num_batches += 1
+            correct += np.sum(np.abs(error) <= 0.5)
+            examples += len(items)
+            squared_error += np.sum(error**2)
+            gradient = np.zeros_like(items_local)
+            np.add.at(gradient, items, 2 * error[:, None] * user / len(items))
+            items_local -= config.client_lr * gradient * train
+        weight = sum(len(items) for items, _ in post_batches)
+        weighted_deltas += weight * (items_local - item_matrix)
+        weights += weight
+    updated = item_matrix + config.server_lr * weighted_deltas / weights
+    metrics = {"loss": loss_sum / num_batches, "rating_accuracy": correct / examples,
+               "num_examples": examples, "rmse": np.sqrt(squared_error / examples)}
+    return updated, metrics
+
+
+def random_client_batches(rng, num_clients, max_batches, batch_size=5):
+    """Per client, 0 to ``max_batches`` batches of 1 to ``batch_size`` random ratings."""
+    def random_batch():
+        size = rng.integers(1, batch_size + 1)
+        return batch(rng.integers(0, NUM_ITEMS, size=size), rng.integers(1, 6, size=size))
+
+    return [[random_batch() for _ in range(rng.integers(0, max_batches + 1))]
+            for _ in range(num_clients)]
+
+
+def test_training_round_matches_the_reference():
+    rng = np.random.default_rng(1)
+    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, user_init_range=(0.3, 0.3))
+    item_matrix = rng.uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS)).astype(np.float32)
+    recon = random_client_batches(rng, 6, 4)
+    post_recon = random_client_batches(rng, 6, 6)
+    post_recon[0] = []  # a client without post-reconstruction batches weighs nothing
+    simulator = sim.FedReconSimulator(config, item_matrix=item_matrix)
+    metrics = simulator.run_round_batches(sim.RoundBatches.from_lists(recon, post_recon, 5))
+    expected_matrix, expected = reference_round(item_matrix, recon, post_recon, config, 0.3)
+    np.testing.assert_allclose(simulator.item_matrix, expected_matrix, atol=1e-5)
+    assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert metrics["rating_accuracy"] == pytest.approx(expected["rating_accuracy"])
+    assert metrics["num_examples"] == expected["num_examples"]
+
+
+def test_evaluation_matches_the_reference_and_changes_nothing():
+    rng = np.random.default_rng(2)
+    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, user_init_range=(0.3, 0.3))
+    item_matrix = rng.uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS)).astype(np.float32)
+    recon = random_client_batches(rng, 5, 4)
+    post_recon = random_client_batches(rng, 5, 6)
+    simulator = sim.FedReconSimulator(config, item_matrix=item_matrix)
+    metrics = simulator.evaluate_batches(sim.RoundBatches.from_lists(recon, post_recon, 5))
+    _, expected = reference_round(item_matrix, recon, post_recon, config, 0.3, train=False)
+    np.testing.assert_array_equal(simulator.item_matrix, item_matrix)
+    for name in ("loss", "rating_accuracy", "rmse"):
+        assert metrics[name] == pytest.approx(expected[name], rel=1e-5), name
+    assert metrics["num_examples"] == expected["num_examples"]
+
+
+def test_round_without_post_reconstruction_examples_leaves_items_unchanged():
+    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS)
+    simulator = sim.FedReconSimulator(config, seed=0)
+    before = simulator.item_matrix
+    batches = sim.RoundBatches.from_lists([[batch([1, 2], [3, 4])]], [[]], 5)
+    metrics = simulator.run_round_batches(batches)
+    assert metrics == {"loss": 0.0, "rating_accuracy": 0.0, "num_examples": 0}
+    np.testing.assert_array_equal(simulator.item_matrix, before)
+
+
+def test_client_with_non_finite_update_is_dropped():
+    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, user_init_range=(0.1, 0.1))
+    item_matrix = np.random.default_rng(3).uniform(-0.05, 0.05, (NUM_ITEMS, NUM_FACTORS))
+    good = ([batch([1, 2], [3, 4])], [batch([3, 4, 5], [5, 1, 2])])
+    bad = ([batch([6], [3e38])], [batch([3, 7], [3e38, 3e38])])  # overflows to inf
+    alone = sim.FedReconSimulator(config, item_matrix=item_matrix)
+    alone.run_round_batches(sim.RoundBatches.from_lists([good[0]], [good[1]], 5))
+    both = sim.FedReconSimulator(config, item_matrix=item_matrix)
+    metrics = both.run_round_batches(
+        sim.RoundBatches.from_lists([good[0], bad[0]], [good[1], bad[1]], 5))
+    assert np.isfinite(both.item_matrix).all()
+    np.testing.assert_array_equal(both.item_matrix, alone.item_matrix)
+    assert metrics["num_examples"] == 5  # the metrics still count the dropped client
+
+
+@pytest.fixture(scope="module")
+def packed_clients(rating_clients) -> sim.PackedClients:
+    return sim.PackedClients.from_rating_clients(rating_clients)
+
+
+def simulate(packed_clients, seed, rounds=3):
+    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, train_split=OPTIONS_SPLIT)
+    simulator = sim.FedReconSimulator(config, seed=seed)
+    sampler = datasets.ClientSampler(packed_clients.client_ids, 10, seed=0)
+    history = [simulator.run_round(packed_clients, sampler.sample()) for _ in range(rounds)]
+    history.append(simulator.evaluate(packed_clients, packed_clients.client_ids))
+    return history, simulator.item_matrix
+
+
+def test_same_seed_same_results(packed_clients):
+    first, first_matrix = simulate(packed_clients, seed=5)
+    second, second_matrix = simulate(packed_clients, seed=5)
+    assert first == second
+    np.testing.assert_array_equal(first_matrix, second_matrix)
+    third, third_matrix = simulate(packed_clients, seed=6)
+    assert third != first and not np.array_equal(third_matrix, first_matrix)
+
+
+def test_training_lowers_the_loss(packed_clients):
+    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, client_lr=0.1)
+    simulator = sim.FedReconSimulator(config, seed=0)
+    everyone = packed_clients.client_ids
+    before = simulator.evaluate(packed_clients, everyone)
+    for _ in range(30):
+        simulator.run_round(packed_clients, everyone)
+    after = simulator.evaluate(packed_clients, everyone)
+    assert after["loss"] < 0.5 * before["loss"]
+    assert after["rmse"] < before["rmse"]
+
+
+def test_config_checks_its_values():
+    with pytest.raises(ValueError, match="recon_epochs"):
+        sim.DatasetSplit(recon_epochs=0)
+    with pytest.raises(ValueError, match="post_recon_steps_max"):
+        sim.DatasetSplit(post_recon_steps_max=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        sim.FedReconConfig(10, batch_size=0)
+    with pytest.raises(ValueError, match="shape"):
+        sim.FedReconSimulator(sim.FedReconConfig(10, 4), item_matrix=np.zeros((10, 5)))
+
+
+def test_imports_neither_tff_nor_keras_model():
+    """The simulator needs plain TensorFlow only (it must run where TFF cannot be installed)."""
+    code = ("import sys, tutorial_utils.simulation; "
+            "print(sorted({'tensorflow_federated', 'tutorial_utils.model'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------
+# Parity with TensorFlow Federated
+# --------------------------------------------------------------------------------------
+
+
+def relative_difference(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(a), abs(b)) if a != b else 0.0
+
+
+@requires_tff
+@pytest.mark.parametrize(
+    "split, client_lr",
+    [(sim.DatasetSplit(), 0.5), (OPTIONS_SPLIT, 0.5), (NO_SPLIT, 0.1)],
+    ids=["default-split", "epochs-and-steps-max", "no-split"],
+)
+def test_matches_tff(rating_clients, split, client_lr):
+    """Same initial items, user initializer, clients and batches: the same rounds as TFF."""
+    import tensorflow_federated as tff
+
+    from tutorial_utils import model, training
+
+    model_fn = model.reconstruction_model_fn(
+        NUM_ITEMS, NUM_FACTORS, user_initializer=tf.keras.initializers.Constant(0.01))
+    split_options = dataclasses.asdict(split)
+    process = training.build_training_process(
+        model_fn,
+        training.LearningRates(client=client_lr),
+        dataset_split_fn=tff.learning.models.ReconstructionModel.build_dataset_split_fn(
+            **split_options),
+    )
+    initial = np.random.default_rng(1).uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS))
+    initial = initial.astype(np.float32)
+    state = process.set_model_weights(
+        process.initialize(), tff.learning.models.ModelWeights([initial], []))
+    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, client_lr=client_lr,
+                                train_split=split, user_init_range=(0.01, 0.01))
+    simulator = sim.FedReconSimulator(config, item_matrix=initial)
+
+    sampler = datasets.ClientSampler(rating_clients.client_ids, 10, seed=3)
+    metric_diffs, matrix_diffs = [], []
+    for _ in range(5):
+        client_ids = sampler.sample()
+        state, tff_metrics = process.next(state, rating_clients.create_tf_datasets(client_ids))
+        tff_metrics = training.round_metrics(tff_metrics)
+        ours = simulator.run_round_batches(sim.batches_from_datasets(
+            rating_clients.create_tf_datasets(client_ids), split, rating_clients.batch_size))
+        tff_matrix = process.get_model_weights(state).trainable[0]
+        metric_diffs.append(max(relative_difference(ours[name], tff_metrics[name])
+                                for name in ("loss", "rating_accuracy")))
+        matrix_diffs.append(float(np.abs(simulator.item_matrix - tff_matrix).max()))
+    # Evaluation, with build_fed_recon_eval's default split.
+    evaluation = training.build_evaluation_process(model_fn)
+    everyone = rating_clients.client_ids
+    tff_eval = training.evaluate(
+        evaluation, process.get_model_weights(state), rating_clients.create_tf_datasets(everyone))
+    ours_eval = simulator.evaluate_batches(sim.batches_from_datasets(
+        rating_clients.create_tf_datasets(everyone), sim.DatasetSplit(),
+        rating_clients.batch_size))
+    eval_diff = max(relative_difference(ours_eval[name], tff_eval[name])
+                    for name in ("loss", "rating_accuracy"))
+    print(f"\n{split}: max relative metric difference {max(metric_diffs):.2e}, "
+          f"max absolute item difference {max(matrix_diffs):.2e}, "
+          f"evaluation {eval_diff:.2e}; final loss {ours['loss']:.4f}")
+    assert max(metric_diffs) <= 1e-4
+    assert max(matrix_diffs) <= 1e-4
+    assert eval_diff <= 1e-4
