@@ -3,13 +3,15 @@
 #   make test       unit tests, then every notebook under nbval
 # Both create the pinned environment in .venv first if it is missing or out of date.
 
-PYTHON ?= python3.11
+# The first Python 3.11 that runs: on PATH, or installed by pyenv but not activated.
+PYTHON ?= $(firstword $(foreach p,python3.11 $(wildcard $(HOME)/.pyenv/versions/3.11*/bin/python3.11) /usr/bin/python3.11,$(shell $(p) -c 'print("$(p)")' 2>/dev/null)))
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # A second environment without TFF: Python 3.12 and the newest TensorFlow, where the
 # simulator (tutorial_utils/simulation.py) must run too.
-PYTHON312 ?= python3.12
+# The first Python 3.12 that runs: on PATH, or installed by pyenv but not activated.
+PYTHON312 ?= $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) /usr/bin/python3.12,$(shell $(p) -c 'print("$(p)")' 2>/dev/null)))
 VENV312 := .venv-py312
 STAMP312 := $(VENV312)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 3
@@ -55,7 +57,7 @@ notebooks: $(STAMP)
 env: $(STAMP)
 
 $(STAMP): requirements/lock.txt pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: TensorFlow Federated 0.87 needs Python 3.11 (see README, Troubleshooting)."; exit 1; }
+	@test -n "$(PYTHON)" || { echo "No working python3.11 found: TensorFlow Federated 0.87 needs Python 3.11 (see README, Troubleshooting)."; exit 1; }
 	@rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1
@@ -64,7 +66,7 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	@touch $@
 
 $(STAMP312): requirements/py312.txt
-	@command -v $(PYTHON312) >/dev/null || { echo "$(PYTHON312) not found: the no-TFF check needs Python 3.12 (set PYTHON312=...)."; exit 1; }
+	@test -n "$(PYTHON312)" || { echo "No working python3.12 found: the no-TFF check needs Python 3.12 (set PYTHON312=/path/to/python3.12)."; exit 1; }
 	@rm -rf $(VENV312)
 	$(PYTHON312) -m venv $(VENV312)
 	$(VENV312)/bin/python -m pip install --quiet -r requirements/py312.txt

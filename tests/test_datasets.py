@@ -1,6 +1,7 @@
 import collections
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -75,6 +76,18 @@ def test_without_reshuffling_every_pass_has_one_shuffled_order(small_ratings):
     first, second = (all_examples(dataset)[0] for _ in range(2))
     np.testing.assert_array_equal(first, second)
     assert first.tolist() != fixed.client_arrays(2)[0].tolist()
+
+
+def test_shared_examples_counts_overlap_of_two_halves():
+    # One user who rated 12 different movies: a movie id identifies an example.
+    ratings = pd.DataFrame({"UserID": [0] * 12, "MovieID": np.arange(12),
+                            "Rating": np.arange(12) % 5 + 1, "Timestamp": np.arange(12)})
+    clients = datasets.RatingClients(ratings, batch_size=2, reshuffle_each_iteration=False)
+    dataset = clients.create_tf_dataset_for_client(0)
+    even = dataset.enumerate().filter(lambda i, _: i % 2 == 0).map(lambda _, batch: batch)
+    odd = dataset.enumerate().filter(lambda i, _: i % 2 == 1).map(lambda _, batch: batch)
+    assert datasets.shared_examples(even, odd) == (0, 6)
+    assert datasets.shared_examples(dataset, odd) == (6, 6)
 
 
 def test_max_clients_keeps_the_first_users(small_ratings):

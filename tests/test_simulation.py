@@ -411,3 +411,100 @@ def test_matches_tff(rating_clients, split, client_lr):
     assert max(metric_diffs) <= 1e-4
     assert max(matrix_diffs) <= 1e-4
     assert eval_diff <= 1e-4
+
+
+# --------------------------------------------------------------------------------------
+# The training loop and the evaluation helpers of notebook 05
+# --------------------------------------------------------------------------------------
+
+
+def test_evaluate_with_a_seed_leaves_the_training_rounds_unchanged(packed_clients):
+    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, train_split=OPTIONS_SPLIT)
+    ids = packed_clients.client_ids
+    plain, evaluated = sim.FedReconSimulator(config, seed=4), sim.FedReconSimulator(config, seed=4)
+    plain.run_round(packed_clients, ids[:10])
+    evaluated.run_round(packed_clients, ids[:10])
+    first = evaluated.evaluate(packed_clients, ids[10:], seed=7)
+    assert evaluated.evaluate(packed_clients, ids[10:], seed=7) == first
+    assert evaluated.evaluate(packed_clients, ids[10:], seed=8) != first
+    plain.run_round(packed_clients, ids[:10])
+    evaluated.run_round(packed_clients, ids[:10])
+    np.testing.assert_array_equal(plain.item_matrix, evaluated.item_matrix)
+
+
+def test_evaluate_reshuffle_option_overrides_the_config(packed_clients):
+    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, reshuffle_each_pass=True)
+    simulator = sim.FedReconSimulator(config, seed=0)
+    ids = packed_clients.client_ids
+    reshuffled = simulator.evaluate(packed_clients, ids, seed=1)
+    assert simulator.evaluate(packed_clients, ids, seed=1, reshuffle_each_pass=True) == reshuffled
+    assert simulator.evaluate(packed_clients, ids, seed=1, reshuffle_each_pass=False) != reshuffled
+
+
+@pytest.mark.parametrize("split", [sim.DatasetSplit(), OPTIONS_SPLIT,
+                                   sim.DatasetSplit(recon_epochs=5, recon_steps_max=50,
+                                                    post_recon_steps_max=50)])
+def test_stage_overlap_one_order_keeps_the_halves_disjoint(split):
+    packed = packed_example()
+    overlap = sim.stage_overlap(packed, [9, 7, 3], split, 5, reshuffle_each_pass=False, seed=0)
+    assert overlap.index.tolist() == [9, 7, 3]
+    assert not overlap["shared"].any()
+    assert (overlap["reconstruction"] + overlap["evaluation"] <= packed.counts[[2, 0, 1]]).all()
+
+
+def test_stage_overlap_counts_the_batches_that_evaluate_draws():
+    """Items are distinct within each client of packed_example, so items identify ratings."""
+    packed = packed_example()
+    split = sim.DatasetSplit(recon_epochs=3)
+    for reshuffle in (False, True):
+        overlap = sim.stage_overlap(packed, [7, 9], split, 5, reshuffle_each_pass=reshuffle,
+                                    seed=3)
+        batches = packed.round_batches([7, 9], split, 5, np.random.default_rng(3), reshuffle)
+        for c, client in enumerate([7, 9]):
+            recon = set(batches.recon.items[c][batches.recon.mask[c]].tolist())
+            post = set(batches.post_recon.items[c][batches.post_recon.mask[c]].tolist())
+            assert overlap.loc[client].tolist() == [len(recon), len(post), len(recon & post)]
+    # Reshuffling each pass: the 3 reconstruction passes and the evaluation pass mix.
+    assert overlap["shared"].sum() > 0
+
+
+def test_train_returns_one_row_per_round_and_evaluates_on_schedule(packed_clients, capsys):
+    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, train_split=OPTIONS_SPLIT)
+    ids = packed_clients.client_ids
+    simulator = sim.FedReconSimulator(config, seed=0)
+    sampler = datasets.ClientSampler(ids[:30], 10, seed=0)
+    history = sim.train(simulator, packed_clients, sampler, 5, eval_client_ids=ids[30:],
+                        eval_every=2, seed=1, reshuffle_each_pass=False)
+    assert history.index.tolist() == [1, 2, 3, 4, 5]
+    assert history.columns.tolist() == ["loss", "rating_accuracy", "num_examples", "val_loss",
+                                        "val_rmse", "val_rating_accuracy"]
+    assert history["val_rmse"].notna().tolist() == [False, True, False, True, True]
+    assert "Training" in capsys.readouterr().out
+    # The same rounds as run_round by hand (evaluating with a seed changes nothing).
+    again = sim.FedReconSimulator(config, seed=0)
+    sampler = datasets.ClientSampler(ids[:30], 10, seed=0)
+    by_hand = [again.run_round(packed_clients, sampler.sample()) for _ in range(5)]
+    assert history["loss"].tolist() == [m["loss"] for m in by_hand]
+    np.testing.assert_array_equal(simulator.item_matrix, again.item_matrix)
+    last = simulator.evaluate(packed_clients, ids[30:], seed=1, reshuffle_each_pass=False)
+    assert history.loc[5, "val_rating_accuracy"] == last["rating_accuracy"]
+
+
+def test_train_without_evaluation_or_progress_bar(packed_clients, capsys):
+    simulator = sim.FedReconSimulator(sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS), seed=0)
+    sampler = datasets.ClientSampler(packed_clients.client_ids, 5, seed=0)
+    history = sim.train(simulator, packed_clients, sampler, 2, progress=False)
+    assert history.columns.tolist() == ["loss", "rating_accuracy", "num_examples"]
+    assert capsys.readouterr().out == ""
+
+
+def test_evaluate_groups_makes_one_row_per_group(packed_clients):
+    simulator = sim.FedReconSimulator(sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS), seed=0)
+    ids = packed_clients.client_ids
+    table = sim.evaluate_groups(simulator, packed_clients,
+                                {"validation": ids[:10], "test": ids[10:25]}, seed=2)
+    assert table.index.tolist() == ["validation", "test"]
+    assert table.columns.tolist() == ["users", "loss", "rmse", "rating_accuracy", "num_examples"]
+    assert table["users"].tolist() == [10, 15]
+    expected = simulator.evaluate(packed_clients, ids[10:25], seed=2)
+    assert table.loc["test", "rmse"] == expected["rmse"]

@@ -126,6 +126,17 @@ class RatingClients:
         return [self.create_tf_dataset_for_client(int(c)) for c in client_ids]
 
 
+def shared_examples(first: tf.data.Dataset, second: tf.data.Dataset) -> tuple[int, int]:
+    """How many of ``second``'s examples also occur in ``first``, and how many it has.
+
+    Within one client every movie is rated once, so an example is known by its movie id
+    ``x``. Used to check that reconstruction and evaluation data are disjoint.
+    """
+    seen = {int(x) for batch in first for x in batch["x"].numpy().ravel()}
+    movies = [int(x) for batch in second for x in batch["x"].numpy().ravel()]
+    return sum(movie in seen for movie in movies), len(movies)
+
+
 def split_clients(
     client_ids: Sequence[int],
     train_fraction: float = 0.8,

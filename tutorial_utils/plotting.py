@@ -88,3 +88,32 @@ def training_curves(history: pd.DataFrame, name: str = "03_training_curves") -> 
     fig.set_layout_engine("tight")
     save(fig, name)
     return fig
+
+
+def learning_curves(history: pd.DataFrame, name: str = "05_learning_curves") -> Figure:
+    """Loss and rating accuracy per round, for training and (where measured) validation.
+
+    ``history`` is indexed by round, with ``loss`` and ``rating_accuracy`` for every round
+    and, optionally, ``val_loss`` and ``val_rating_accuracy`` for the rounds after which
+    validation users were evaluated (NaN elsewhere). The loss axis is logarithmic, since
+    the loss falls by an order of magnitude early on.
+    """
+    fig = plt.figure(figsize=(11, 4))
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    panels = ((loss_ax, "loss", "Loss (MSE)"), (acc_ax, "rating_accuracy", "Rating accuracy"))
+    for ax, column, label in panels:
+        ax.plot(history.index, history[column], linewidth=1, alpha=0.8,
+                label="training (sampled clients)")
+        val_column = f"val_{column}"
+        if val_column in history:
+            measured = history[val_column].dropna()
+            ax.plot(measured.index, measured.to_numpy(), marker="o", markersize=4,
+                    color="tab:orange", label="validation users")
+        ax.set(xlabel="Round", ylabel=label, title=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    loss_ax.set_yscale("log")
+    fig.set_layout_engine("tight")
+    save(fig, name)
+    return fig
