@@ -508,3 +508,22 @@ def test_evaluate_groups_makes_one_row_per_group(packed_clients):
     assert table["users"].tolist() == [10, 15]
     expected = simulator.evaluate(packed_clients, ids[10:25], seed=2)
     assert table.loc["test", "rmse"] == expected["rmse"]
+
+
+def test_paper_protocol_is_the_papers_and_smoke_is_smaller(monkeypatch):
+    paper = sim.PAPER_PROTOCOL
+    assert (paper.clients_per_round, paper.num_rounds) == (100, 500)
+    assert paper.split == sim.DatasetSplit(recon_epochs=5, recon_steps_max=50,
+                                           post_recon_epochs=1, post_recon_steps_max=50,
+                                           split_dataset=True)
+    config = paper.simulator_config(num_items=3706)
+    assert config.train_split == config.eval_split == paper.split
+    assert (config.num_latent_factors, config.batch_size) == (50, 5)
+    assert (config.server_lr, config.client_lr, config.recon_lr) == (1.0, 0.5, 0.1)
+    monkeypatch.setenv("FEDRECON_CONFIG", "full")
+    assert sim.protocol() is paper
+    monkeypatch.setenv("FEDRECON_CONFIG", "smoke")
+    smoke = sim.protocol()
+    assert smoke is sim.SMOKE_PROTOCOL and smoke.split == paper.split
+    assert smoke.num_rounds * smoke.clients_per_round < paper.num_rounds * paper.clients_per_round
+    assert smoke.num_rounds % smoke.eval_every == 0

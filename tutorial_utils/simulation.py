@@ -86,6 +86,10 @@ therefore taken from different orders and overlap, as TFF's documentation of
 ``build_dataset_split_fn`` warns. :class:`PackedClients` reproduces that by default;
 ``reshuffle_each_pass=False`` uses one order per round instead, which makes the halves
 disjoint, as the paper intends.
+
+:data:`PAPER_PROTOCOL` holds the paper's training protocol for MovieLens, which notebook
+``05_fast_simulation`` runs; :func:`protocol` chooses it or a tiny smoke version by
+``FEDRECON_CONFIG``.
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+
+from tutorial_utils import settings
 
 # The per-client sums that the TensorFlow part returns, one column each.
 _LOSS_SUM, _NUM_BATCHES, _NUM_CORRECT, _NUM_EXAMPLES, _SQUARED_ERROR = range(5)
@@ -174,6 +180,55 @@ class FedReconConfig:
                 "num_items, num_latent_factors and batch_size must be at least 1, got "
                 f"{self.num_items}, {self.num_latent_factors} and {self.batch_size}."
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """A simulated training run on MovieLens: the parameters of notebook 05.
+
+    Every training user takes part; each of ``num_rounds`` rounds samples
+    ``clients_per_round`` of them, and the validation users are evaluated every
+    ``eval_every`` rounds. ``split`` divides each client's batches in training and in
+    evaluation. A client holds the user's first ``max_examples_per_user`` ratings, in
+    batches of ``batch_size``, as in the walkthrough. The learning rates are the
+    walkthrough's (:class:`FedReconConfig`'s defaults).
+    """
+
+    name: str
+    clients_per_round: int
+    num_rounds: int
+    eval_every: int
+    split: DatasetSplit
+    num_latent_factors: int = 50
+    batch_size: int = 5
+    max_examples_per_user: int = 300
+    seed: int = 42
+
+    def simulator_config(self, num_items: int) -> FedReconConfig:
+        """The :class:`FedReconConfig` of this run, for ``num_items`` items."""
+        return FedReconConfig(num_items, self.num_latent_factors, batch_size=self.batch_size,
+                              train_split=self.split, eval_split=self.split)
+
+
+# The paper's protocol (Singhal et al. 2021, MovieLens): 100 clients a round for 500
+# rounds; reconstruction for up to 5 epochs capped at 50 steps, then post-reconstruction
+# for one epoch capped at 50 steps, on the two halves of the split data.
+PAPER_PROTOCOL = Protocol(
+    name="full",
+    clients_per_round=100,
+    num_rounds=500,
+    eval_every=25,
+    split=DatasetSplit(recon_epochs=5, recon_steps_max=50, post_recon_steps_max=50),
+)
+
+# The same protocol, shrunk so that notebook 05 only proves it runs (FEDRECON_CONFIG=smoke).
+SMOKE_PROTOCOL = dataclasses.replace(PAPER_PROTOCOL, name="smoke", clients_per_round=10,
+                                     num_rounds=20, eval_every=5)
+
+
+def protocol() -> Protocol:
+    """The protocol chosen by ``FEDRECON_CONFIG``: the paper's (``full``) or ``smoke``."""
+    return {"full": PAPER_PROTOCOL, "smoke": SMOKE_PROTOCOL}[settings.run_config()]
 
 
 # ---------------------------------------------------------------------------------------
