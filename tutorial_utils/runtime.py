@@ -14,11 +14,18 @@ This module starts the worker itself, so that it knows the process it owns, and 
 
 Call :func:`start` once before building TFF computations (the training helpers do it
 for you). Only processes started here are ever signalled, by PID.
+
+:func:`connect` opens a connection to any worker service, local or remote; executors made
+from it check the worker before every attempt, so that a worker that has died or stopped
+answering gives a :class:`WorkerUnavailableError` instead of TFF retrying forever.
+:func:`installed` runs TFF on another context for a while (several workers:
+``tutorial_utils.workers``); :func:`start` leaves such a context in place.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import dataclasses
 import os
@@ -28,9 +35,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import grpc
 
 _PR_SET_PDEATHSIG = 1
 _READY_TIMEOUT_SECONDS = 60.0
+# How long a connected worker may stay unreachable before the computation fails.
+RECONNECT_TIMEOUT_SECONDS = 10.0
 _STOP_TIMEOUT_SECONDS = 10.0
 _GRPC_OPTIONS = [
     ("grpc.max_message_length", 2 * 1000 * 1000 * 1000),
@@ -110,38 +123,105 @@ def start_worker(port: int | None = None, *, max_concurrent_computation_calls: i
     return worker
 
 
-def _wait_until_ready(stub, worker: Worker, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not stub.is_ready:
-        if not worker.is_running():
-            raise RuntimeError(
-                f"TFF worker (pid {worker.pid}) exited with code {worker.process.returncode} "
-                f"before it was ready; its log is {worker.log_path}."
+class WorkerUnavailableError(RuntimeError):
+    """A TFF worker cannot be reached, or the process serving it has ended."""
+
+
+@dataclasses.dataclass
+class Connection:
+    """A gRPC channel to a TFF worker service at ``address`` (``host:port``).
+
+    ``worker`` is the process behind it when this package started it, else None.
+    """
+
+    address: str
+    channel: grpc.Channel
+    worker: Worker | None = None
+
+    def wait_until_ready(self, timeout: float) -> None:
+        """Returns once the worker answers; raises WorkerUnavailableError after ``timeout``."""
+        import grpc
+
+        if self.worker is not None and not self.worker.is_running():
+            raise WorkerUnavailableError(
+                f"The TFF worker at {self.address} (pid {self.worker.pid}) has exited with "
+                f"code {self.worker.process.returncode}; its log is {self.worker.log_path}."
             )
-        if time.monotonic() > deadline:
-            worker.stop()
-            raise RuntimeError(
-                f"TFF worker on port {worker.port} was not ready after {timeout:.0f} s; "
-                f"its log is {worker.log_path}."
-            )
-        time.sleep(0.1)
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            if self.worker is not None:
+                self.worker.stop()
+                raise WorkerUnavailableError(
+                    f"The TFF worker at {self.address} (pid {self.worker.pid}) did not answer "
+                    f"within {timeout:.0f} s and was stopped; its log is "
+                    f"{self.worker.log_path}."
+                ) from None
+            raise WorkerUnavailableError(
+                f"No TFF worker answers at {self.address} (waited {timeout:.0f} s). Check that "
+                f"`worker_binary --port=PORT` runs there and that this machine can reach it "
+                f"(address, firewall, SSH tunnel)."
+            ) from None
+
+    def executor_factory(self, reconnect_timeout: float = RECONNECT_TIMEOUT_SECONDS):
+        """TFF's executor factory for this worker, checking the worker before each attempt.
+
+        TFF retries a computation whenever the worker is unavailable, without limit. It
+        asks this factory for a new executor before every attempt; the check turns a dead
+        or unreachable worker into a WorkerUnavailableError within ``reconnect_timeout``.
+        """
+        import tensorflow_federated as tff
+
+        stub = tff.framework.RemoteExecutorGrpcStub(self.channel)
+
+        def executor_fn(cardinalities):
+            self.wait_until_ready(reconnect_timeout)
+            # As TFF's own local context does: computations without client values run
+            # with zero clients.
+            cardinalities.setdefault(tff.CLIENTS, 0)
+            executor = tff.framework.RemoteExecutor(stub)
+            executor.set_cardinalities(cardinalities)
+            return executor
+
+        return tff.framework.ResourceManagingExecutorFactory(executor_fn)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def connect(
+    address: str, *, worker: Worker | None = None, timeout: float = _READY_TIMEOUT_SECONDS
+) -> Connection:
+    """Connects to the TFF worker service at ``address`` and waits until it answers."""
+    import grpc
+
+    connection = Connection(address, grpc.insecure_channel(address, _GRPC_OPTIONS), worker)
+    try:
+        connection.wait_until_ready(timeout)
+    except WorkerUnavailableError:
+        connection.close()
+        raise
+    return connection
 
 
 _STARTED: list[Worker] = []
 _LOCAL: Worker | None = None
+_INSTALLED: list = []  # contexts put in place by `installed`, innermost last
 
 
-def start(*, max_concurrent_computation_calls: int = -1) -> Worker:
+def start(*, max_concurrent_computation_calls: int = -1) -> Worker | None:
     """Makes TFF run on a local C++ worker owned by this package; returns that worker.
 
     Idempotent: a running worker is reused. Replaces TFF's default context, which would
-    start a worker of its own that nobody stops.
+    start a worker of its own that nobody stops. While a context put in place by
+    :func:`installed` is in use, does nothing and returns None.
     """
     global _LOCAL
+    if _INSTALLED:
+        return None
     if _LOCAL is not None and _LOCAL.is_running():
         return _LOCAL
 
-    import grpc
     import tensorflow_federated as tff
     from tensorflow_federated.python.core.backends.native import compiler
     from tensorflow_federated.python.core.environments.tensorflow_frontend import (
@@ -149,20 +229,9 @@ def start(*, max_concurrent_computation_calls: int = -1) -> Worker:
     )
 
     worker = start_worker(max_concurrent_computation_calls=max_concurrent_computation_calls)
-    channel = grpc.insecure_channel(f"localhost:{worker.port}", _GRPC_OPTIONS)
-    stub = tff.framework.RemoteExecutorGrpcStub(channel)
-    _wait_until_ready(stub, worker, _READY_TIMEOUT_SECONDS)
-
-    def executor_fn(cardinalities):
-        # As TFF's own local context does: computations without client values run
-        # with zero clients.
-        cardinalities.setdefault(tff.CLIENTS, 0)
-        executor = tff.framework.RemoteExecutor(stub)
-        executor.set_cardinalities(cardinalities)
-        return executor
-
+    connection = connect(f"127.0.0.1:{worker.port}", worker=worker)
     context = tff.framework.SyncExecutionContext(
-        executor_fn=tff.framework.ResourceManagingExecutorFactory(executor_fn),
+        executor_fn=connection.executor_factory(),
         compiler_fn=compiler.desugar_and_transform_to_native,
         transform_args=tensorflow_computation.transform_args,
         transform_result=tensorflow_computation.transform_result,
@@ -170,6 +239,23 @@ def start(*, max_concurrent_computation_calls: int = -1) -> Worker:
     tff.framework.set_default_context(context)
     _LOCAL = worker
     return worker
+
+
+@contextlib.contextmanager
+def installed(context):
+    """Runs TFF computations on ``context`` inside the ``with`` block.
+
+    The context goes on top of TFF's context stack; :func:`start`, which the training
+    helpers call, leaves it there instead of starting a local worker.
+    """
+    import tensorflow_federated as tff
+
+    with tff.framework.get_context_stack().install(context):
+        _INSTALLED.append(context)
+        try:
+            yield context
+        finally:
+            _INSTALLED.remove(context)
 
 
 def running_workers() -> list[Worker]:
