@@ -1,0 +1,129 @@
+"""Notebook 06's data splits, runs, tables and figures, on a tiny data set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tutorial_utils import baselines, datasets, experiments
+from tutorial_utils import simulation as sim
+
+NUM_USERS, NUM_ITEMS = 40, 50
+
+
+@pytest.fixture
+def clients() -> sim.PackedClients:
+    """40 users, each rating 12-40 distinct movies."""
+    rng = np.random.default_rng(0)
+    rated = [rng.choice(NUM_ITEMS, rng.integers(12, 41), replace=False) for _ in range(NUM_USERS)]
+    return sim.PackedClients(range(NUM_USERS), rated,
+                             [rng.integers(1, 6, len(r)).astype(np.float32) for r in rated])
+
+
+@pytest.fixture
+def output_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEDRECON_OUTPUT_DIR", str(tmp_path))
+    return tmp_path
+
+
+def user_ratings(packed: sim.PackedClients, client_id: int) -> set:
+    row = packed.rows([client_id])[0]
+    count = packed.counts[row]
+    return set(zip(packed.items[row, :count].tolist(), packed.ratings[row, :count].tolist()))
+
+
+def phase_pairs(phase: sim.PhaseBatches, c: int) -> list:
+    return list(zip(phase.items[c][phase.mask[c]].tolist(), phase.ratings[c][phase.mask[c]].tolist()))
+
+
+def test_configuration_follows_the_setting(monkeypatch):
+    monkeypatch.setenv("FEDRECON_CONFIG", "smoke")
+    assert experiments.current() is experiments.SMOKE
+    monkeypatch.setenv("FEDRECON_CONFIG", "full")
+    assert experiments.current() is experiments.FULL
+    assert experiments.FULL.reconstruction_steps == (0, 1, 2, 5, 10, 20, 50)
+
+
+def test_hold_out_ratings_splits_each_user(clients):
+    seen = experiments.hold_out_ratings(clients, [3, 5, 8], fraction=0.25, seed=0)
+    for user in (3, 5, 8):
+        fit, held = user_ratings(seen.fit, user), user_ratings(seen.held_out, user)
+        assert not fit & held and fit | held == user_ratings(clients, user)
+        assert len(held) == round(0.25 * len(user_ratings(clients, user)))
+    one = sim.PackedClients([0], [np.array([1])], [np.array([5.0], np.float32)])
+    with pytest.raises(ValueError, match="fewer than 2"):
+        experiments.hold_out_ratings(one, [0], 0.2, 0)
+
+
+def test_seen_batches_reconstruct_on_training_ratings_and_measure_held_out_ones(clients):
+    seen = experiments.hold_out_ratings(clients, range(10), 0.2, seed=0)
+    batches = experiments.seen_batches(seen, [2, 4], experiments.FULL.eval_split, 5, seed=1)
+    for c, user in enumerate((2, 4)):
+        assert set(phase_pairs(batches.recon, c)) == user_ratings(seen.fit, user)
+        held = phase_pairs(batches.post_recon, c)
+        assert sorted(held) == sorted(user_ratings(seen.held_out, user))  # each exactly once
+
+
+def test_reconstruction_steps_change_only_the_reconstruction(clients):
+    def batches_of(split):
+        return experiments.unseen_batches(clients, [0, 1, 2], split, 5, seed=4)
+
+    evaluated = None
+    for steps in (0, 1, 3, 12):
+        batches = experiments.with_reconstruction_steps(batches_of, steps, 5, seed=4)
+        steps_taken = batches.recon.mask.any(axis=2).sum(axis=1)
+        assert steps_taken.tolist() == [steps] * 3
+        post = [phase_pairs(batches.post_recon, c) for c in range(3)]
+        assert evaluated is None or post == evaluated
+        evaluated = post
+        for c in range(3):  # the halves stay disjoint
+            assert not set(phase_pairs(batches.recon, c)) & set(post[c])
+
+
+def small_config() -> experiments.BeyondConfig:
+    return experiments.BeyondConfig(
+        name="test", max_clients=None, num_latent_factors=4, clients_per_round=5,
+        budgets=(1, 3), reconstruction_steps=(0, 2), als_iterations=2)
+
+
+def test_runs_tables_and_figures(clients, output_dir, capsys):
+    config = small_config()
+    train_ids, test_ids = list(range(30)), list(range(30, 40))
+    seen = experiments.hold_out_ratings(clients, train_ids, config.held_out_fraction, 0)
+    fedrecon_config = config.fedrecon_config(NUM_ITEMS)
+    fedrecon = experiments.train_with_checkpoints(
+        sim.FedReconSimulator(fedrecon_config, seed=0), seen.fit,
+        datasets.ClientSampler(train_ids, 5, seed=0), config.budgets, "FedRecon")
+    stateful = experiments.train_with_checkpoints(
+        baselines.StatefulSimulator(fedrecon_config, NUM_USERS, seed=0), seen.fit,
+        datasets.ClientSampler(train_ids, 5, seed=0), config.budgets, "Stateful")
+    assert "FedRecon,    3 rounds" in capsys.readouterr().out
+    # Snapshots do not change with further training.
+    assert not np.array_equal(fedrecon[1].item_matrix, fedrecon[3].item_matrix)
+    assert stateful[1].trained.sum() == 5 and stateful[3].trained.sum() > 5
+
+    steps = experiments.by_reconstruction_steps(config, fedrecon, clients, test_ids, seed=0)
+    assert steps[["rounds", "steps"]].values.tolist() == [[1, 0], [1, 2], [3, 0], [3, 2]]
+    centralized = baselines.centralized_als(seen.fit, NUM_ITEMS, 4, iterations=2)
+    table = experiments.compare_methods(config, fedrecon, stateful, centralized, seen,
+                                        train_ids[:10], clients, test_ids, seed=0)
+    assert table["method"].tolist() == ["FedRecon (stateless)"] * 2 + ["Stateful"] * 2 + [
+        "Centralized (ALS)"]
+    stateful_rows = table[table["method"] == "Stateful"]
+    assert (stateful_rows["unseen with trained embedding"] == 0).all()
+    assert stateful_rows["seen with trained embedding"].tolist() == [
+        stateful[b].trained[:10].mean() for b in (1, 3)]
+    assert pd.isna(table["rounds"].iloc[-1])
+    # Unseen users of the stateful model are measured with the initializer's embeddings.
+    unseen_half = experiments.unseen_batches(clients, test_ids, config.eval_split, 5, 0).post_recon
+    initial = baselines.phase_metrics(stateful[3].item_matrix, stateful[3].embeddings(test_ids, 0),
+                                      unseen_half)
+    assert stateful_rows["unseen rmse"].iloc[-1] == pytest.approx(initial["rmse"])
+
+    experiments.plot_reconstruction_steps(steps)
+    experiments.plot_comparison(table)
+    experiments.save_table(table, "comparison")
+    assert {p.name for p in output_dir.iterdir()} == {
+        "06_reconstruction_steps.png", "06_stateless_vs_stateful.png", "comparison.csv"}
+    assert len(pd.read_csv(output_dir / "comparison.csv")) == len(table)
