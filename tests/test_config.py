@@ -30,3 +30,23 @@ def test_paths_follow_the_environment(monkeypatch, tmp_path):
     assert settings.data_dir() == tmp_path / "ml"
     monkeypatch.delenv("FEDRECON_CACHE_DIR")
     assert settings.cache_dir() == settings.project_root() / "data"
+
+
+def test_exercise_configurations(monkeypatch):
+    monkeypatch.delenv("FEDRECON_CONFIG", raising=False)
+    assert config.exercises() == config.EXERCISES_FULL
+    monkeypatch.setenv("FEDRECON_CONFIG", "smoke")
+    assert config.exercises() == config.EXERCISES_SMOKE
+    split_alone = config.SPLIT_ALONE
+    assert (split_alone.recon_epochs, split_alone.recon_steps_max) == (3, 50)
+    assert (split_alone.post_recon_epochs, split_alone.post_recon_steps_max) == (1, 50)
+    assert (split_alone.num_rounds, split_alone.clients_per_round) == (100, 50)
+    assert config.FedReconRun() == config.FedReconRun(
+        server_lr=1.0, client_lr=0.5, reconstruction_lr=0.1, batch_size=5, num_rounds=20
+    )  # the walkthrough's setup
+    tuned, smoke = config.EXERCISES_FULL.tuned, config.EXERCISES_SMOKE.tuned
+    assert smoke.num_rounds < tuned.num_rounds
+    # The tuned run keeps exercise 1's split; the smoke one only shrinks the budget.
+    for run in (tuned, smoke):
+        assert (run.recon_epochs, run.recon_steps_max, run.post_recon_epochs,
+                run.post_recon_steps_max) == (3, 50, 1, 50)

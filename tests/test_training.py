@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-pytest.importorskip("tensorflow_federated")
+tff = pytest.importorskip("tensorflow_federated")
 
 from tutorial_utils import datasets, model, training
 
@@ -66,3 +66,40 @@ def test_seeded_runs_repeat_exactly(clients):
 def test_training_lowers_the_loss_on_the_walkthrough_rates(clients):
     _, _, history, _ = run(clients, 12)
     assert history["loss"].iloc[-3:].mean() < history["loss"].iloc[:3].mean()
+
+
+def test_train_also_takes_a_function_that_makes_the_datasets(clients):
+    _, _, history, _ = run(clients, 2)
+    tf.keras.utils.set_random_seed(3)
+    process = training.build_training_process(model.reconstruction_model_fn(NUM_ITEMS, 4))
+    sampler = datasets.ClientSampler(clients.client_ids, 3, seed=0)
+    _, again = training.train(
+        process, lambda ids: clients.create_tf_datasets(ids), sampler, 2, progress=False
+    )
+    pd.testing.assert_frame_equal(history, again)
+
+
+def test_builders_take_another_loss_and_metrics(clients):
+    process = training.build_training_process(
+        model.reconstruction_model_fn(NUM_ITEMS, 4),
+        loss_fn=tf.keras.losses.MeanAbsoluteError,
+        metrics_fn=lambda: [tf.keras.metrics.MeanSquaredError(name="mse")],
+    )
+    sampler = datasets.ClientSampler(clients.client_ids, 3, seed=0)
+    _, history = training.train(process, clients, sampler, 1, progress=False)
+    assert set(history.columns) == {"loss", "mse"}
+
+
+def test_fixed_order_replays_the_first_pass():
+    clients = datasets.RatingClients(
+        pd.DataFrame({"UserID": [0] * 7, "MovieID": range(7), "Rating": [3] * 7}), batch_size=3
+    )
+    dataset = training.fixed_order(clients.create_tf_dataset_for_client(0))
+    passes = [[b["x"].numpy().ravel().tolist() for b in dataset] for _ in range(2)]
+    assert passes[0] == passes[1] and [len(b) for b in passes[0]] == [3, 3, 1]
+    assert sorted(sum(passes[0], [])) == list(range(7))
+    assert dataset.element_spec["x"].shape.as_list() == [None, 1]
+    # The default split of evaluation is then disjoint, as it is not on reshuffled data.
+    split_fn = tff.learning.models.ReconstructionModel.build_dataset_split_fn(split_dataset=True)
+    recon, post = split_fn(dataset)
+    assert datasets.shared_examples(recon, post)[0] == 0

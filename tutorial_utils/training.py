@@ -37,16 +37,23 @@ def build_training_process(
     model_fn: Callable,
     learning_rates: LearningRates = LearningRates(),
     dataset_split_fn: Callable | None = None,
+    *,
+    loss_fn: Callable = model.loss_fn,
+    metrics_fn: Callable | None = model.metrics_fn,
 ):
-    """``tff.learning.algorithms.build_fed_recon`` with SGD at the given rates."""
+    """``tff.learning.algorithms.build_fed_recon`` with SGD at the given rates.
+
+    ``model_fn`` returns any ``tff.learning.models.ReconstructionModel``; the loss and the
+    metrics are matrix factorization's unless ``loss_fn`` and ``metrics_fn`` say otherwise.
+    """
     import tensorflow_federated as tff
 
     runtime.start()
     sgd = tff.learning.optimizers.build_sgdm
     return tff.learning.algorithms.build_fed_recon(
         model_fn,
-        loss_fn=model.loss_fn,
-        metrics_fn=model.metrics_fn,
+        loss_fn=loss_fn,
+        metrics_fn=metrics_fn,
         server_optimizer_fn=sgd(learning_rates.server),
         client_optimizer_fn=sgd(learning_rates.client),
         reconstruction_optimizer_fn=sgd(learning_rates.reconstruction),
@@ -58,20 +65,65 @@ def build_evaluation_process(
     model_fn: Callable,
     reconstruction_learning_rate: float = 0.1,
     dataset_split_fn: Callable | None = None,
+    *,
+    loss_fn: Callable = model.loss_fn,
+    metrics_fn: Callable | None = model.metrics_fn,
 ):
-    """``tff.learning.algorithms.build_fed_recon_eval``: reconstruct, then evaluate."""
+    """``tff.learning.algorithms.build_fed_recon_eval``: reconstruct, then evaluate.
+
+    A model without local variables skips reconstruction and is scored on the second part
+    of each client's data: that is how a fully global model is scored on the same examples
+    as a partially local one.
+    """
     import tensorflow_federated as tff
 
     runtime.start()
     return tff.learning.algorithms.build_fed_recon_eval(
         model_fn,
-        loss_fn=model.loss_fn,
-        metrics_fn=model.metrics_fn,
+        loss_fn=loss_fn,
+        metrics_fn=metrics_fn,
         reconstruction_optimizer_fn=tff.learning.optimizers.build_sgdm(
             reconstruction_learning_rate
         ),
         dataset_split_fn=dataset_split_fn,
     )
+
+
+def build_fed_avg_process(model_fn: Callable, learning_rates: LearningRates = LearningRates()):
+    """Plain federated averaging (``build_weighted_fed_avg``): every variable is global.
+
+    ``model_fn`` returns a ``tff.learning.models.VariableModel`` (for instance from
+    ``tff.learning.models.from_keras_model``); ``learning_rates.reconstruction`` is unused.
+    """
+    import tensorflow_federated as tff
+
+    runtime.start()
+    sgd = tff.learning.optimizers.build_sgdm
+    return tff.learning.algorithms.build_weighted_fed_avg(
+        model_fn,
+        client_optimizer_fn=sgd(learning_rates.client),
+        server_optimizer_fn=sgd(learning_rates.server),
+    )
+
+
+def fixed_order(dataset):
+    """``dataset`` as one pass yields it, replayed in that same order on every pass.
+
+    The clients' pipelines shuffle with ``reshuffle_each_iteration``, so each pass sees a
+    new order. ``build_dataset_split_fn(split_dataset=True)`` takes the even batches of one
+    pass for reconstruction and the odd batches of *another* pass for scoring, so on such
+    data the two parts overlap. Evaluating on ``fixed_order`` copies keeps them disjoint.
+    The batches (a smaller last one included) are those of the first pass, held in memory.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    batches = list(dataset.as_numpy_iterator())
+    if not batches:
+        return dataset
+    batch_size = len(tf.nest.flatten(batches[0])[0])
+    examples = tf.nest.map_structure(lambda *parts: np.concatenate(parts), *batches)
+    return tf.data.Dataset.from_tensor_slices(examples).batch(batch_size)
 
 
 def round_metrics(metrics) -> dict[str, float]:
@@ -91,29 +143,30 @@ def evaluate(evaluation_process, model_weights, client_datasets) -> dict[str, fl
 
 def train(
     training_process,
-    clients: RatingClients,
+    clients,
     sampler: ClientSampler,
     num_rounds: int,
     *,
     state=None,
     progress: bool = True,
+    desc: str = "Training",
 ):
     """Runs ``num_rounds`` rounds, each on the clients ``sampler`` draws.
 
-    Returns the final state and a table with one row of training metrics per round.
-    A progress bar shows the latest loss and accuracy.
+    ``clients`` makes the datasets of a round from their ids: a :class:`RatingClients`
+    (its ``create_tf_datasets``) or any function ``ids -> list of datasets``. Works for
+    any TFF learning process (FedRecon, FedAvg). Returns the final state and a table with
+    one row of training metrics per round; a progress bar shows the latest loss and
+    accuracy.
     """
+    create_datasets = getattr(clients, "create_tf_datasets", clients)
     state = training_process.initialize() if state is None else state
     rows = []
-    bar = tqdm(
-        range(num_rounds), desc="Training", unit="round", file=sys.stdout, disable=not progress
-    )
+    bar = tqdm(range(num_rounds), desc=desc, unit="round", file=sys.stdout, disable=not progress)
     for round_num in bar:
-        client_datasets = clients.create_tf_datasets(sampler.sample())
-        state, metrics = training_process.next(state, client_datasets)
+        state, metrics = training_process.next(state, create_datasets(sampler.sample()))
         row = {"round": round_num, **round_metrics(metrics)}
         rows.append(row)
-        bar.set_postfix(
-            loss=f"{row['loss']:.3f}", accuracy=f"{row['rating_accuracy']:.3f}", refresh=False
-        )
+        shown = {"loss": row.get("loss"), "accuracy": row.get("rating_accuracy", row.get("accuracy"))}
+        bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if v is not None}, refresh=False)
     return state, pd.DataFrame(rows).set_index("round")

@@ -1,0 +1,446 @@
+"""The exercise checks pass right answers and catch wrong ones, in plain words."""
+
+import re
+import types
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+tff = pytest.importorskip("tensorflow_federated")
+
+from tutorial_utils import config, datasets, exercises, model, training  # noqa: E402
+
+ReconstructionModel = tff.learning.models.ReconstructionModel
+split = ReconstructionModel.build_dataset_split_fn
+
+
+def verdict(capsys):
+    return capsys.readouterr().out
+
+
+def fails(check, *answer, match):
+    """The check raises AnswerIncorrect and its explanation matches ``match``."""
+    with pytest.raises(exercises.AnswerIncorrect) as caught:
+        check(*answer)
+    assert str(caught.value).startswith("❌ Not yet")
+    assert re.search(match, caught.value.explanation), caught.value.explanation
+    return caught.value.explanation
+
+
+# --- Looking inside a split --------------------------------------------------------------
+
+
+def test_trace_split_lists_the_batches_of_each_part():
+    recon, post = exercises.trace_split(split(split_dataset=True), exercises.numbered_batches(5))
+    assert (recon, post) == ([0, 2, 4], [1, 3])
+    recon, post = exercises.trace_split(split(recon_epochs=2), exercises.numbered_batches(3))
+    assert (recon, post) == ([0, 1, 2, 0, 1, 2], [0, 1, 2])
+
+
+def test_tff_split_overlaps_on_a_dataset_reshuffled_every_pass():
+    recon, post = exercises.trace_split(
+        split(split_dataset=True), exercises.numbered_batches(20, reshuffle=True)
+    )
+    assert set(recon) & set(post)
+
+
+@pytest.mark.parametrize("answer", [42, lambda d: d, lambda d: (d,), lambda d: 1 / 0])
+def test_anything_but_a_split_function_is_explained(answer):
+    fails(exercises.check_exercise_1, answer, match="dataset_split_fn|datasets|raised")
+
+
+# --- Exercise 1 ----------------------------------------------------------------------------
+
+
+def test_exercise_1_passes_the_right_split(capsys):
+    exercises.check_exercise_1(split(3, 50, 1, 50, split_dataset=True))
+    assert verdict(capsys).startswith("✅ Correct")
+
+
+def test_exercise_1_not_done_yet(capsys):
+    exercises.check_exercise_1(None)
+    assert verdict(capsys).startswith("⏳ Not done yet")
+
+
+@pytest.mark.parametrize(
+    "wrong, match",
+    [
+        (split(3, 50, 1, 50), "share batches"),  # halves overlap: evaluation would leak
+        (split(1, 50, 1, 50, split_dataset=True), "3 passes"),
+        (split(3, 50, 2, 50, split_dataset=True), "1 pass"),
+        (split(3, None, 1, 50, split_dataset=True), "caps it at 50"),
+        (split(3, 100, 1, 50, split_dataset=True), "caps it at 50"),
+        (split(3, 50, 1, None, split_dataset=True), "post_recon_steps_max=50"),
+        (split(3, 50, 1, 20, split_dataset=True), "post_recon_steps_max=50"),
+    ],
+)
+def test_exercise_1_catches_wrong_split_parameters(wrong, match):
+    fails(exercises.check_exercise_1, wrong, match=match)
+
+
+def test_exercise_1_catches_a_cap_applied_to_each_epoch():
+    def per_epoch_cap(dataset):
+        recon = dataset.enumerate().filter(lambda i, _: i % 2 == 0).map(lambda _, e: e)
+        post = dataset.enumerate().filter(lambda i, _: i % 2 == 1).map(lambda _, e: e)
+        return recon.take(50).repeat(3), post.take(50)
+
+    message = fails(exercises.check_exercise_1, per_epoch_cap, match="ran 150 steps")
+    assert "after the 3 passes" in message
+
+
+def test_exercise_1_catches_data_left_unused():
+    def drops_a_batch(dataset):
+        recon = dataset.skip(1).enumerate().filter(lambda i, _: i % 2 == 0).map(lambda _, e: e)
+        post = dataset.skip(1).enumerate().filter(lambda i, _: i % 2 == 1).map(lambda _, e: e)
+        return recon.repeat(3).take(50), post.take(50)
+
+    fails(exercises.check_exercise_1, drops_a_batch, match=r"batches \[0\] are used neither")
+
+
+def run_result(accuracy, kind="movielens", name="full"):
+    metrics = {"loss": 1.0, "rating_accuracy": accuracy}
+    return exercises.RunResult(config.SPLIT_ALONE, name, kind, metrics, metrics, pd.DataFrame(), 1.0)
+
+
+def test_exercise_1_tuning_is_judged_on_real_data_in_the_full_configuration(capsys):
+    exercises.check_exercise_1_tuning(run_result(0.43), baseline=0.396)
+    assert verdict(capsys).startswith("✅ Correct")
+    fails(exercises.check_exercise_1_tuning, run_result(0.38), match="below|at least 0.40")
+    fails(lambda r: exercises.check_exercise_1_tuning(r, baseline=0.41), run_result(0.405),
+          match="not above")
+    exercises.check_exercise_1_tuning(run_result(0.1, kind="synthetic", name="smoke"))
+    assert verdict(capsys).startswith("ℹ️ Not judged")
+    exercises.check_exercise_1_tuning(None)
+    assert verdict(capsys).startswith("⏳ Not done yet")
+
+
+def test_the_split_baseline_of_the_check_is_the_measured_one():
+    assert 0.3 < exercises.SPLIT_ALONE_TEST_ACCURACY < exercises.TARGET_TEST_ACCURACY + 0.02
+
+
+# --- Exercise 2 ----------------------------------------------------------------------------
+
+
+def test_exercise_2_passes_reuse_in_training_and_a_disjoint_evaluation(capsys):
+    exercises.check_exercise_2(ReconstructionModel.simple_dataset_split_fn, split(split_dataset=True))
+    out = verdict(capsys)
+    assert out.startswith("✅ Correct")
+    assert "reconstruction [0, 2, 4], scored [1, 3, 5]" in out
+    assert "Note: " in out and "reshuffled" in out  # TFF's split relies on a fixed order
+
+
+def test_exercise_2_accepts_more_epochs_in_both(capsys):
+    exercises.check_exercise_2(split(recon_epochs=2), split(recon_epochs=3, split_dataset=True))
+    assert verdict(capsys).startswith("✅ Correct")
+
+
+def test_exercise_2_catches_an_evaluation_that_reuses_data():
+    message = fails(
+        exercises.check_exercise_2,
+        ReconstructionModel.simple_dataset_split_fn,
+        ReconstructionModel.simple_dataset_split_fn,
+        match="leaks evaluation data",
+    )
+    assert "batches [0, 1, 2, 3, 4, 5] are in both" in message
+
+
+def test_exercise_2_catches_a_training_split_that_does_not_reuse():
+    fails(
+        exercises.check_exercise_2, split(split_dataset=True), split(split_dataset=True),
+        match="never sees batches",
+    )
+
+
+def test_exercise_2_catches_an_evaluation_without_scored_data():
+    fails(
+        exercises.check_exercise_2, ReconstructionModel.simple_dataset_split_fn,
+        lambda d: (d, d.take(0)), match="scoring gets no data",
+    )
+
+
+def test_exercise_2_not_done_yet(capsys):
+    exercises.check_exercise_2(ReconstructionModel.simple_dataset_split_fn, None)
+    assert verdict(capsys).startswith("⏳ Not done yet")
+
+
+# --- Exercise 3 ----------------------------------------------------------------------------
+
+
+class Output(NamedTuple):
+    predictions: tf.Tensor
+    labels: tf.Tensor
+    num_examples: tf.Tensor
+
+
+class PlainMatrixFactorization(ReconstructionModel):
+    """A right answer: the model in plain TensorFlow."""
+
+    def __init__(self, num_items, num_latent_factors):
+        self.items = tf.Variable(
+            tf.random.uniform([num_items, num_latent_factors], -0.05, 0.05), name="items"
+        )
+        self.user = tf.Variable(tf.random.uniform([1, num_latent_factors], -0.05, 0.05), name="user")
+
+    @property
+    def global_trainable_variables(self):
+        return [self.items]
+
+    @property
+    def global_non_trainable_variables(self):
+        return []
+
+    @property
+    def local_trainable_variables(self):
+        return [self.user]
+
+    @property
+    def local_non_trainable_variables(self):
+        return []
+
+    @property
+    def input_spec(self):
+        return model.input_spec()
+
+    def predict(self, x):
+        item_vectors = tf.nn.embedding_lookup(self.items, tf.squeeze(x, axis=1))
+        return tf.reduce_sum(item_vectors * self.user, axis=1, keepdims=True)
+
+    @tf.function
+    def forward_pass(self, batch_input, training=True):
+        predictions = self.predict(batch_input["x"])
+        return Output(predictions, batch_input["y"], tf.shape(predictions)[0])
+
+
+class UserIsGlobal(PlainMatrixFactorization):
+    @property
+    def global_trainable_variables(self):
+        return [self.items, self.user]
+
+    @property
+    def local_trainable_variables(self):
+        return []
+
+
+class ItemsAreLocal(PlainMatrixFactorization):
+    @property
+    def global_trainable_variables(self):
+        return []
+
+    @property
+    def local_trainable_variables(self):
+        return [self.items, self.user]
+
+
+class FlatPredictions(PlainMatrixFactorization):
+    def predict(self, x):
+        return tf.squeeze(super().predict(x), axis=1)
+
+
+class OtherPredictions(PlainMatrixFactorization):
+    def predict(self, x):
+        return super().predict(x) + 1.0
+
+
+class CopiesTheItems(PlainMatrixFactorization):
+    def predict(self, x):
+        items = tf.stop_gradient(self.items)
+        return tf.reduce_sum(tf.gather(items, tf.squeeze(x, axis=1)) * self.user, axis=1, keepdims=True)
+
+
+class Unfinished(ReconstructionModel):
+    pass
+
+
+def test_exercise_3_passes_the_plain_tensorflow_model_and_it_trains(capsys):
+    exercises.check_exercise_3(PlainMatrixFactorization)
+    out = verdict(capsys)
+    assert out.startswith("✅ Correct") and "build_fed_recon trains it" in out
+
+
+@pytest.mark.parametrize(
+    "wrong, match",
+    [
+        (UserIsGlobal, "user embedding .* is global"),
+        (ItemsAreLocal, "item matrix .* is local"),
+        (FlatPredictions, "shape \\(5,\\)"),
+        (OtherPredictions, "predictions differ"),
+        (CopiesTheItems, "gradient .* item matrix"),
+        (model.UserEmbedding, "extends tff.learning.models.ReconstructionModel"),
+    ],
+)
+def test_exercise_3_catches_wrong_models(wrong, match):
+    fails(lambda answer: exercises.check_exercise_3(answer, train=False), wrong, match=match)
+
+
+def test_exercise_3_not_done_lists_what_is_missing(capsys):
+    exercises.check_exercise_3(Unfinished)
+    out = verdict(capsys)
+    assert out.startswith("⏳ Not done yet") and "forward_pass" in out
+    exercises.check_exercise_3(None)
+    assert verdict(capsys).startswith("⏳ Not done yet")
+
+
+# --- Exercise 4 ----------------------------------------------------------------------------
+
+
+def personal_cnn(num_classes, embedding_dim=8, *, embedding_global=False, cnn_local=False,
+                 softmax=False, embedding_early=False, unused_embedding=False):
+    """A right answer, and wrong ones through the flags."""
+    images = tf.keras.Input(shape=(28, 28, 1))
+    conv = tf.keras.layers.Conv2D(4, 5, activation="relu")
+    hidden = tf.keras.layers.Dense(8, activation="relu")
+    features = tf.keras.layers.Flatten()(tf.keras.layers.MaxPool2D(4)(conv(images)))
+    local = []
+    if embedding_dim:
+        user = model.UserEmbedding(embedding_dim)
+        user_vector = user(images)
+        local = [user]
+        if embedding_early:
+            features = tf.keras.layers.Concatenate()([features, user_vector])
+            features = hidden(features)
+        elif unused_embedding:
+            features = hidden(features)
+            features = tf.keras.layers.Concatenate()([features, user_vector * 0.0])
+        else:
+            features = tf.keras.layers.Concatenate()([hidden(features), user_vector])
+    else:
+        features = hidden(features)
+        if embedding_early:  # keep the same network without the embedding
+            pass
+    last = tf.keras.layers.Dense(num_classes, activation="softmax" if softmax else None)
+    keras_model = tf.keras.Model(images, last(features))
+    global_layers = [conv, hidden, last]
+    if embedding_global:
+        global_layers, local = global_layers + local, []
+    if cnn_local:
+        global_layers, local = [hidden, last], local + [conv]
+    return keras_model, global_layers, local
+
+
+def builder(**flags):
+    return lambda num_classes, embedding_dim: personal_cnn(num_classes, embedding_dim, **flags)
+
+
+def test_exercise_4_passes_the_personal_cnn_and_it_trains(capsys):
+    exercises.check_exercise_4(personal_cnn)
+    out = verdict(capsys)
+    assert out.startswith("✅ Correct") and "build_fed_recon trains it" in out
+
+
+@pytest.mark.parametrize(
+    "flags, match",
+    [
+        ({"embedding_global": True}, "among the global layers"),
+        ({"cnn_local": True}, "local variables have shapes"),
+        ({"softmax": True}, "outputs probabilities"),
+        ({"embedding_early": True}, "differ only in the input of\\s+the last Dense|not only through"),
+        ({"unused_embedding": True}, "does not change the predictions"),
+    ],
+)
+def test_exercise_4_catches_wrong_models(flags, match):
+    fails(lambda answer: exercises.check_exercise_4(answer, train=False), builder(**flags), match=match)
+
+
+def test_exercise_4_catches_variables_in_neither_list():
+    def forgets_the_last_layer(num_classes, embedding_dim):
+        keras_model, global_layers, local = personal_cnn(num_classes, embedding_dim)
+        return keras_model, global_layers[:-1], local
+
+    fails(lambda a: exercises.check_exercise_4(a, train=False), forgets_the_last_layer,
+          match="exactly one of the two lists")
+
+
+def test_exercise_4_comparison_needs_both_methods(capsys):
+    table = pd.DataFrame({"loss": [0.5, 0.9], "accuracy": [0.8, 0.7]}, index=["FedRecon", "FedAvg"])
+    exercises.check_exercise_4_comparison(table)
+    assert "better by 0.1000" in verdict(capsys)
+    fails(exercises.check_exercise_4_comparison, table.drop("FedAvg"), match="one row per method")
+    exercises.check_exercise_4_comparison(None)
+    assert verdict(capsys).startswith("⏳ Not done yet")
+
+
+# --- EMNIST data -----------------------------------------------------------------------------
+
+
+def test_synthetic_emnist_is_repeatable_with_personal_digits():
+    first = exercises.synthetic_emnist(3, 12, seed=5)
+    again = exercises.synthetic_emnist(3, 12, seed=5)
+    assert first.client_ids == again.client_ids == ["writer_000", "writer_001", "writer_002"]
+    for client in first.client_ids:
+        a = list(first.create_tf_dataset_for_client(client).as_numpy_iterator())
+        b = list(again.create_tf_dataset_for_client(client).as_numpy_iterator())
+        assert all(np.array_equal(x["pixels"], y["pixels"]) for x, y in zip(a, b))
+        assert len(a) == 12 and len({int(x["label"]) for x in a}) <= 3
+        assert a[0]["pixels"].shape == (28, 28) and 0 <= a[0]["pixels"].min() <= a[0]["pixels"].max() <= 1
+
+
+def test_emnist_batches_have_a_fixed_order_and_the_input_spec():
+    client_data = exercises.synthetic_emnist(1, 9)
+    dataset = exercises.emnist_batches(client_data.create_tf_dataset_for_client("writer_000"), 4)
+    first, second = ([b["y"].numpy().ravel().tolist() for b in dataset] for _ in range(2))
+    assert first == second and [len(b) for b in first] == [4, 4, 1]
+    spec = exercises.emnist_input_spec()
+    assert dataset.element_spec["x"].shape.as_list() == spec["x"].shape.as_list()
+    assert dataset.element_spec["y"].dtype == spec["y"].dtype
+
+
+def test_load_emnist_says_the_data_are_synthetic_by_default(capsys, monkeypatch):
+    monkeypatch.delenv(exercises.EMNIST_VARIABLE, raising=False)
+    data = exercises.load_emnist(config.EXERCISES_SMOKE)
+    out = verdict(capsys)
+    assert "SYNTHETIC" in out and "FEDRECON_EMNIST=real" in out and "network access" in out
+    assert data.kind == "synthetic" and data.num_classes == 10
+    assert len(data.train_ids) == config.EXERCISES_SMOKE.emnist_train_clients
+    assert not set(data.train_ids) & set(data.test_ids)
+    monkeypatch.setenv(exercises.EMNIST_VARIABLE, "imaginary")
+    with pytest.raises(ValueError, match="FEDRECON_EMNIST"):
+        exercises.emnist_choice()
+
+
+def test_a_fedavg_model_is_scored_by_fedrecon_evaluation_on_the_same_half():
+    """How notebook 04 compares FedAvg with FedRecon: same network, same scored batches."""
+    tf.keras.utils.set_random_seed(0)
+    data = exercises.synthetic_emnist(2, 8)
+    client_datasets = [exercises.emnist_batches(data.create_tf_dataset_for_client(c), 4)
+                       for c in data.client_ids]
+    fed_avg = training.build_fed_avg_process(
+        lambda: exercises.global_keras_model(personal_cnn(10, 0)),
+        training.LearningRates(server=1.0, client=0.05),
+    )
+    everyone = datasets.ClientSampler([0, 1], 2)
+    state, history = training.train(
+        fed_avg, lambda ids: [client_datasets[i] for i in ids], everyone, 2, progress=False
+    )
+    assert len(history) == 2 and "loss" in history.columns
+    evaluation = training.build_evaluation_process(
+        lambda: exercises.personal_reconstruction_model(personal_cnn(10, 0)),
+        dataset_split_fn=split(split_dataset=True),
+        loss_fn=exercises.emnist_loss_fn, metrics_fn=exercises.emnist_metrics_fn,
+    )
+    scores = training.evaluate(evaluation, fed_avg.get_model_weights(state), client_datasets)
+    assert set(scores) == {"loss", "accuracy"} and 0 <= scores["accuracy"] <= 1
+
+
+# --- Exercise 1's runs -------------------------------------------------------------------------
+
+
+def test_train_and_evaluate_runs_a_configuration_on_tiny_data():
+    rng = np.random.default_rng(3)
+    ratings = pd.DataFrame(
+        [(u, int(m), int(rng.integers(1, 6))) for u in range(20) for m in rng.choice(15, 8, replace=False)],
+        columns=["UserID", "MovieID", "Rating"],
+    )
+    movies = pd.DataFrame({"MovieID": range(15)})
+    base = config.TutorialConfig("tiny", None, 2, 300, 3, 4, 2)
+    run = config.FedReconRun(recon_epochs=2, recon_steps_max=3, num_rounds=2, clients_per_round=4)
+    source = types.SimpleNamespace(kind="synthetic")
+    result = exercises.train_and_evaluate(run, source, ratings, movies, base=base, progress=False)
+    assert list(result.history.index) == [0, 1]
+    row = result.summary()
+    assert row["recon_epochs"] == 2 and 0 <= row["test_accuracy"] <= 1 and row["minutes"] > 0
+    assert (result.config_name, result.data_kind) == ("tiny", "synthetic")
+    again = exercises.train_and_evaluate(run, source, ratings, movies, base=base, progress=False)
+    assert again.test == result.test  # seeded: a run repeats exactly
