@@ -137,6 +137,12 @@ class Connection:
     address: str
     channel: grpc.Channel
     worker: Worker | None = None
+    stub: object = dataclasses.field(init=False)  # TFF's RemoteExecutorGrpcStub
+
+    def __post_init__(self):
+        import tensorflow_federated as tff
+
+        self.stub = tff.framework.RemoteExecutorGrpcStub(self.channel)
 
     def wait_until_ready(self, timeout: float) -> None:
         """Returns once the worker answers; raises WorkerUnavailableError after ``timeout``."""
@@ -147,6 +153,8 @@ class Connection:
                 f"The TFF worker at {self.address} (pid {self.worker.pid}) has exited with "
                 f"code {self.worker.process.returncode}; its log is {self.worker.log_path}."
             )
+        if self.stub.is_ready:
+            return
         try:
             grpc.channel_ready_future(self.channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
@@ -172,14 +180,12 @@ class Connection:
         """
         import tensorflow_federated as tff
 
-        stub = tff.framework.RemoteExecutorGrpcStub(self.channel)
-
         def executor_fn(cardinalities):
             self.wait_until_ready(reconnect_timeout)
             # As TFF's own local context does: computations without client values run
             # with zero clients.
             cardinalities.setdefault(tff.CLIENTS, 0)
-            executor = tff.framework.RemoteExecutor(stub)
+            executor = tff.framework.RemoteExecutor(self.stub)
             executor.set_cardinalities(cardinalities)
             return executor
 
