@@ -9,7 +9,7 @@ who never took part in training get no trained embedding.
 
 **Centralized matrix factorization** collects every training rating on one server and fits
 ``u . v`` by alternating least squares (ALS, with the weighted regularization of Zhou et al.
-2008): the reference that federated training can at best approach.
+2008): the reference point of one server that sees every training rating.
 
 Both use the same model as FedRecon (a rating is ``u . v``, no biases), and the helpers at
 the end measure any user embeddings on the same batches as the simulator.

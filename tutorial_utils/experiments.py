@@ -218,7 +218,7 @@ def plot_reconstruction_steps(table: pd.DataFrame,
             ax.plot(x, group[column], marker="o", label=f"{budget} rounds")
     for ax, label in zip(axes, ("RMSE", "Rating accuracy")):
         ax.set(xticks=range(len(steps)), xticklabels=steps, xlabel="Reconstruction steps",
-               ylabel=label, title=f"Unseen users: {label.lower() if label != 'RMSE' else label}")
+               ylabel=label, title=f"Unseen users: {label if label == 'RMSE' else label.lower()}")
         ax.grid(alpha=0.3)
         ax.legend(title="Trained for")
     fig.set_layout_engine("tight")
@@ -311,7 +311,7 @@ def plot_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful")
                                     xytext=(0, 6), ha="center", fontsize=8, color="tab:orange")
             for _, ref in reference.iterrows():
                 ax.axhline(ref[column], color="black", linestyle="--", label=ref["method"])
-            ax.set(xscale="log", xlabel="Training rounds", ylabel=label.capitalize(),
+            ax.set(xscale="log", xlabel="Training rounds", ylabel=label[0].upper() + label[1:],
                    title=f"{group.capitalize()} users: {label}")
             ax.margins(y=0.12)
             ax.grid(alpha=0.3)
