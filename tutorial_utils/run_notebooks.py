@@ -40,6 +40,7 @@ def execute(path: Path, destination: Path, *, timeout: int = 3600) -> float:
         notebook,
         timeout=timeout,
         kernel_name="python3",
+        store_widget_state=False,  # progress widgets would add new ids on every run
         resources={"metadata": {"path": str(path.parent)}},
     ).execute()
     destination.parent.mkdir(parents=True, exist_ok=True)
