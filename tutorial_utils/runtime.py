@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import grpc
 
 _PR_SET_PDEATHSIG = 1
-_READY_TIMEOUT_SECONDS = 60.0
+READY_TIMEOUT_SECONDS = 60.0
 # How long a connected worker may stay unreachable before the computation fails.
 RECONNECT_TIMEOUT_SECONDS = 10.0
 _STOP_TIMEOUT_SECONDS = 10.0
@@ -196,7 +196,7 @@ class Connection:
 
 
 def connect(
-    address: str, *, worker: Worker | None = None, timeout: float = _READY_TIMEOUT_SECONDS
+    address: str, *, worker: Worker | None = None, timeout: float = READY_TIMEOUT_SECONDS
 ) -> Connection:
     """Connects to the TFF worker service at ``address`` and waits until it answers."""
     import grpc

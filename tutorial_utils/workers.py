@@ -21,8 +21,9 @@ this process if it is killed (``tutorial_utils.runtime``). A worker that is miss
 that dies during a round, raises :class:`runtime.WorkerUnavailableError` within a bounded
 time instead of leaving TFF retrying forever.
 
-The worker speaks insecure gRPC and listens on every network interface: anyone who can
-reach its port can run code in it. Keep workers on a private network.
+The worker speaks insecure gRPC (no encryption, no authentication) and listens on every
+network interface: anyone who can reach its port can run TensorFlow computations in it,
+which can read and write its files. Keep workers on a private network.
 
 Command line: ``python -m tutorial_utils.workers --workers 2`` (or ``--connect
 host:port,host:port``) trains and evaluates FedRecon on them and prints the metrics.
@@ -70,7 +71,8 @@ class WorkerPool:
     """Connections to TFF workers, and TFF's mergeable context over them, in use until closed.
 
     ``started`` lists the worker processes this pool started (none after :func:`connect`);
-    :meth:`close` stops them.
+    :meth:`close` stops them. TFF keeps one context stack per thread: run computations
+    on the pool from the thread that created it.
     """
 
     def __init__(
@@ -127,7 +129,9 @@ class WorkerPool:
         return f"WorkerPool({', '.join(self.addresses)})"
 
 
-def start_local(num_workers: int, *, timeout: float = 60.0) -> WorkerPool:
+def start_local(
+    num_workers: int, *, timeout: float = runtime.READY_TIMEOUT_SECONDS
+) -> WorkerPool:
     """Starts ``num_workers`` worker services on free ports of 127.0.0.1 and uses them."""
     if num_workers < 1:
         raise ValueError(f"num_workers must be at least 1, got {num_workers}.")
@@ -179,11 +183,20 @@ def connect(
 # --------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _number(kind, minimum):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, 1)
 
 
 def _addresses(text: str) -> list[str]:
@@ -220,7 +233,7 @@ def _parser():
     )
     parser.add_argument(
         "--max-clients",
-        type=int,
+        type=_number(int, 0),
         default=defaults.max_clients or 0,
         help="users loaded as clients, the first ones by id; 0 for all (default: %(default)s)",
     )
@@ -230,7 +243,7 @@ def _parser():
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_number(float, 0.1),
         default=CONNECT_TIMEOUT_SECONDS,
         help="seconds to wait for each worker to answer (default: %(default)s)",
     )
@@ -247,17 +260,6 @@ def run(args: argparse.Namespace) -> None:
     defaults = config.current()
     np.random.seed(args.seed)
     tf.keras.utils.set_random_seed(args.seed)
-    ratings, movies = data.load_movielens(data.find_movielens())
-    clients = datasets.RatingClients(
-        ratings,
-        batch_size=defaults.batch_size,
-        max_examples_per_user=defaults.max_examples_per_user,
-        max_clients=args.max_clients or None,
-    )
-    train_ids, val_ids, test_ids = datasets.split_clients(clients.client_ids, seed=args.seed)
-    sampler = datasets.ClientSampler(train_ids, args.clients_per_round, seed=args.seed)
-    print(f"Users: {len(train_ids)} train, {len(val_ids)} validation, {len(test_ids)} test")
-
     if args.connect:
         pool = connect(args.connect, timeout=args.timeout)
     else:
@@ -266,6 +268,16 @@ def run(args: argparse.Namespace) -> None:
         for connection in pool.connections:
             started = f" (pid {connection.worker.pid})" if connection.worker else ""
             print(f"Worker: {connection.address}{started}")
+        ratings, movies = data.load_movielens(data.find_movielens())
+        clients = datasets.RatingClients(
+            ratings,
+            batch_size=defaults.batch_size,
+            max_examples_per_user=defaults.max_examples_per_user,
+            max_clients=args.max_clients or None,
+        )
+        train_ids, val_ids, test_ids = datasets.split_clients(clients.client_ids, seed=args.seed)
+        sampler = datasets.ClientSampler(train_ids, args.clients_per_round, seed=args.seed)
+        print(f"Users: {len(train_ids)} train, {len(val_ids)} validation, {len(test_ids)} test")
         model_fn = model.reconstruction_model_fn(len(movies), args.latent_factors)
         training_process = training.build_training_process(model_fn)
         evaluation_process = training.build_evaluation_process(model_fn)
@@ -278,7 +290,8 @@ def run(args: argparse.Namespace) -> None:
         print(f"{args.rounds} rounds of {args.clients_per_round} clients in {seconds:.1f} s")
         weights = training_process.get_model_weights(state)
         for name, ids in (("Validation", val_ids), ("Test", test_ids)):
-            metrics = training.evaluate(evaluation_process, weights, clients.create_tf_datasets(ids))
+            datasets_of_users = clients.create_tf_datasets(ids)
+            metrics = training.evaluate(evaluation_process, weights, datasets_of_users)
             print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
@@ -286,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         run(args)
-    except WorkerUnavailableError as error:
+    except (WorkerUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
