@@ -90,6 +90,26 @@ def test_shared_examples_counts_overlap_of_two_halves():
     assert datasets.shared_examples(dataset, odd) == (6, 6)
 
 
+def test_split_overlap_sums_over_clients_and_sees_reshuffling():
+    ratings = pd.DataFrame({"UserID": np.repeat([0, 1], 20), "MovieID": np.tile(np.arange(20), 2),
+                            "Rating": 3, "Timestamp": np.arange(40)})
+
+    def even_odd(dataset):  # TFF's default split: two passes over the dataset
+        even = dataset.enumerate().filter(lambda i, _: i % 2 == 0).map(lambda _, batch: batch)
+        odd = dataset.enumerate().filter(lambda i, _: i % 2 == 1).map(lambda _, batch: batch)
+        return even, odd
+
+    def reuse(dataset):
+        return dataset, dataset
+
+    fixed = datasets.RatingClients(ratings, batch_size=2, reshuffle_each_iteration=False)
+    reshuffled = datasets.RatingClients(ratings, batch_size=2)
+    assert datasets.split_overlap(fixed.create_tf_datasets([0, 1]), even_odd) == (0, 20)
+    assert datasets.split_overlap(fixed.create_tf_datasets([0, 1]), reuse) == (40, 40)
+    shared, total = datasets.split_overlap(reshuffled.create_tf_datasets([0, 1]), even_odd)
+    assert total == 20 and 0 < shared < 20
+
+
 def test_max_clients_keeps_the_first_users(small_ratings):
     clients = datasets.RatingClients(small_ratings, max_clients=2)
     assert clients.client_ids == [0, 1]

@@ -137,6 +137,23 @@ def shared_examples(first: tf.data.Dataset, second: tf.data.Dataset) -> tuple[in
     return sum(movie in seen for movie in movies), len(movies)
 
 
+def split_overlap(
+    client_datasets: Sequence[tf.data.Dataset], dataset_split_fn
+) -> tuple[int, int]:
+    """How many scored examples were also used for reconstruction, over all clients.
+
+    ``dataset_split_fn`` maps a client's dataset to its (reconstruction, post-reconstruction)
+    datasets, as TFF's ``ReconstructionModel.build_dataset_split_fn`` does. Returns the
+    shared count and the number of post-reconstruction (scored) examples.
+    """
+    shared = total = 0
+    for dataset in client_datasets:
+        reconstruction, scored = dataset_split_fn(dataset)
+        client_shared, client_total = shared_examples(reconstruction, scored)
+        shared, total = shared + client_shared, total + client_total
+    return shared, total
+
+
 def split_clients(
     client_ids: Sequence[int],
     train_fraction: float = 0.8,
