@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,3 +36,15 @@ def small_ratings() -> pd.DataFrame:
             "Timestamp": np.arange(len(users)),
         }
     )
+
+
+def wait_gone(pid: int, seconds: float = 15.0) -> bool:
+    """Whether process ``pid`` has exited within ``seconds``."""
+    from tutorial_utils import runtime
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not runtime.pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return False

@@ -5,12 +5,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 pytest.importorskip("tensorflow_federated")
 
+from conftest import wait_gone
 from tutorial_utils import runtime
 
 SCRIPT = textwrap.dedent(
@@ -31,15 +31,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def wait_gone(pid: int, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not runtime.pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def worker_pid(text: str) -> int:
     return int(next(line for line in text.splitlines() if line.startswith("WORKER")).split()[1])
 
@@ -51,7 +42,7 @@ def test_no_worker_is_left_after_a_script():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "SUM 6" in result.stdout
-    assert wait_gone(worker_pid(result.stdout))
+    assert wait_gone(worker_pid(result.stdout), seconds=10.0)
 
 
 def test_worker_dies_with_a_killed_python():
@@ -72,7 +63,7 @@ def test_worker_dies_with_a_killed_python():
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    assert wait_gone(pid)
+    assert wait_gone(pid, seconds=10.0)
 
 
 def test_no_worker_is_left_after_a_notebook(tmp_path):
@@ -84,7 +75,7 @@ def test_no_worker_is_left_after_a_notebook(tmp_path):
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
     text = "".join(o.get("text", "") for o in notebook.cells[0].outputs)
     assert "SUM 6" in text
-    assert wait_gone(worker_pid(text))
+    assert wait_gone(worker_pid(text), seconds=10.0)
 
 
 def test_shutdown_stops_every_worker_started_here():

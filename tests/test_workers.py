@@ -18,16 +18,9 @@ import tensorflow as tf
 from tutorial_utils import data, datasets, model, runtime, training, workers
 from tutorial_utils.runtime import WorkerUnavailableError
 
+from conftest import wait_gone
+
 LATENT_FACTORS = 4
-
-
-def wait_gone(pid: int, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not runtime.pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def cpu_seconds(pid: int) -> float:
