@@ -39,19 +39,9 @@ RUNS = {
     "recon_lr_0.5_clients_100": dataclasses.replace(
         SPLIT, reconstruction_lr=0.5, clients_per_round=100
     ),
-}
-
-SHORT_NAMES = {
-    "recon_epochs": "recon epochs",
-    "recon_steps_max": "recon steps max",
-    "post_recon_epochs": "post-recon epochs",
-    "post_recon_steps_max": "post-recon steps max",
-    "server_lr": "server lr",
-    "client_lr": "client lr",
-    "reconstruction_lr": "recon lr",
-    "batch_size": "batch size",
-    "clients_per_round": "clients/round",
-    "num_rounds": "rounds",
+    "recon_epochs_5_clients_300_rounds_150": dataclasses.replace(
+        SPLIT, recon_epochs=5, reconstruction_lr=0.3, clients_per_round=300, num_rounds=150
+    ),
 }
 
 
@@ -59,13 +49,7 @@ def changes(run: config.FedReconRun) -> str:
     """What ``run`` changes from the split alone, e.g. ``recon lr 0.5, server lr 2.0``."""
     if run == SPLIT:
         return "(exercise 1's split, walkthrough's rates, 100 rounds)"
-    if run == config.FedReconRun():
-        return "(the walkthrough: default split, 20 rounds)"
-    return ", ".join(
-        f"{SHORT_NAMES[field.name]} {getattr(run, field.name)}"
-        for field in dataclasses.fields(run)
-        if getattr(run, field.name) != getattr(SPLIT, field.name)
-    )
+    return config.changes_from(run, SPLIT)
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -105,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: already in {csv_path}, skipped")
             continue
         print(f"{name}: {RUNS[name]}", flush=True)
-        result = exercises.train_and_evaluate(
-            RUNS[name], source, ratings_df, movies_df, base=config.FULL, progress=False
-        )
+        result = exercises.train_and_evaluate(RUNS[name], source, ratings_df, movies_df,
+                                              base=config.FULL)
         row = pd.DataFrame([result.summary()], index=pd.Index([name], name="run"))
         print(row.to_string(), flush=True)
         # Re-read the file first: another sweep may have added rows in the meantime.

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from tutorial_utils import config, settings
@@ -46,7 +48,20 @@ def test_exercise_configurations(monkeypatch):
     )  # the walkthrough's setup
     tuned, smoke = config.EXERCISES_FULL.tuned, config.EXERCISES_SMOKE.tuned
     assert smoke.num_rounds < tuned.num_rounds
-    # The tuned run keeps exercise 1's split; the smoke one only shrinks the budget.
-    for run in (tuned, smoke):
-        assert (run.recon_epochs, run.recon_steps_max, run.post_recon_epochs,
-                run.post_recon_steps_max) == (3, 50, 1, 50)
+    # The tuned run keeps exercise 1's caps and disjoint halves; the smoke one only shrinks
+    # the budget.
+    assert (tuned.recon_steps_max, tuned.post_recon_epochs, tuned.post_recon_steps_max) == (
+        50, 1, 50)
+    assert smoke == dataclasses.replace(tuned, num_rounds=smoke.num_rounds,
+                                        clients_per_round=smoke.clients_per_round)
+
+
+def test_changes_from_names_every_changed_field_in_order():
+    run = dataclasses.replace(config.SPLIT_ALONE, recon_epochs=5, reconstruction_lr=0.3,
+                              num_rounds=150)
+    assert config.changes_from(run, config.SPLIT_ALONE) == (
+        "recon epochs 5, recon lr 0.3, rounds 150")
+    assert config.changes_from(config.SPLIT_ALONE, config.SPLIT_ALONE) == "(nothing)"
+    walkthrough = config.FedReconRun()
+    assert config.changes_from(walkthrough, config.SPLIT_ALONE) == (
+        "recon epochs 1, recon steps max None, post-recon steps max None, rounds 20")

@@ -527,3 +527,37 @@ def test_paper_protocol_is_the_papers_and_smoke_is_smaller(monkeypatch):
     assert smoke is sim.SMOKE_PROTOCOL and smoke.split == paper.split
     assert smoke.num_rounds * smoke.clients_per_round < paper.num_rounds * paper.clients_per_round
     assert smoke.num_rounds % smoke.eval_every == 0
+
+
+# --------------------------------------------------------------------------------------
+# Exercise 1's runs
+# --------------------------------------------------------------------------------------
+
+
+def test_run_config_trains_as_the_run_says_and_scores_one_uncapped_pass():
+    from tutorial_utils import config
+
+    run = dataclasses.replace(config.SPLIT_ALONE, recon_epochs=5, reconstruction_lr=0.3,
+                              client_lr=0.2, server_lr=1.5, batch_size=7)
+    got = sim.run_config(run, NUM_ITEMS, NUM_FACTORS)
+    assert (got.num_items, got.num_latent_factors, got.batch_size) == (NUM_ITEMS, NUM_FACTORS, 7)
+    assert (got.server_lr, got.client_lr, got.recon_lr) == (1.5, 0.2, 0.3)
+    assert got.train_split == sim.DatasetSplit(recon_epochs=5, recon_steps_max=50,
+                                               post_recon_epochs=1, post_recon_steps_max=50)
+    assert got.eval_split == sim.DatasetSplit(recon_epochs=5, recon_steps_max=50)
+
+
+def test_simulate_run_repeats_with_its_seed_and_learns(ratings_df):
+    from tutorial_utils import config
+
+    base = dataclasses.replace(config.SMOKE, max_clients=None, num_latent_factors=NUM_FACTORS)
+    run = config.FedReconRun(client_lr=0.1, clients_per_round=20, num_rounds=1)
+    first = sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=3)
+    assert first == sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=3)
+    assert first != sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=4)
+    assert set(first) == {"validation", "test"}
+    longer = sim.simulate_run(dataclasses.replace(run, num_rounds=40), ratings_df, NUM_ITEMS,
+                              base, seed=3)
+    for name in first:
+        assert longer[name]["num_examples"] == first[name]["num_examples"]
+        assert longer[name]["loss"] < first[name]["loss"]

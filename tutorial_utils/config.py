@@ -78,6 +78,29 @@ class FedReconRun:
     num_rounds: int = 20
 
 
+_SHORT_NAMES = {
+    "recon_epochs": "recon epochs",
+    "recon_steps_max": "recon steps max",
+    "post_recon_epochs": "post-recon epochs",
+    "post_recon_steps_max": "post-recon steps max",
+    "server_lr": "server lr",
+    "client_lr": "client lr",
+    "reconstruction_lr": "recon lr",
+    "batch_size": "batch size",
+    "clients_per_round": "clients/round",
+    "num_rounds": "rounds",
+}
+
+
+def changes_from(run: FedReconRun, reference: FedReconRun) -> str:
+    """What ``run`` changes from ``reference``, e.g. ``recon lr 0.5, rounds 200``."""
+    return ", ".join(
+        f"{_SHORT_NAMES[field.name]} {getattr(run, field.name)}"
+        for field in dataclasses.fields(run)
+        if getattr(run, field.name) != getattr(reference, field.name)
+    ) or "(nothing)"
+
+
 # Exercise 1's split: 3 epochs of reconstruction capped at 50 steps, 1 epoch of
 # post-reconstruction training capped at 50 steps; 100 rounds of 50 clients.
 SPLIT_ALONE = FedReconRun(

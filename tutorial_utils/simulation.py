@@ -875,3 +875,54 @@ def train(simulator: FedReconSimulator, clients: PackedClients, sampler, num_rou
         history = history.reindex(columns=[*history.columns.drop(columns, errors="ignore"),
                                            *columns])
     return history
+
+
+# ---------------------------------------------------------------------------------------
+# Exercise 1's runs, simulated
+# ---------------------------------------------------------------------------------------
+
+
+def run_config(run, num_items: int, num_latent_factors: int) -> FedReconConfig:
+    """The simulator's configuration of a ``config.FedReconRun`` (exercise 1).
+
+    Training uses the run's split on disjoint halves; evaluation reconstructs as in
+    training and then scores one uncapped pass over the other half, as
+    ``exercises.evaluation_split_fn`` does with TFF.
+    """
+    return FedReconConfig(
+        num_items, num_latent_factors,
+        server_lr=run.server_lr, client_lr=run.client_lr, recon_lr=run.reconstruction_lr,
+        batch_size=run.batch_size,
+        train_split=DatasetSplit(run.recon_epochs, run.recon_steps_max,
+                                 run.post_recon_epochs, run.post_recon_steps_max),
+        eval_split=DatasetSplit(run.recon_epochs, run.recon_steps_max),
+    )
+
+
+def simulate_run(run, ratings_df: pd.DataFrame, num_items: int, base, *,
+                 seed: int) -> dict[str, dict[str, float]]:
+    """Trains and scores ``run`` with the simulator, as ``exercises.train_and_evaluate``
+    does with TFF, in seconds instead of minutes.
+
+    ``base`` (a ``config.TutorialConfig``) gives the users, their validation and test
+    split (always drawn with ``base.seed``, so every seed sees the same users) and the
+    latent factors. ``seed`` draws the initial item matrix, the user embeddings, the
+    clients of each round and the batch orders. Validation and test users are scored on
+    one fixed order per user, so reconstruction and scoring never share a rating.
+    Returns ``{"validation": metrics, "test": metrics}``; a run that diverged has NaN
+    losses and zero accuracy.
+    """
+    from tutorial_utils import datasets
+
+    clients = datasets.RatingClients(ratings_df, batch_size=run.batch_size,
+                                     max_examples_per_user=base.max_examples_per_user,
+                                     max_clients=base.max_clients)
+    train_ids, val_ids, test_ids = datasets.split_clients(clients.client_ids, seed=base.seed)
+    packed = PackedClients.from_rating_clients(clients)
+    simulator = FedReconSimulator(run_config(run, num_items, base.num_latent_factors),
+                                  seed=seed)
+    sampler = datasets.ClientSampler(train_ids, min(run.clients_per_round, len(train_ids)),
+                                     seed=seed)
+    train(simulator, packed, sampler, run.num_rounds, progress=False)
+    return {name: simulator.evaluate(packed, ids, reshuffle_each_pass=False, seed=seed)
+            for name, ids in (("validation", val_ids), ("test", test_ids))}
