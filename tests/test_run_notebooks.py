@@ -36,3 +36,22 @@ def test_a_failing_notebook_writes_nothing(tmp_path):
     with pytest.raises(CellExecutionError, match="broken on purpose"):
         run_notebooks.execute(source, destination)
     assert not destination.exists() and not destination.parent.exists()
+
+
+def test_a_cell_that_runs_too_long_times_out_and_writes_nothing(tmp_path, capsys):
+    folder = tmp_path / "project"
+    (folder / "notebooks").mkdir(parents=True)
+    write_notebook(folder / "notebooks" / "01_slow.ipynb", "import time\ntime.sleep(60)")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_notebooks.settings, "project_root", lambda: folder)
+        assert run_notebooks.main(["--in-place", "--timeout", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "01_slow.ipynb TIMED OUT: a cell ran for more than 2 s (raise it with --timeout)" in out
+    notebook = nbformat.read(folder / "notebooks" / "01_slow.ipynb", as_version=4)
+    assert notebook.cells[0].outputs == []  # the notebook was left as it was
+
+
+def test_timeout_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        run_notebooks.main(["--timeout", "0"])
+    assert "--timeout must be at least 1 second, got 0" in capsys.readouterr().err
