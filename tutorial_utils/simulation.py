@@ -89,7 +89,9 @@ disjoint, as the paper intends.
 
 :data:`PAPER_PROTOCOL` holds the paper's training protocol for MovieLens, which notebook
 ``05_fast_simulation`` runs; :func:`protocol` chooses it or a tiny smoke version by
-``FEDRECON_CONFIG``.
+``FEDRECON_CONFIG``. :func:`simulate_run` trains and scores one of exercise 1's runs
+(``config.FedReconRun``) as ``exercises.train_and_evaluate`` does with TFF, to screen
+candidates in seconds (``scripts/screen_exercise1.py``).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tutorial_utils import settings
+from tutorial_utils import datasets, settings
 
 # The per-client sums that the TensorFlow part returns, one column each.
 _LOSS_SUM, _NUM_BATCHES, _NUM_CORRECT, _NUM_EXAMPLES, _SQUARED_ERROR = range(5)
@@ -912,8 +914,6 @@ def simulate_run(run, ratings_df: pd.DataFrame, num_items: int, base, *,
     Returns ``{"validation": metrics, "test": metrics}``; a run that diverged has NaN
     losses and zero accuracy.
     """
-    from tutorial_utils import datasets
-
     clients = datasets.RatingClients(ratings_df, batch_size=run.batch_size,
                                      max_examples_per_user=base.max_examples_per_user,
                                      max_clients=base.max_clients)
