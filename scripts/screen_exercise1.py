@@ -83,9 +83,8 @@ def markdown_table(table: pd.DataFrame) -> str:
             return "-" if np.isnan(value) else f"{value:.4f}"
         return str(value)
 
-    lines = ["| " + " | ".join(table.columns) + " |",
-             "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns)
-             + "|"]
+    aligns = ["---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns]
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "|".join(aligns) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |"
               for row in table.itertuples(index=False)]
     return "\n".join(lines)
