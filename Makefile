@@ -1,25 +1,26 @@
 # The two commands of the README:
-#   make tutorial   run every notebook; executed copies and figures land in output/
-#   make test       unit tests, then every notebook under nbval
-# Both create the pinned environment in .venv first if it is missing or out of date.
+#   make tutorial   run every notebook on the modern stack; executed copies and figures in output/
+#   make test       unit tests, then every notebook under nbval, on both stacks
+# Both create the pinned environments first if they are missing or out of date:
+#   .venv            the modern stack (default): Python 3.13, 3.12 or 3.11 with TensorFlow 2.20
+#   .venv-reference  the reference stack: Python 3.11 with the pins TFF 0.87 declares
 
-# The first Python 3.11 that runs: on PATH, or installed by pyenv but not activated.
-PYTHON ?= $(firstword $(foreach p,python3.11 $(wildcard $(HOME)/.pyenv/versions/3.11*/bin/python3.11) /usr/bin/python3.11,$(shell $(p) -c 'print("$(p)")' 2>/dev/null)))
+# The first of these Pythons that runs: on the PATH, under pyenv, or in /usr/bin.
+find_python = $(firstword $(foreach v,$(1),$(foreach p,python$(v) $(wildcard $(HOME)/.pyenv/versions/$(v).*/bin/python$(v)) /usr/bin/python$(v),$(shell $(p) -c 'print("$(p)")' 2>/dev/null))))
+PYTHON ?= $(call find_python,3.13 3.12 3.11)
+PYTHON_REFERENCE ?= $(call find_python,3.11)
+# 1 makes `make test` fail when the reference stack cannot be built (CI sets it).
+REQUIRE_REFERENCE ?=
+
 VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-# A second environment without TFF: Python 3.12 and the newest TensorFlow, where the
-# simulator (tutorial_utils/simulation.py) must run too.
-# The first Python 3.12 that runs: on PATH, or installed by pyenv but not activated.
-PYTHON312 ?= $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) /usr/bin/python3.12,$(shell $(p) -c 'print("$(p)")' 2>/dev/null)))
-VENV312 := .venv-py312
-STAMP312 := $(VENV312)/.installed
+VENV_REFERENCE := .venv-reference
+PIP_VERSION := 26.3
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 # The walkthrough's notebooks (01-03): with the real data (FEDRECON_DATA_DIR set), nbval
-# compares every output with the committed ones; without it, they run on synthetic data in
-# the smoke configuration and nbval only checks that they execute. The longer notebooks
-# (04 onwards) always run in the smoke configuration, so the tests stay fast.
+# compares every output with the committed ones, on both stacks; without it, they run on
+# synthetic data in the smoke configuration and nbval only checks that they execute. The
+# longer notebooks (04 onwards) always run in the smoke configuration, so the tests stay fast.
 CORE_NOTEBOOKS := $(wildcard notebooks/0[1-3]_*.ipynb)
 MORE_NOTEBOOKS := $(filter-out $(CORE_NOTEBOOKS),$(wildcard notebooks/[0-9][0-9]_*.ipynb))
 SMOKE_ENV := FEDRECON_DATASET=synthetic FEDRECON_CONFIG=smoke
@@ -30,61 +31,89 @@ else
 CORE_NBVAL := --nbval-lax
 CORE_ENV := $(SMOKE_ENV)
 endif
-NBVAL_RUN := $(BIN)/python -m pytest --nbval-current-env -p no:cacheprovider -q
-# Notebooks whose Colab cell does not install TFF: they must also run without it (test-py312).
-# The unit tests of the modules those notebooks use (TFF parity tests skip without TFF).
-PY312_TESTS := tests/test_simulation.py tests/test_recommend.py tests/test_baselines.py tests/test_communication.py tests/test_experiments.py
-TFF_FREE_NOTEBOOKS := $(shell grep -L 'tensorflow-federated==' notebooks/[0-9][0-9]_*.ipynb)
+NBVAL := -m pytest --nbval-current-env -p no:cacheprovider -q
+# Notebooks whose Colab cell installs no TFF, and the tests of the modules they use: they
+# also run with TFF hidden (tests/without_tff), as on a Python where it is not installed.
+TFF_FREE_NOTEBOOKS := $(shell grep -L 'colab_no_deps_packages' notebooks/[0-9][0-9]_*.ipynb)
+TFF_FREE_TESTS := tests/test_simulation.py tests/test_recommend.py tests/test_baselines.py tests/test_communication.py tests/test_experiments.py tests/test_environment.py
 
-.PHONY: tutorial test unit notebooks notebooks-test test-py312 env lock clean
+.PHONY: tutorial test test-modern test-reference test-without-tff notebooks env lock lock-modern lock-reference clean
 
-tutorial: $(STAMP)
-	$(BIN)/python -m tutorial_utils.run_notebooks
+tutorial: $(VENV)/.installed
+	$(VENV)/bin/python -m tutorial_utils.run_notebooks
 
-test: unit notebooks-test test-py312
+test: test-modern test-reference
 
-unit: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+# The unit tests and every notebook on one stack: $(call test_stack,VENV)
+define test_stack
+	$(1)/bin/python -m pytest tests -q
+	$(CORE_ENV) $(1)/bin/python $(NBVAL) $(CORE_NBVAL) $(CORE_NOTEBOOKS)
+	$(if $(MORE_NOTEBOOKS),$(SMOKE_ENV) $(1)/bin/python $(NBVAL) --nbval-lax $(MORE_NOTEBOOKS))
+endef
 
-notebooks-test: $(STAMP)
-	$(CORE_ENV) $(NBVAL_RUN) $(CORE_NBVAL) $(CORE_NOTEBOOKS)
-	$(if $(MORE_NOTEBOOKS),$(SMOKE_ENV) $(NBVAL_RUN) --nbval-lax $(MORE_NOTEBOOKS))
+test-modern: $(VENV)/.installed
+	$(call test_stack,$(VENV))
+	$(MAKE) --no-print-directory test-without-tff
 
-test-py312: $(STAMP312)
-	$(VENV312)/bin/python -m pytest -q $(PY312_TESTS)
-	$(if $(TFF_FREE_NOTEBOOKS),$(SMOKE_ENV) $(VENV312)/bin/python -m pytest --nbval-current-env -p no:cacheprovider -q --nbval-lax $(TFF_FREE_NOTEBOOKS))
+test-without-tff: $(VENV)/.installed
+	PYTHONPATH=tests/without_tff $(VENV)/bin/python -m pytest -q $(TFF_FREE_TESTS)
+	PYTHONPATH=tests/without_tff $(SMOKE_ENV) $(VENV)/bin/python $(NBVAL) --nbval-lax $(TFF_FREE_NOTEBOOKS)
+
+ifneq ($(strip $(PYTHON_REFERENCE)),)
+test-reference: $(VENV_REFERENCE)/.installed
+	$(call test_stack,$(VENV_REFERENCE))
+else ifneq ($(strip $(REQUIRE_REFERENCE)),)
+test-reference:
+	@echo "No Python 3.11 found for the reference stack: install python3.11 (or pyenv install 3.11) or set PYTHON_REFERENCE=/path/to/python3.11."; exit 1
+else
+test-reference:
+	@echo "SKIPPED the reference stack: no Python 3.11 found (install it, or set PYTHON_REFERENCE=/path/to/python3.11, to test both stacks)."
+endif
 
 # Re-run every notebook on the real data and store its outputs in the notebooks.
-notebooks: $(STAMP)
+notebooks: $(VENV)/.installed
 	@test -n "$(FEDRECON_DATA_DIR)" || { echo "Set FEDRECON_DATA_DIR to MovieLens 1M first."; exit 1; }
-	$(BIN)/python -m tutorial_utils.run_notebooks --in-place
+	$(VENV)/bin/python -m tutorial_utils.run_notebooks --in-place
 
-env: $(STAMP)
+env: $(VENV)/.installed
 
-$(STAMP): requirements/lock.txt pyproject.toml
-	@test -n "$(PYTHON)" || { echo "No working python3.11 found: TensorFlow Federated 0.87 needs Python 3.11 (see README, Troubleshooting)."; exit 1; }
-	@rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1
-	$(BIN)/python -m pip install --quiet --no-deps -r requirements/lock.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	@touch $@
+# A fresh environment from a lock file: $(call make_env,PYTHON,VENV,STACK,WHAT)
+define make_env
+	@test -n "$(1)" || { echo "No Python $(4) found: install it (on Debian or Ubuntu: apt install python3-venv; or pyenv install 3.13), or set PYTHON=/path/to/python3."; exit 1; }
+	@rm -rf $(2)
+	$(1) -m venv $(2)
+	$(2)/bin/python -m pip install --quiet --upgrade pip==$(PIP_VERSION)
+	$(2)/bin/python -m pip install --quiet --no-deps --ignore-requires-python -r requirements/$(3)-lock.txt
+	$(2)/bin/python -m pip install --quiet --no-deps -e .
+	@$(2)/bin/python -c 'import tutorial_utils.environment as e; print(e.describe())'
+	@touch $(2)/.installed
+endef
 
-$(STAMP312): requirements/py312.txt pyproject.toml
-	@test -n "$(PYTHON312)" || { echo "No working python3.12 found: the no-TFF check needs Python 3.12 (set PYTHON312=/path/to/python3.12)."; exit 1; }
-	@rm -rf $(VENV312)
-	$(PYTHON312) -m venv $(VENV312)
-	$(VENV312)/bin/python -m pip install --quiet -r requirements/py312.txt
-	$(VENV312)/bin/python -m pip install --quiet --no-deps -e .
-	@touch $@
+$(VENV)/.installed: requirements/modern-lock.txt pyproject.toml
+	$(call make_env,$(PYTHON),$(VENV),modern,3.13$(comma) 3.12 or 3.11)
 
-# Rebuild requirements/lock.txt from requirements/direct.txt in a scratch environment.
-lock:
-	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	grep -v '^tensorflow-federated' requirements/direct.txt | .venv-lock/bin/python -m pip install --quiet -r /dev/stdin
-	.venv-lock/bin/python -m pip install --quiet --no-deps $$(grep '^tensorflow-federated' requirements/direct.txt)
-	{ grep '^#' requirements/lock.txt; .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^fedrecon-tutorial'; } > requirements/lock.tmp
-	mv requirements/lock.tmp requirements/lock.txt && rm -rf .venv-lock
+$(VENV_REFERENCE)/.installed: requirements/reference-lock.txt pyproject.toml
+	$(call make_env,$(PYTHON_REFERENCE),$(VENV_REFERENCE),reference,3.11)
+
+comma := ,
+
+# Rebuild the lock files (make lock-modern for one of them) from the direct files, each in a scratch environment with
+# Python 3.11: the oldest Python of the modern stack, so that its pins install on all three.
+# Lines marked "# no-deps" are installed with --no-deps --ignore-requires-python.
+define lock_stack
+	rm -rf .venv-lock && $(PYTHON_REFERENCE) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip==$(PIP_VERSION) setuptools
+	grep -v '# no-deps' requirements/$(1)-direct.txt | .venv-lock/bin/python -m pip install --quiet -r /dev/stdin
+	.venv-lock/bin/python -m pip install --quiet --no-deps --ignore-requires-python $$(grep -E '^[^#].*# no-deps' requirements/$(1)-direct.txt | cut -d' ' -f1)
+	{ sed -n '1,/^$$/p' requirements/$(1)-lock.txt; .venv-lock/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip=='; } > requirements/$(1)-lock.tmp
+	mv requirements/$(1)-lock.tmp requirements/$(1)-lock.txt && rm -rf .venv-lock
+endef
+
+lock: lock-modern lock-reference
+
+lock-modern lock-reference:
+	@test -n "$(PYTHON_REFERENCE)" || { echo "make lock needs Python 3.11 (set PYTHON_REFERENCE=/path/to/python3.11)."; exit 1; }
+	$(call lock_stack,$(@:lock-%=%))
 
 clean:
-	rm -rf $(VENV) $(VENV312) output
+	rm -rf $(VENV) $(VENV_REFERENCE) output

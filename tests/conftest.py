@@ -10,6 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+# First, as in the notebooks: it gets TensorFlow Federated ready to import on this stack, so
+# that `pytest.importorskip("tensorflow_federated")` skips only where TFF is truly absent.
+import tutorial_utils  # noqa: F401
+
 
 def real_data_dir() -> Path | None:
     """The MovieLens 1M folder named by FEDRECON_DATA_DIR, if it exists."""

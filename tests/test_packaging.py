@@ -1,49 +1,94 @@
 """The pins, the Colab install cells, the links and the README agree with each other."""
 
 import re
+import subprocess
+import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from tutorial_utils import links, run_notebooks
+import tutorial_utils
+from tutorial_utils import links, pins, run_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = run_notebooks.notebook_paths(ROOT / "notebooks")
-PIN = re.compile(r"^\s*-?\s*([A-Za-z0-9_.\-]+)\s*={1,2}\s*([0-9][^\s#]*)")
+EXACT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.\-]*)==([^\s;#]+)")
 
 
-def pins(lines):
+def exact_pins(text):
+    """The name==version lines of a requirements text, names normalized."""
     found = {}
-    for line in lines:
-        match = PIN.match(line.split("#")[0])
+    for line in text.splitlines():
+        match = EXACT.match(line.strip())
         if match:
-            found[match.group(1).lower().replace("_", "-")] = match.group(2)
+            found[pins.normalize(match.group(1))] = match.group(2)
     return found
 
 
-DIRECT = pins((ROOT / "requirements/direct.txt").read_text().splitlines())
-LOCK = pins((ROOT / "requirements/lock.txt").read_text().splitlines())
+@pytest.mark.parametrize("stack", pins.STACKS)
+def test_every_exact_direct_pin_is_in_the_lock_file_with_the_same_version(stack):
+    direct = exact_pins(pins.read(stack, "direct"))
+    assert direct, f"no exact pins in requirements/{stack}-direct.txt"
+    locked = pins.locked(stack)
+    assert {name: locked.get(name) for name in direct} == direct
 
 
-def test_every_direct_pin_is_in_the_lock_file_with_the_same_version():
-    assert DIRECT, "no pins found in requirements/direct.txt"
-    assert {name: LOCK.get(name) for name in DIRECT} == DIRECT
+@pytest.mark.parametrize("stack", pins.STACKS)
+def test_every_direct_requirement_is_locked_and_every_lock_line_is_exact(stack):
+    resolved, no_deps, tools = pins.direct(stack)
+    locked = pins.locked(stack)
+    assert not set(resolved + no_deps + tools) - set(locked)
+    lines = [line for line in pins.read(stack, "lock").splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert len(lines) == len(locked) == len(exact_pins("\n".join(lines)))
 
 
-def test_lock_file_pins_every_line():
-    lines = [l for l in (ROOT / "requirements/lock.txt").read_text().splitlines() if l and not l.startswith("#")]
-    assert len(lines) == len(LOCK), [l for l in lines if PIN.match(l) is None]
+def test_the_stacks_are_what_their_names_say():
+    modern, reference = pins.locked("modern"), pins.locked("reference")
+    assert modern["tensorflow"] == "2.20.0" and modern["tf-keras"] == "2.20.1"
+    assert modern["numpy"].startswith("2.")
+    assert reference["tensorflow"] == "2.14.1" and reference["numpy"] == "1.25.2"
+    assert "tf-keras" not in reference
+    assert modern["tensorflow-federated"] == reference["tensorflow-federated"] == "0.87.0"
+    assert "tensorflow-federated" in pins.direct("modern")[1]
+    assert "tensorflow-federated" in pins.direct("reference")[1]
 
 
-def test_environment_yml_agrees_with_the_pip_pins():
-    conda = pins((ROOT / "environment.yml").read_text().splitlines())
-    conda.pop("python")
-    assert conda, "no pins found in environment.yml"
-    assert {name: DIRECT.get(name) for name in conda} == conda
-    # Everything but the test and notebook tools, and TFF itself (installed with --no-deps).
-    missing = set(DIRECT) - set(conda) - {"tensorflow-federated"}
-    assert not missing
+def test_the_lock_files_ship_inside_the_package(tmp_path):
+    """A wheel of the checkout carries requirements/ as tutorial_utils/requirements/."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--wheel-dir", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    [wheel] = tmp_path.glob("fedrecon_tutorial-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for stack in pins.STACKS:
+        for kind in ("direct", "lock"):
+            shipped = f"tutorial_utils/requirements/{stack}-{kind}.txt"
+            assert shipped in names
+            assert zipfile.ZipFile(wheel).read(shipped).decode() == pins.read(stack, kind)
+
+
+@pytest.mark.parametrize(("python", "stack"), [((3, 11), "reference"), ((3, 12), "modern"),
+                                               ((3, 13), "modern")])
+def test_colab_installs_the_locked_pins_of_its_stack(python, stack):
+    assert pins.colab_stack(python) == stack
+    installed = exact_pins("\n".join(
+        (pins.colab_packages(python) + " " + pins.colab_no_deps_packages(python)).split()))
+    locked = pins.locked(stack)
+    assert installed == {name: locked[name] for name in installed}
+    resolved, no_deps, tools = pins.direct(stack)
+    # Everything but the local tools, and TFF without its dependencies.
+    assert set(installed) == set(resolved + no_deps)
+    assert "tensorflow-federated==0.87.0" in pins.colab_no_deps_packages(python).split()
+    assert not set(tools) & set(installed)
+
+
+@pytest.mark.parametrize("python", [(3, 10), (3, 14)])
+def test_colab_refuses_a_python_that_runs_neither_stack(python):
+    with pytest.raises(ValueError, match="use 3.11, 3.12 or 3.13"):
+        pins.colab_stack(python)
 
 
 def install_cell(path):
@@ -51,21 +96,23 @@ def install_cell(path):
     return next(c.source for c in notebook.cells if "google.colab" in c.source)
 
 
-# A notebook either installs the pinned TFF stack in Colab, or runs without TFF (on stock
-# Colab, Python 3.12): then it installs this package only and never uses TFF, and
-# `make test-py312` executes it in an environment without TFF.
-TFF_NOTEBOOKS = [p for p in NOTEBOOKS if "tensorflow-federated==" in install_cell(p)]
+TFF_NOTEBOOKS = [p for p in NOTEBOOKS if "pins.colab_no_deps_packages()" in install_cell(p)]
 TFF_FREE_NOTEBOOKS = [p for p in NOTEBOOKS if p not in TFF_NOTEBOOKS]
 
 
+def test_notebooks_01_05_and_06_install_no_tff():
+    assert [p.name[:2] for p in TFF_FREE_NOTEBOOKS] == ["01", "05", "06"]
+
+
 @pytest.mark.parametrize("path", TFF_NOTEBOOKS, ids=lambda p: p.name)
-def test_colab_install_cell_uses_exactly_the_pinned_versions(path):
-    cell = install_cell(path)
-    assert "tensorflow-federated==0.87.0" in cell and "--no-deps" in cell
-    assert links.package_install_url() in cell
-    installed = pins(re.findall(r"\S+==\S+", cell))
-    assert installed, "no pins in the install cell"
-    assert {name: DIRECT.get(name) for name in installed} == installed
+def test_colab_cell_installs_the_package_alone_then_the_locked_pins(path):
+    commands = re.findall(r"^\s*(!.*|from tutorial_utils import .*)$", install_cell(path), re.M)
+    assert commands == [
+        f"!pip install --quiet {links.package_install_url()}",
+        "from tutorial_utils import pins",
+        "!pip install --quiet {pins.colab_packages()}",
+        "!pip install --quiet --no-deps --ignore-requires-python {pins.colab_no_deps_packages()}",
+    ]
 
 
 @pytest.mark.parametrize("path", TFF_FREE_NOTEBOOKS, ids=lambda p: p.name)
@@ -80,6 +127,12 @@ def test_tff_free_notebook_installs_only_this_package_and_never_uses_tff(path):
     assert not re.search(uses_tff, code)
 
 
+def test_colab_installs_the_release_of_this_version():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert links.PACKAGE_RELEASE == f"v{tutorial_utils.__version__}" == f"v{project['version']}"
+    assert links.package_install_url().endswith(f"@{links.PACKAGE_RELEASE}")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_starts_with_title_buttons_overview_and_setup(path):
     cells = nbformat.read(path, as_version=4).cells
@@ -90,6 +143,13 @@ def test_notebook_starts_with_title_buttons_overview_and_setup(path):
     # TFF notebooks check that TFF can run here; TFF-free ones print the versions in use.
     check = "environment.describe()" if path in TFF_FREE_NOTEBOOKS else "environment.check("
     assert check in cells[6].source
+
+
+def test_environment_yml_installs_the_modern_lock():
+    text = (ROOT / "environment.yml").read_text()
+    python = re.search(r"python=(3\.\d+)", text).group(1)
+    assert pins.colab_stack(tuple(int(n) for n in python.split("."))) == "modern"
+    assert "pip install --no-deps --ignore-requires-python -r requirements/modern-lock.txt" in text
 
 
 def test_readme_links_every_notebook_to_colab():

@@ -16,8 +16,8 @@ from tutorial_utils import runtime
 SCRIPT = textwrap.dedent(
     """
     import numpy as np
-    import tensorflow_federated as tff
     from tutorial_utils import runtime
+    import tensorflow_federated as tff
 
     worker = runtime.start()
     print("WORKER", worker.pid, flush=True)

@@ -1,13 +1,12 @@
 """The vectorized FedRecon simulator: its pieces, a plain reference, and TFF itself.
 
-Everything but the ``requires_tff`` tests runs without TensorFlow Federated (e.g. on
-the newest TensorFlow, see requirements/py312.txt).
+Everything but the ``requires_tff`` tests runs without TensorFlow Federated (`make
+test-without-tff` hides it).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import subprocess
 import sys
 
@@ -16,11 +15,11 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tutorial_utils import datasets
+from tutorial_utils import datasets, environment
 from tutorial_utils import simulation as sim
 
 requires_tff = pytest.mark.skipif(
-    importlib.util.find_spec("tensorflow_federated") is None,
+    not environment.installed("tensorflow_federated"),
     reason="tensorflow_federated is not installed",
 )
 

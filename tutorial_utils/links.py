@@ -2,12 +2,15 @@
 
 Change ``GITHUB_REPOSITORY`` (and ``GITHUB_BRANCH``) when the project moves; the tests
 check that every notebook's button bar and the README's table use these links.
+``PACKAGE_RELEASE`` is the release tag of ``tutorial_utils`` that the notebooks' Colab
+cells install: ``v`` and the package version (a test keeps them equal).
 """
 
 from __future__ import annotations
 
 GITHUB_REPOSITORY = "fedrecon-tutorial/fedrecon-tutorial"
 GITHUB_BRANCH = "main"
+PACKAGE_RELEASE = "v0.2.0"
 
 
 def github_url(notebook: str) -> str:
@@ -24,8 +27,9 @@ def colab_url(notebook: str) -> str:
 
 
 def package_install_url() -> str:
-    """What ``pip install`` takes to install ``tutorial_utils`` from GitHub (used in Colab)."""
-    return f"git+https://github.com/{GITHUB_REPOSITORY}@{GITHUB_BRANCH}"
+    """What ``pip install`` takes to install ``tutorial_utils`` from GitHub at its release
+    tag (used in Colab)."""
+    return f"git+https://github.com/{GITHUB_REPOSITORY}@{PACKAGE_RELEASE}"
 
 
 def button_bar(notebook: str) -> str:
