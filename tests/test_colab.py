@@ -19,12 +19,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tutorial_utils import links, pins
+from tutorial_utils import environment, links, pins
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "03_training_and_evaluation.ipynb"
 # What a stock Colab runtime already has, in the part that matters here.
-COLAB_BASE = ["ipykernel", "nbclient", "nbformat", "numpy", "pandas", "matplotlib"]
+COLAB_BASE = ["ipykernel", "nbclient", "nbformat", "numpy", "pandas", "matplotlib", "setuptools"]
 STAND_IN = 'import sys, types\nsys.modules["google.colab"] = types.ModuleType("google.colab")\n'
 
 
@@ -42,7 +42,11 @@ def python313() -> str | None:
 
 
 PYTHON313 = python313()
-pytestmark = pytest.mark.skipif(PYTHON313 is None, reason="no Python 3.13 on this machine")
+pytestmark = [
+    pytest.mark.skipif(PYTHON313 is None, reason="no Python 3.13 on this machine"),
+    pytest.mark.skipif(environment.stack() != "modern",
+                       reason="runs once, in the modern stack's tests (it builds its own Python 3.13)"),
+]
 
 
 def run(command, **kwargs) -> subprocess.CompletedProcess:

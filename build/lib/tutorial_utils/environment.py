@@ -121,14 +121,21 @@ def stack() -> str:
 
 
 def _tf_keras_is_keras3() -> bool:
-    """True when TensorFlow is imported and its ``tf.keras`` already resolved to Keras 3."""
+    """True when TensorFlow is imported and its ``tf.keras`` already resolved to Keras 3.
+
+    ``tf.keras`` starts as a lazy loader that picks Keras 3 or tf-keras on first use, then
+    replaces itself with the module it picked. Only ``__dict__`` is read, so that this
+    check never makes the choice itself.
+    """
     tf = sys.modules.get("tensorflow")
-    loader = getattr(tf, "keras", None) if tf is not None else None
-    if loader is None or "_tfll_initialized" not in getattr(loader, "__dict__", {}):
-        return False  # not imported yet, or a TensorFlow without the lazy Keras loader
-    return bool(loader.__dict__["_tfll_initialized"]) and (
-        loader.__dict__.get("_tfll_keras_version") == "keras_3"
-    )
+    found = getattr(tf, "__dict__", {}).get("keras")
+    state = getattr(found, "__dict__", {})
+    if state.get("_tfll_initialized") is False:
+        return False  # not used yet: TF_USE_LEGACY_KERAS still decides
+    if "_tfll_keras_version" in state:
+        return state["_tfll_keras_version"] == "keras_3"
+    keras_version = str(getattr(sys.modules.get("keras"), "__version__", ""))
+    return str(state.get("__name__", "")).startswith("keras.") and keras_version.startswith("3.")
 
 
 def _import_tf_privacy_without_estimators() -> None:
