@@ -85,3 +85,15 @@ def test_shutdown_stops_every_worker_started_here():
     assert not worker.is_running()
     assert runtime.running_workers() == []
     runtime.shutdown()  # a second call is harmless
+
+
+def test_the_worker_is_started_without_python_code_in_the_forked_child():
+    """With setpriv, nothing runs between fork and exec (grpcio's fork handlers can abort
+    such a child); the death signal is still set, so the worker dies with Python."""
+    command, preexec_fn = runtime._launch(["worker_binary", "--port=1"])
+    if runtime.shutil.which("setpriv"):
+        assert command[:4] == [runtime.shutil.which("setpriv"), "--pdeathsig", "TERM", "--"]
+        assert preexec_fn is None
+    else:
+        assert preexec_fn is runtime._die_with_parent
+    assert command[-2:] == ["worker_binary", "--port=1"]

@@ -29,6 +29,7 @@ import contextlib
 import ctypes
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +66,23 @@ def worker_binary_path() -> Path:
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _launch(command: list[str]) -> tuple[list[str], object]:
+    """The command that starts ``command`` so that it dies with this process, and the
+    ``preexec_fn`` it needs.
+
+    Linux's ``setpriv --pdeathsig`` sets the death signal itself, so Python can start it
+    without running code in the forked child: with grpcio's fork handlers active (TFF's
+    connections), such a child can abort before it ever runs the worker. Without
+    ``setpriv``, the signal is set from Python in the child.
+    """
+    if not sys.platform.startswith("linux"):
+        return command, None
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        return [setpriv, "--pdeathsig", "TERM", "--", *command], None
+    return command, _die_with_parent
 
 
 @dataclasses.dataclass
@@ -106,17 +124,18 @@ def start_worker(port: int | None = None, *, max_concurrent_computation_calls: i
     log_file = tempfile.NamedTemporaryFile(
         prefix=f"tff-worker-{port}-", suffix=".log", delete=False
     )
+    command, preexec_fn = _launch([
+        str(worker_binary_path()),
+        f"--port={port}",
+        f"--max_concurrent_computation_calls={max_concurrent_computation_calls}",
+    ])
     with log_file:
         process = subprocess.Popen(
-            [
-                str(worker_binary_path()),
-                f"--port={port}",
-                f"--max_concurrent_computation_calls={max_concurrent_computation_calls}",
-            ],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=preexec_fn,
         )
     worker = Worker(process=process, port=port, log_path=Path(log_file.name))
     _STARTED.append(worker)
