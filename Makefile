@@ -85,6 +85,10 @@ define make_env
 	$(2)/bin/python -m pip install --quiet --upgrade pip==$(PIP_VERSION)
 	$(2)/bin/python -m pip install --quiet --no-deps --ignore-requires-python -r requirements/$(3)-lock.txt
 	$(2)/bin/python -m pip install --quiet --no-deps -e .
+	@# Notebook kernels of this environment leave what C++ libraries write to stderr in the
+	@# terminal (TensorFlow 2.20's graph optimizer logs past TF_CPP_MIN_LOG_LEVEL), not in cells.
+	@mkdir -p $(2)/etc/ipython
+	@echo 'c.IPKernelApp.capture_fd_output = False' > $(2)/etc/ipython/ipython_kernel_config.py
 	@$(2)/bin/python -c 'import tutorial_utils.environment as e; print(e.describe())'
 	@touch $(2)/.installed
 endef
