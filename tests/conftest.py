@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -52,3 +53,12 @@ def wait_gone(pid: int, seconds: float = 15.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def copy_of_checkout(folder: Path) -> Path:
+    """A copy of this checkout's sources in ``folder``, to build the package from without
+    leaving a build folder in the checkout."""
+    source = folder / "source"
+    shutil.copytree(Path(__file__).resolve().parents[1], source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "output", "data", "build", "*.egg-info", "__pycache__"))
+    return source

@@ -2,10 +2,10 @@
 cell's own commands, then the whole notebook.
 
 The closest this machine gets to Colab: a new Python 3.13 environment holding what Colab
-brings (Jupyter's kernel, NumPy, pandas, Matplotlib, at today's releases), a stand-in
-``google.colab`` package so that the install cell runs, and this package installed from the
-checkout instead of GitHub. It builds an environment of about 2 GB, so it runs once, in
-``make test`` on the modern stack.
+brings (Jupyter's kernel, NumPy, pandas, Matplotlib, setuptools, at today's releases), a
+stand-in ``google.colab`` package so that the install cell runs, and this package
+installed from a copy of the checkout instead of GitHub. It builds an environment of
+about 2 GB, so it runs once, in ``make test`` on the modern stack.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import copy_of_checkout
 
 from tutorial_utils import environment, links, pins
 
@@ -71,7 +72,8 @@ def test_notebook_03_runs_on_python_313_with_the_install_cell_commands(tmp_path)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     install = next(c for c in notebook.cells if "google.colab" in c.source)
     assert links.package_install_url() in install.source
-    install.source = install.source.replace(links.package_install_url(), str(ROOT))
+    install.source = install.source.replace(links.package_install_url(),
+                                            str(copy_of_checkout(tmp_path)))
     path = tmp_path / NOTEBOOK.name
     nbformat.write(notebook, path)
 

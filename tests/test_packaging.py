@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import copy_of_checkout
 
 import tutorial_utils
 from tutorial_utils import links, pins, run_notebooks
@@ -59,8 +60,8 @@ def test_the_stacks_are_what_their_names_say():
 
 def test_the_lock_files_ship_inside_the_package(tmp_path):
     """A wheel of the checkout carries requirements/ as tutorial_utils/requirements/."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--wheel-dir", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
+                    str(tmp_path), str(copy_of_checkout(tmp_path))], check=True, capture_output=True)
     [wheel] = tmp_path.glob("fedrecon_tutorial-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for stack in pins.STACKS:

@@ -78,8 +78,6 @@ ADVICE_KERAS3_LOADED = (
     "Restart session; Jupyter: Kernel > Restart), then run the notebook from the top, "
     "so that tutorial_utils is imported before TensorFlow."
 )
-
-
 ADVICE_RESTART = (
     "{name} {loaded} is loaded in this Python, but {installed} is now installed (the "
     "install cell changed it). Restart the runtime (Colab: Runtime > Restart session; "
