@@ -100,9 +100,13 @@ def test_exercise_1_catches_data_left_unused():
     fails(exercises.check_exercise_1, drops_a_batch, match=r"batches \[0\] are used neither")
 
 
-def run_result(accuracy, kind="movielens", name="full"):
-    metrics = {"loss": 1.0, "rating_accuracy": accuracy}
-    return exercises.RunResult(config.SPLIT_ALONE, name, kind, metrics, metrics, pd.DataFrame(), 1.0)
+def run_result(validation, test=None, kind="movielens", name="full"):
+    def metrics(accuracy):
+        return {"loss": 1.0, "rating_accuracy": accuracy}
+
+    test = validation if test is None else test
+    return exercises.RunResult(config.SPLIT_ALONE, name, kind, metrics(validation), metrics(test),
+                               pd.DataFrame(), 1.0)
 
 
 def test_exercise_1_tuning_is_judged_on_real_data_in_the_full_configuration(capsys):
@@ -117,8 +121,16 @@ def test_exercise_1_tuning_is_judged_on_real_data_in_the_full_configuration(caps
     assert verdict(capsys).startswith("⏳ Not done yet")
 
 
+def test_exercise_1_tuning_decides_on_validation_and_only_reports_test(capsys):
+    exercises.check_exercise_1_tuning(run_result(0.42, test=0.35))
+    out = verdict(capsys)
+    assert out.startswith("✅ Correct") and "validation rating accuracy 0.4200" in out
+    assert "test rating accuracy, reported only: 0.3500" in out
+    fails(exercises.check_exercise_1_tuning, run_result(0.39, test=0.45), match="validation")
+
+
 def test_the_split_baseline_of_the_check_is_the_measured_one():
-    assert 0.3 < exercises.SPLIT_ALONE_TEST_ACCURACY < exercises.TARGET_TEST_ACCURACY + 0.02
+    assert 0.3 < exercises.SPLIT_ALONE_VALIDATION_ACCURACY < exercises.TARGET_VALIDATION_ACCURACY
 
 
 # --- Exercise 2 ----------------------------------------------------------------------------

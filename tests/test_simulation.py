@@ -551,12 +551,18 @@ def test_simulate_run_repeats_with_its_seed_and_learns(ratings_df):
 
     base = dataclasses.replace(config.SMOKE, max_clients=None, num_latent_factors=NUM_FACTORS)
     run = config.FedReconRun(client_lr=0.1, clients_per_round=20, num_rounds=1)
+
+    def scores(result):
+        return {name: result[name] for name in ("validation", "test")}
+
     first = sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=3)
-    assert first == sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=3)
-    assert first != sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=4)
-    assert set(first) == {"validation", "test"}
+    assert set(first) == {"validation", "test", "history"}
+    assert list(first["history"].index) == [1]
+    assert scores(first) == scores(sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=3))
+    assert scores(first) != scores(sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=4))
     longer = sim.simulate_run(dataclasses.replace(run, num_rounds=40), ratings_df, NUM_ITEMS,
                               base, seed=3)
+    first = scores(first)
     for name in first:
         assert longer[name]["num_examples"] == first[name]["num_examples"]
         assert longer[name]["loss"] < first[name]["loss"]

@@ -144,13 +144,13 @@ def _short(steps: list[int], limit: int = 12) -> str:
 # Exercise 1: control the steps with dataset_split_fn, then tune
 # --------------------------------------------------------------------------------------
 
-TARGET_TEST_ACCURACY = 0.40
-# Test rating accuracy of exercise 1's split alone (config.SPLIT_ALONE: the walkthrough's
-# rates, 100 rounds of 50 clients) on real MovieLens 1M, scored by train_and_evaluate;
-# measured with TFF 0.87 by
+TARGET_VALIDATION_ACCURACY = 0.40
+# Rating accuracy of exercise 1's split alone (config.SPLIT_ALONE: the walkthrough's rates,
+# 100 rounds of 50 clients) on real MovieLens 1M, scored by train_and_evaluate; measured
+# with TFF 0.87 by
 #   FEDRECON_DATA_DIR=/path/to/ml-1m .venv/bin/python scripts/tune_exercise1.py --runs split_alone
-# (validation rating accuracy 0.3930, test 0.3866).
-SPLIT_ALONE_TEST_ACCURACY = 0.3866
+# (test rating accuracy: 0.3866).
+SPLIT_ALONE_VALIDATION_ACCURACY = 0.3930
 
 
 def check_exercise_1(split_fn) -> None:
@@ -249,6 +249,7 @@ class RunResult:
     test: dict
     history: pd.DataFrame
     seconds: float
+    engine: str = "TFF"  # what trained it: "TFF", or "the simulator" (simulate_and_evaluate)
 
     def summary(self) -> dict:
         """One row for a table: the run's parameters, scores and time."""
@@ -327,38 +328,72 @@ def train_and_evaluate(
     )
 
 
+def simulate_and_evaluate(
+    run: config.FedReconRun,
+    source,
+    ratings_df: pd.DataFrame,
+    movies_df: pd.DataFrame,
+    *,
+    base: config.TutorialConfig | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """:func:`train_and_evaluate` with the simulator of notebook 05 instead of TFF: the
+    same users, the same split by user and the same scoring on disjoint halves, in
+    seconds; the simulator draws its own random numbers (seeded by ``base.seed``), so its
+    scores agree with a TFF run's within their spread over seeds, not digit for digit."""
+    from tutorial_utils import simulation
+
+    base = base or config.current()
+    start = time.monotonic()
+    result = simulation.simulate_run(run, ratings_df, len(movies_df), base, seed=base.seed,
+                                     progress=progress)
+    return RunResult(
+        run=run,
+        config_name=base.name,
+        data_kind=source.kind,
+        validation=result["validation"],
+        test=result["test"],
+        history=result["history"],
+        seconds=time.monotonic() - start,
+        engine="the simulator",
+    )
+
+
 def check_exercise_1_tuning(result: RunResult | None, *, baseline: float | None = None) -> None:
-    """Checks exercise 1's tuning: on real MovieLens 1M in the full configuration, the test
-    rating accuracy must reach 0.40 and beat the split alone (``baseline``)."""
+    """Checks exercise 1's tuning on the **validation** users: on real MovieLens 1M in the
+    full configuration, their rating accuracy must reach 0.40 and beat the split alone's
+    (``baseline``, by default TFF's). The test accuracy is reported, never judged: it is
+    looked at once, for the configuration chosen."""
     if result is None:
         _not_done("train your configuration with exercises.train_and_evaluate and set "
                   "tuned_result to what it returns, then run this check again.")
         return
-    baseline = SPLIT_ALONE_TEST_ACCURACY if baseline is None else baseline
-    accuracy = result.test["rating_accuracy"]
-    goal = (f"test rating accuracy of at least {TARGET_TEST_ACCURACY:.2f} and above the "
-            f"split alone ({baseline:.4f})")
+    baseline = SPLIT_ALONE_VALIDATION_ACCURACY if baseline is None else baseline
+    accuracy = result.validation["rating_accuracy"]
+    test = f"test rating accuracy, reported only: {result.test['rating_accuracy']:.4f}"
+    goal = (f"validation rating accuracy of at least {TARGET_VALIDATION_ACCURACY:.2f} and "
+            f"above the split alone ({baseline:.4f})")
     if result.data_kind != "movielens" or result.config_name != "full":
         print(_wrap(
             f"{NOT_JUDGED}: this run used {result.data_kind} data in the {result.config_name} "
-            f"configuration (test rating accuracy {accuracy:.4f}). The goal, {goal}, is for "
-            "real MovieLens 1M in the full configuration."
+            f"configuration (validation rating accuracy {accuracy:.4f}). The goal, {goal}, "
+            "is for real MovieLens 1M in the full configuration."
         ))
         return
-    if accuracy < TARGET_TEST_ACCURACY:
+    if accuracy < TARGET_VALIDATION_ACCURACY:
         raise AnswerIncorrect(
-            f"the test rating accuracy is {accuracy:.4f}; the goal is {goal}. Try the "
+            f"the validation rating accuracy is {accuracy:.4f}; the goal is {goal}. Try the "
             "settings that helped most in the tuning table."
         )
     if accuracy <= baseline:
         raise AnswerIncorrect(
-            f"the test rating accuracy is {accuracy:.4f}, not above what the split alone "
-            f"gives ({baseline:.4f}): the tuning has not helped yet."
+            f"the validation rating accuracy is {accuracy:.4f}, not above what the split "
+            f"alone gives ({baseline:.4f}): the tuning has not helped yet."
         )
     _correct(
-        f"test rating accuracy {accuracy:.4f}, against {baseline:.4f} for the split alone "
-        f"and about 0.30 for the walkthrough's setup (validation: "
-        f"{result.validation['rating_accuracy']:.4f})."
+        f"validation rating accuracy {accuracy:.4f} ({result.engine}), against "
+        f"{baseline:.4f} for the split alone and about 0.30 for the walkthrough's setup "
+        f"({test})."
     )
 
 

@@ -3,30 +3,37 @@
     python -m tutorial_utils.run_notebooks              # executed copies -> output/notebooks
     python -m tutorial_utils.run_notebooks --in-place   # refresh the committed outputs
 
-Figures are saved as PNG by the notebooks themselves (see ``plotting``), into
-``output/figures`` unless ``FEDRECON_OUTPUT_DIR`` says otherwise.
+Every notebook runs in a fresh kernel; a line per notebook says whether it passed and how
+long it took, and a table at the end sums them up. Each notebook's time, with the machine,
+data and configuration it was measured with, is recorded in ``run_times.json`` beside
+the executed notebooks (``output/notebooks``, or ``notebooks/`` with ``--in-place``: the
+README's run-time column is checked against that one). Figures are saved as PNG by the notebooks
+themselves (see ``plotting``), into ``output/figures`` unless ``FEDRECON_OUTPUT_DIR`` says
+otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import sys
 import time
 from pathlib import Path
 
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
-from tutorial_utils import settings
+from tutorial_utils import environment, settings
+
+TIMES_FILE = "run_times.json"
+# The longest cell takes a few minutes on 2 cores; an hour means something is stuck.
+DEFAULT_TIMEOUT = 3600
 
 
 def notebook_paths(folder: Path) -> list[Path]:
     """The numbered notebooks of ``folder``, in order."""
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
-
-
-# The longest cell, exercise 1's tuned run on the real data, takes over an hour on 2 cores.
-DEFAULT_TIMEOUT = 4 * 3600
 
 
 def execute(path: Path, destination: Path, *, timeout: int = DEFAULT_TIMEOUT) -> float:
@@ -55,6 +62,61 @@ def execute(path: Path, destination: Path, *, timeout: int = DEFAULT_TIMEOUT) ->
     return time.monotonic() - start
 
 
+def machine() -> dict[str, object]:
+    """What the times were measured on."""
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"cores": os.cpu_count(), "cpu": cpu, "system": f"{platform.system()} {platform.machine()}",
+            "python": platform.python_version(), "stack": environment.stack()}
+
+
+def data_in_use() -> str:
+    """Which data the notebooks will find, in words; prints it, with a banner when the
+    real data cannot be had. A download, if one is needed, happens here, once."""
+    from tutorial_utils import data
+
+    return data.find_movielens().description
+
+
+def readable_seconds(seconds: float) -> str:
+    """A duration as the README's run-time column writes it: ``42 s`` or ``2.5 min``."""
+    return f"{seconds:.0f} s" if seconds < 99.5 else f"{seconds / 60:.1f} min"
+
+
+def summary_table(results: list[dict]) -> str:
+    """The per-notebook results as an aligned text table, with the total."""
+    width = max(len(r["notebook"]) for r in results)
+    lines = [f"{'notebook':<{width}}  {'result':<9}  {'seconds':>7}"]
+    lines += [f"{r['notebook']:<{width}}  {r['result']:<9}  {r['seconds']:>7.0f}" for r in results]
+    lines.append(f"{'total':<{width}}  {'':<9}  {sum(r['seconds'] for r in results):>7.0f}")
+    return "\n".join(lines)
+
+
+def read_times(path: Path) -> dict[str, dict]:
+    """The entries of a run-times file by notebook name; empty when there is none."""
+    if not path.is_file():
+        return {}
+    try:
+        return {entry["notebook"]: entry for entry in json.loads(path.read_text())["notebooks"]}
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a run-times file of this package ({error}); "
+                         "delete it to start a new one") from error
+
+
+def write_times(path: Path, entries: dict[str, dict]) -> None:
+    """Writes the entries, in notebook order, and their total to ``path`` (JSON)."""
+    ordered = [entries[name] for name in sorted(entries)]
+    record = {"notebooks": ordered, "total_seconds": round(sum(e["seconds"] for e in ordered), 1)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.partial")
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    temporary.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -74,28 +136,43 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     folder = settings.project_root() / "notebooks"
-    output = settings.project_root() / "output" / "notebooks"
+    output = folder if args.in_place else settings.project_root() / "output" / "notebooks"
     paths = notebook_paths(folder)
     if args.only:
         paths = [p for p in paths if p.name.startswith(tuple(args.only))]
-    print(f"Data setting: FEDRECON_DATASET={settings.dataset_choice()}, "
-          f"FEDRECON_CONFIG={settings.run_config()}, figures -> {settings.output_dir()}")
+    times = output / TIMES_FILE
+    entries = read_times(times)  # a run of some notebooks updates only their entries
+    description = data_in_use()
+    measured_on = machine()
+    print(f"Configuration: {settings.run_config()}; figures -> {settings.output_dir()}",
+          flush=True)
+    results = []
     for number, path in enumerate(paths, start=1):
-        destination = path if args.in_place else output / path.name
-        print(f"[{number}/{len(paths)}] {path.name} ...", flush=True)
+        tag = f"[{number}/{len(paths)}] {path.name}"
+        print(f"{tag} ...", flush=True)
+        start = time.monotonic()
         try:
-            seconds = execute(path, destination, timeout=args.timeout)
+            execute(path, output / path.name, timeout=args.timeout)
+            result = "passed"
         except CellTimeoutError as error:
-            print(f"[{number}/{len(paths)}] {path.name} TIMED OUT: a cell ran for more than "
-                  f"{args.timeout} s (raise it with --timeout); nothing was written.\n{error}")
-            return 1
+            result = "timed out"
+            print(f"{tag} TIMED OUT: a cell ran for more than {args.timeout} s (raise it with "
+                  f"--timeout); nothing was written.\n{error}")
         except CellExecutionError as error:
-            print(f"[{number}/{len(paths)}] {path.name} FAILED; nothing was written.\n{error}")
-            return 1
-        print(f"[{number}/{len(paths)}] {path.name} done in {seconds:.0f} s -> {destination}",
-              flush=True)
-    print(f"Figures: {settings.output_dir()}")
-    return 0
+            result = "FAILED"
+            print(f"{tag} FAILED; nothing was written.\n{error}")
+        seconds = time.monotonic() - start
+        results.append({"notebook": path.name, "result": result, "seconds": round(seconds, 1),
+                        "data": description, "config": settings.run_config(),
+                        "machine": measured_on})
+        print(f"{tag} {result} in {seconds:.0f} s", flush=True)
+    if not results:
+        print("No notebook matched.")
+        return 1
+    write_times(times, {**entries, **{r["notebook"]: r for r in results}})
+    print("\n" + summary_table(results))
+    print(f"\nData: {description}\nTimes: {times}\nFigures: {settings.output_dir()}")
+    return 0 if all(r["result"] == "passed" for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -902,7 +902,7 @@ def run_config(run, num_items: int, num_latent_factors: int) -> FedReconConfig:
 
 
 def simulate_run(run, ratings_df: pd.DataFrame, num_items: int, base, *,
-                 seed: int) -> dict[str, dict[str, float]]:
+                 seed: int, progress: bool = False) -> dict:
     """Trains and scores ``run`` with the simulator, as ``exercises.train_and_evaluate``
     does with TFF, in seconds instead of minutes.
 
@@ -911,8 +911,8 @@ def simulate_run(run, ratings_df: pd.DataFrame, num_items: int, base, *,
     latent factors. ``seed`` draws the initial item matrix, the user embeddings, the
     clients of each round and the batch orders. Validation and test users are scored on
     one fixed order per user, so reconstruction and scoring never share a rating.
-    Returns ``{"validation": metrics, "test": metrics}``; a run that diverged has NaN
-    losses and zero accuracy.
+    Returns ``{"validation": metrics, "test": metrics, "history": training table}``; a run
+    that diverged has NaN losses and zero accuracy.
     """
     clients = datasets.RatingClients(ratings_df, batch_size=run.batch_size,
                                      max_examples_per_user=base.max_examples_per_user,
@@ -923,6 +923,7 @@ def simulate_run(run, ratings_df: pd.DataFrame, num_items: int, base, *,
                                   seed=seed)
     sampler = datasets.ClientSampler(train_ids, min(run.clients_per_round, len(train_ids)),
                                      seed=seed)
-    train(simulator, packed, sampler, run.num_rounds, progress=False)
-    return {name: simulator.evaluate(packed, ids, reshuffle_each_pass=False, seed=seed)
-            for name, ids in (("validation", val_ids), ("test", test_ids))}
+    history = train(simulator, packed, sampler, run.num_rounds, progress=progress)
+    scores = {name: simulator.evaluate(packed, ids, reshuffle_each_pass=False, seed=seed)
+              for name, ids in (("validation", val_ids), ("test", test_ids))}
+    return {**scores, "history": history}
