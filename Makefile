@@ -70,7 +70,8 @@ test-reference:
 	@echo "SKIPPED the reference stack: no Python 3.11 found (install it, or set PYTHON_REFERENCE=/path/to/python3.11, to test both stacks)."
 endif
 
-# Re-run every notebook on the real data and store its outputs in the notebooks.
+# Re-run every notebook on the real data; store its outputs in the notebooks and the times
+# in notebooks/run_times.json (the README's run-time column is checked against it).
 notebooks: $(VENV)/.installed
 	@test -n "$(FEDRECON_DATA_DIR)" || { echo "Set FEDRECON_DATA_DIR to MovieLens 1M first."; exit 1; }
 	$(VENV)/bin/python -m tutorial_utils.run_notebooks --in-place

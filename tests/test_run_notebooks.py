@@ -1,3 +1,8 @@
+import json
+import os
+import re
+from pathlib import Path
+
 import nbformat
 import pytest
 from nbclient.exceptions import CellExecutionError
@@ -38,13 +43,20 @@ def test_a_failing_notebook_writes_nothing(tmp_path):
     assert not destination.exists() and not destination.parent.exists()
 
 
-def test_a_cell_that_runs_too_long_times_out_and_writes_nothing(tmp_path, capsys):
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """An empty project folder that main() runs in, with the data lookup stubbed out."""
     folder = tmp_path / "project"
     (folder / "notebooks").mkdir(parents=True)
+    monkeypatch.setattr(run_notebooks.settings, "project_root", lambda: folder)
+    monkeypatch.setattr(run_notebooks, "data_in_use", lambda: "test data")
+    return folder
+
+
+def test_a_cell_that_runs_too_long_times_out_and_writes_nothing(project, capsys):
+    folder = project
     write_notebook(folder / "notebooks" / "01_slow.ipynb", "import time\ntime.sleep(60)")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(run_notebooks.settings, "project_root", lambda: folder)
-        assert run_notebooks.main(["--in-place", "--timeout", "2"]) == 1
+    assert run_notebooks.main(["--in-place", "--timeout", "2"]) == 1
     out = capsys.readouterr().out
     assert "01_slow.ipynb TIMED OUT: a cell ran for more than 2 s (raise it with --timeout)" in out
     notebook = nbformat.read(folder / "notebooks" / "01_slow.ipynb", as_version=4)
@@ -55,3 +67,70 @@ def test_timeout_must_be_positive(capsys):
     with pytest.raises(SystemExit):
         run_notebooks.main(["--timeout", "0"])
     assert "--timeout must be at least 1 second, got 0" in capsys.readouterr().err
+
+
+def test_every_notebook_runs_even_after_a_failure_and_a_table_sums_them_up(project, capsys):
+    write_notebook(project / "notebooks" / "01_good.ipynb", "print('fine')")
+    write_notebook(project / "notebooks" / "02_bad.ipynb", "raise ValueError('broken on purpose')")
+    write_notebook(project / "notebooks" / "03_good.ipynb", "print('also fine')")
+    assert run_notebooks.main([]) == 1
+    out = capsys.readouterr().out
+    assert "Configuration: " in out and "Data: test data" in out
+    assert re.search(r"\[1/3\] 01_good.ipynb passed in \d+ s", out)
+    assert re.search(r"\[2/3\] 02_bad.ipynb FAILED in \d+ s", out)
+    assert re.search(r"\[3/3\] 03_good.ipynb passed in \d+ s", out)
+    table = out[out.index("notebook  "):]
+    assert re.search(r"02_bad.ipynb\s+FAILED\s+\d+", table) and "total" in table
+    executed = project / "output" / "notebooks"
+    assert sorted(p.name for p in executed.glob("*.ipynb")) == ["01_good.ipynb", "03_good.ipynb"]
+    record = json.loads((executed / "run_times.json").read_text())
+    assert [(e["notebook"], e["result"], e["data"]) for e in record["notebooks"]] == [
+        ("01_good.ipynb", "passed", "test data"), ("02_bad.ipynb", "FAILED", "test data"),
+        ("03_good.ipynb", "passed", "test data")]
+    assert record["notebooks"][0]["machine"]["cores"] == os.cpu_count()
+    assert record["total_seconds"] == pytest.approx(sum(e["seconds"] for e in record["notebooks"]), abs=0.2)
+
+
+def test_a_run_of_some_notebooks_updates_only_their_times(project):
+    write_notebook(project / "notebooks" / "01_a.ipynb", "1")
+    write_notebook(project / "notebooks" / "02_b.ipynb", "2")
+    assert run_notebooks.main(["--in-place"]) == 0
+    times = project / "notebooks" / "run_times.json"
+    first = {e["notebook"]: e for e in json.loads(times.read_text())["notebooks"]}
+    write_notebook(project / "notebooks" / "02_b.ipynb", "import time\ntime.sleep(1.5)")
+    assert run_notebooks.main(["--in-place", "--only", "02"]) == 0
+    second = {e["notebook"]: e for e in json.loads(times.read_text())["notebooks"]}
+    assert second["01_a.ipynb"] == first["01_a.ipynb"]
+    assert second["02_b.ipynb"]["seconds"] >= 1.5 > first["02_b.ipynb"]["seconds"]
+
+
+def test_a_damaged_times_file_is_named_in_the_error(project):
+    write_notebook(project / "notebooks" / "01_a.ipynb", "1")
+    (project / "notebooks" / "run_times.json").write_text("{not json")
+    with pytest.raises(ValueError, match="run_times.json: not a run-times file"):
+        run_notebooks.main(["--in-place"])
+
+
+def test_readable_seconds():
+    assert [run_notebooks.readable_seconds(s) for s in (0.4, 42.2, 99.4, 99.6, 150)] == [
+        "0 s", "42 s", "99 s", "1.7 min", "2.5 min"]
+
+
+def test_the_readme_run_times_are_the_recorded_ones():
+    """The README's run-time column and its machine note come from notebooks/run_times.json,
+    which `make notebooks` writes when it refreshes the stored outputs."""
+    root = Path(run_notebooks.__file__).resolve().parents[1]
+    entries = run_notebooks.read_times(root / "notebooks" / run_notebooks.TIMES_FILE)
+    readme = (root / "README.md").read_text()
+    rows = dict(re.findall(r"^\| \[(\d\d_\w+)\]\([^)]*\) \|[^|]*\| ([^|]+) \|", readme, re.M))
+    names = [p.name for p in run_notebooks.notebook_paths(root / "notebooks")]
+    assert sorted(entries) == names and sorted(f"{n}.ipynb" for n in rows) == names
+    for name, entry in entries.items():
+        assert entry["result"] == "passed" and entry["config"] == "full", name
+        assert "MovieLens 1M (GroupLens)" in entry["data"], name
+        assert rows[name.removesuffix(".ipynb")].strip() == run_notebooks.readable_seconds(
+            entry["seconds"]), name
+    total = sum(e["seconds"] for e in entries.values())
+    machine = next(iter(entries.values()))["machine"]
+    assert f"{machine['cores']} cores ({machine['cpu']})" in readme
+    assert f"{run_notebooks.readable_seconds(total)} in all" in readme
