@@ -93,15 +93,15 @@ def test_every_notebook_runs_even_after_a_failure_and_a_table_sums_them_up(proje
 
 def test_a_run_of_some_notebooks_updates_only_their_times(project):
     write_notebook(project / "notebooks" / "01_a.ipynb", "1")
-    write_notebook(project / "notebooks" / "02_b.ipynb", "2")
-    assert run_notebooks.main(["--in-place"]) == 0
+    write_notebook(project / "notebooks" / "02_b.ipynb", "raise ValueError('not yet')")
+    assert run_notebooks.main(["--in-place"]) == 1
     times = project / "notebooks" / "run_times.json"
     first = {e["notebook"]: e for e in json.loads(times.read_text())["notebooks"]}
-    write_notebook(project / "notebooks" / "02_b.ipynb", "import time\ntime.sleep(1.5)")
+    write_notebook(project / "notebooks" / "02_b.ipynb", "2")
     assert run_notebooks.main(["--in-place", "--only", "02"]) == 0
     second = {e["notebook"]: e for e in json.loads(times.read_text())["notebooks"]}
     assert second["01_a.ipynb"] == first["01_a.ipynb"]
-    assert second["02_b.ipynb"]["seconds"] >= 1.5 > first["02_b.ipynb"]["seconds"]
+    assert (first["02_b.ipynb"]["result"], second["02_b.ipynb"]["result"]) == ("FAILED", "passed")
 
 
 def test_a_damaged_times_file_is_named_in_the_error(project):
