@@ -12,11 +12,12 @@ a handful of movies.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from tutorial_utils import environment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +144,7 @@ def recommend_for_ratings(item_matrix: np.ndarray, movies: pd.DataFrame,
 
 def widgets_available() -> bool:
     """True when ``ipywidgets`` is installed (it is optional: the plain-Python cells do the same)."""
-    return importlib.util.find_spec("ipywidgets") is not None
+    return environment.installed("ipywidgets")
 
 
 def rating_form(to_rate: pd.DataFrame, on_submit: Callable[[dict[int, int]], pd.DataFrame]):
