@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make tutorial   run every notebook on the modern stack; executed copies and figures in output/
-#   make test       unit tests, then every notebook under nbval, on both stacks
+#   make test       ruff, unit tests, then every notebook under nbval, on both stacks
 # Both create the pinned environments first if they are missing or out of date:
 #   .venv            the modern stack (default): Python 3.13, 3.12 or 3.11 with TensorFlow 2.20
 #   .venv-reference  the reference stack: Python 3.11 with the pins TFF 0.87 declares
@@ -37,12 +37,18 @@ NBVAL := -m pytest --nbval-current-env -p no:cacheprovider -q
 TFF_FREE_NOTEBOOKS := $(shell grep -L 'colab_no_deps_packages' notebooks/[0-9][0-9]_*.ipynb)
 TFF_FREE_TESTS := tests/test_simulation.py tests/test_recommend.py tests/test_baselines.py tests/test_communication.py tests/test_experiments.py tests/test_environment.py
 
-.PHONY: tutorial test test-modern test-reference test-without-tff notebooks env lock lock-modern lock-reference clean
+.PHONY: tutorial test lint test-modern test-reference test-without-tff notebooks env lock lock-modern lock-reference clean
 
 tutorial: $(VENV)/.installed
 	$(VENV)/bin/python -m tutorial_utils.run_notebooks
 
-test: test-modern test-reference
+test: lint test-modern test-reference
+
+# ruff (rules and line length in pyproject.toml) on the whole tree, notebooks included.
+# `$(VENV)/bin/ruff format .` and `$(VENV)/bin/ruff check --fix .` repair most findings.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The unit tests and every notebook on one stack: $(call test_stack,VENV)
 define test_stack

@@ -48,7 +48,10 @@ def walkthrough_datasets(ratings: pd.DataFrame, max_clients: int | None) -> list
         user_ratings = ratings[ratings.UserID == user]
         dataset = tf.data.Dataset.from_tensor_slices(user_ratings)
         result.append(
-            dataset.take(300).shuffle(300, seed=42).batch(5).map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+            dataset.take(300)
+            .shuffle(300, seed=42)
+            .batch(5)
+            .map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
         )
     return result
 
@@ -69,7 +72,9 @@ def main() -> None:
     # This package: every client loaded and available, parse included.
     def ours_all():
         ratings, _ = data.load_movielens(source)
-        return datasets.RatingClients(ratings, batch_size=5, max_examples_per_user=300, max_clients=args.max_clients)
+        return datasets.RatingClients(
+            ratings, batch_size=5, max_examples_per_user=300, max_clients=args.max_clients
+        )
 
     clients, ours_load = timed(ours_all)
     sampler = datasets.ClientSampler(clients.client_ids, args.clients_per_round, seed=0)
@@ -90,8 +95,10 @@ def main() -> None:
     ]
     print(f"\n{len(clients)} clients, {source.description}")
     print(f"walkthrough: parse {parse:.2f} s + build every pipeline {build:.2f} s = {theirs:.2f} s")
-    print(f"this package: parse and group {ours_load:.3f} s; one round's datasets "
-          f"{ours_round:.3f} s (median of 10)")
+    print(
+        f"this package: parse and group {ours_load:.3f} s; one round's datasets "
+        f"{ours_round:.3f} s (median of 10)"
+    )
     print("\n| step | walkthrough (s) | this package (s) | speed-up |")
     print("|---|---:|---:|---:|")
     for name, before, after in rows:

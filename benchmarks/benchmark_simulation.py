@@ -67,8 +67,9 @@ def simulator_seconds_per_round(simulator, packed, sampler, rounds: int, warmup:
     return (time.perf_counter() - start) / rounds
 
 
-def tff_seconds_per_round(clients, sampler, num_items: int, split: sim.DatasetSplit,
-                          rounds: int) -> float:
+def tff_seconds_per_round(
+    clients, sampler, num_items: int, split: sim.DatasetSplit, rounds: int
+) -> float:
     """Mean time of ``rounds`` TFF rounds after one warm-up round."""
     import dataclasses
 
@@ -79,7 +80,8 @@ def tff_seconds_per_round(clients, sampler, num_items: int, split: sim.DatasetSp
     process = training.build_training_process(
         model.reconstruction_model_fn(num_items),
         dataset_split_fn=tff.learning.models.ReconstructionModel.build_dataset_split_fn(
-            **dataclasses.asdict(split)),
+            **dataclasses.asdict(split)
+        ),
     )
     state = process.initialize()
     state, _ = process.next(state, clients.create_tf_datasets(sampler.sample()))
@@ -97,35 +99,45 @@ def metrics_text(metrics: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-tff", action="store_true", help="time the simulator only")
-    parser.add_argument("--rounds", type=int, default=PAPER.num_rounds,
-                        help="rounds of the paper's protocol")
-    parser.add_argument("--clients-per-round", type=int, default=PAPER.clients_per_round,
-                        help="clients a round in the paper's protocol")
+    parser.add_argument(
+        "--rounds", type=int, default=PAPER.num_rounds, help="rounds of the paper's protocol"
+    )
+    parser.add_argument(
+        "--clients-per-round",
+        type=int,
+        default=PAPER.clients_per_round,
+        help="clients a round in the paper's protocol",
+    )
     parser.add_argument("--tff-rounds", type=int, default=5, help="timed TFF rounds")
-    parser.add_argument("--simulator-rounds", type=int, default=100,
-                        help="timed simulator rounds at 50 clients")
+    parser.add_argument(
+        "--simulator-rounds", type=int, default=100, help="timed simulator rounds at 50 clients"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     start = time.perf_counter()
     ratings, _ = data.load_movielens(data_folder())
-    clients = datasets.RatingClients(ratings, batch_size=PAPER.batch_size,
-                                     max_examples_per_user=PAPER.max_examples_per_user)
+    clients = datasets.RatingClients(
+        ratings, batch_size=PAPER.batch_size, max_examples_per_user=PAPER.max_examples_per_user
+    )
     packed = sim.PackedClients.from_rating_clients(clients)
     train_ids, _, test_ids = datasets.split_clients(clients.client_ids)
     num_items = int(ratings["MovieID"].max()) + 1
     load_seconds = time.perf_counter() - start
     loaded_rss = peak_rss_mib()
-    print(f"MovieLens 1M from {data_folder()}: {len(ratings)} ratings, {len(clients)} users "
-          f"({len(train_ids)} train, {len(test_ids)} test), {num_items} movies; "
-          f"loaded and packed in {load_seconds:.2f} s")
+    print(
+        f"MovieLens 1M from {data_folder()}: {len(ratings)} ratings, {len(clients)} users "
+        f"({len(train_ids)} train, {len(test_ids)} test), {num_items} movies; "
+        f"loaded and packed in {load_seconds:.2f} s"
+    )
 
     # The tutorial's round: 50 clients, TFF's default split.
     tutorial = sim.FedReconConfig(num_items=num_items)
     simulator = sim.FedReconSimulator(tutorial, seed=args.seed)
     sampler = datasets.ClientSampler(train_ids, TUTORIAL_CLIENTS_PER_ROUND, seed=args.seed)
-    sim_tutorial = simulator_seconds_per_round(simulator, packed, sampler,
-                                               args.simulator_rounds, warmup=20)
+    sim_tutorial = simulator_seconds_per_round(
+        simulator, packed, sampler, args.simulator_rounds, warmup=20
+    )
 
     # The paper's protocol. Evaluation keeps reconstruction and evaluation data disjoint.
     simulator = sim.FedReconSimulator(PAPER.simulator_config(num_items), seed=args.seed)
@@ -153,11 +165,13 @@ def main() -> None:
         from tutorial_utils import runtime
 
         sampler = datasets.ClientSampler(train_ids, TUTORIAL_CLIENTS_PER_ROUND, seed=args.seed)
-        tff_tutorial = tff_seconds_per_round(clients, sampler, num_items, sim.DatasetSplit(),
-                                             args.tff_rounds)
+        tff_tutorial = tff_seconds_per_round(
+            clients, sampler, num_items, sim.DatasetSplit(), args.tff_rounds
+        )
         sampler = datasets.ClientSampler(train_ids, args.clients_per_round, seed=args.seed)
         tff_protocol = args.rounds * tff_seconds_per_round(
-            clients, sampler, num_items, PAPER.split, args.tff_rounds)
+            clients, sampler, num_items, PAPER.split, args.tff_rounds
+        )
         tff_rss = peak_rss_mib()
         worker_rss = max(worker_peak_rss_mib(w.pid) for w in runtime.running_workers())
 
@@ -169,26 +183,46 @@ def main() -> None:
 
     per_round = TUTORIAL_CLIENTS_PER_ROUND
     rows = [
-        (f"one round, {per_round} clients, default split (s)",
-         cell(tff_tutorial, 3), cell(sim_tutorial, 4), speedup(tff_tutorial, sim_tutorial)),
-        (f"rounds per second, {per_round} clients",
-         cell(tff_tutorial and 1 / tff_tutorial, 2), cell(1 / sim_tutorial, 0), ""),
-        (f"paper protocol: {args.rounds} rounds x {args.clients_per_round} clients (s)",
-         cell(tff_protocol, 0) + (" (estimated)" if tff_protocol else ""),
-         cell(sim_protocol, 1), speedup(tff_protocol, sim_protocol)),
-        (f"one round over all {len(train_ids)} training users (s)", "-",
-         f"{all_users:.2f} ({all_users_first:.2f} with compilation)", ""),
-        ("peak RSS of this process (MiB)",
-         "-" if tff_tutorial is None else f"{tff_rss:.0f} (after TFF)",
-         f"{simulator_rss:.0f} (before TFF; {loaded_rss:.0f} with the data loaded)", ""),
+        (
+            f"one round, {per_round} clients, default split (s)",
+            cell(tff_tutorial, 3),
+            cell(sim_tutorial, 4),
+            speedup(tff_tutorial, sim_tutorial),
+        ),
+        (
+            f"rounds per second, {per_round} clients",
+            cell(tff_tutorial and 1 / tff_tutorial, 2),
+            cell(1 / sim_tutorial, 0),
+            "",
+        ),
+        (
+            f"paper protocol: {args.rounds} rounds x {args.clients_per_round} clients (s)",
+            cell(tff_protocol, 0) + (" (estimated)" if tff_protocol else ""),
+            cell(sim_protocol, 1),
+            speedup(tff_protocol, sim_protocol),
+        ),
+        (
+            f"one round over all {len(train_ids)} training users (s)",
+            "-",
+            f"{all_users:.2f} ({all_users_first:.2f} with compilation)",
+            "",
+        ),
+        (
+            "peak RSS of this process (MiB)",
+            "-" if tff_tutorial is None else f"{tff_rss:.0f} (after TFF)",
+            f"{simulator_rss:.0f} (before TFF; {loaded_rss:.0f} with the data loaded)",
+            "",
+        ),
     ]
     if tff_tutorial is not None:
         rows.append(("peak RSS of TFF's worker process (MiB)", f"{worker_rss:.0f}", "-", ""))
 
     print(f"\nSimulator, paper protocol: last round {metrics_text(last_round)}")
     print(f"Test users ({len(test_ids)}) before training: {metrics_text(before)}")
-    print(f"Test users ({len(test_ids)}) after {args.rounds} rounds: {metrics_text(after)}; "
-          f"with the protocol's split: {metrics_text(after_paper_split)}")
+    print(
+        f"Test users ({len(test_ids)}) after {args.rounds} rounds: {metrics_text(after)}; "
+        f"with the protocol's split: {metrics_text(after_paper_split)}"
+    )
     print("\n| measure | TFF 0.87 | simulator | speed-up |")
     print("|---|---:|---:|---:|")
     for row in rows:

@@ -86,8 +86,10 @@ def main() -> None:
     print("|" + "---|" + "---:|" * (len(header) - 1))
     for size in CLIENTS_PER_ROUND:
         base = table[size, 1]
-        cells = [f"{table[size, key]:.3f} ({table[size, key] / base:.2f}x)"
-                 for key in ("plain", *WORKER_COUNTS)]
+        cells = [
+            f"{table[size, key]:.3f} ({table[size, key] / base:.2f}x)"
+            for key in ("plain", *WORKER_COUNTS)
+        ]
         print(f"| {size} | " + " | ".join(cells) + " |")
     print("\nRounds per second (ratio to 1 worker).")
 

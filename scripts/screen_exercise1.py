@@ -37,47 +37,56 @@ SPLIT = config.SPLIT_ALONE
 # and four budgets of clients per round and rounds. The client and server rates stay the
 # walkthrough's: doubling either diverges with TFF (see the tuning table).
 GRID = [
-    dataclasses.replace(SPLIT, recon_epochs=epochs, reconstruction_lr=recon_lr,
-                        clients_per_round=clients, num_rounds=rounds)
+    dataclasses.replace(
+        SPLIT,
+        recon_epochs=epochs,
+        reconstruction_lr=recon_lr,
+        clients_per_round=clients,
+        num_rounds=rounds,
+    )
     for epochs, recon_lr, (clients, rounds) in itertools.product(
         (3, 5), (0.1, 0.3, 0.5), ((50, 100), (100, 100), (300, 100), (300, 150))
     )
 ]
 
 
-def screen(runs: list[config.FedReconRun], seeds: list[int], ratings_df: pd.DataFrame,
-           num_items: int) -> pd.DataFrame:
+def screen(
+    runs: list[config.FedReconRun], seeds: list[int], ratings_df: pd.DataFrame, num_items: int
+) -> pd.DataFrame:
     """One row per run: mean validation and test accuracy over the seeds that did not
     diverge, the lowest and highest test accuracy, and how many seeds diverged."""
     rows = []
-    with tqdm(total=len(runs) * len(seeds), desc="Simulated runs", unit="run",
-              file=sys.stdout) as bar:
+    with tqdm(
+        total=len(runs) * len(seeds), desc="Simulated runs", unit="run", file=sys.stdout
+    ) as bar:
         for run in runs:
             val, test, diverged = [], [], 0
             for seed in seeds:
-                scores = simulation.simulate_run(run, ratings_df, num_items, config.FULL,
-                                                 seed=seed)
+                scores = simulation.simulate_run(run, ratings_df, num_items, config.FULL, seed=seed)
                 if np.isfinite(scores["validation"]["loss"]):
                     val.append(scores["validation"]["rating_accuracy"])
                     test.append(scores["test"]["rating_accuracy"])
                 else:
                     diverged += 1
                 bar.update()
-            rows.append({
-                "changed from the split alone": config.changes_from(run, SPLIT),
-                "client-rounds": run.clients_per_round * run.num_rounds,
-                "val accuracy (mean)": np.mean(val) if val else np.nan,
-                "test accuracy (mean)": np.mean(test) if test else np.nan,
-                "test accuracy (min)": np.min(test) if test else np.nan,
-                "test accuracy (max)": np.max(test) if test else np.nan,
-                "diverged": f"{diverged} of {len(seeds)}",
-            })
+            rows.append(
+                {
+                    "changed from the split alone": config.changes_from(run, SPLIT),
+                    "client-rounds": run.clients_per_round * run.num_rounds,
+                    "val accuracy (mean)": np.mean(val) if val else np.nan,
+                    "test accuracy (mean)": np.mean(test) if test else np.nan,
+                    "test accuracy (min)": np.min(test) if test else np.nan,
+                    "test accuracy (max)": np.max(test) if test else np.nan,
+                    "diverged": f"{diverged} of {len(seeds)}",
+                }
+            )
     table = pd.DataFrame(rows)
     return table.sort_values("val accuracy (mean)", ascending=False, ignore_index=True)
 
 
 def markdown_table(table: pd.DataFrame) -> str:
     """``table`` as a Markdown table; numbers in 4 decimals, NaN (every seed diverged) as -."""
+
     def cell(value) -> str:
         if isinstance(value, float):
             return "-" if np.isnan(value) else f"{value:.4f}"
@@ -85,16 +94,21 @@ def markdown_table(table: pd.DataFrame) -> str:
 
     aligns = ["---:" if pd.api.types.is_numeric_dtype(table[c]) else "---" for c in table.columns]
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "|".join(aligns) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
-              for row in table.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds per run (default: 5)")
-    parser.add_argument("--output", type=Path, default=settings.output_dir().parent / "tables",
-                        help="folder for exercise1_screen.csv and .md (default: output/tables)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=settings.output_dir().parent / "tables",
+        help="folder for exercise1_screen.csv and .md (default: output/tables)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")

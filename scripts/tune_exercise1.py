@@ -1,7 +1,8 @@
 """Exercise 1's tuning sweep: FedRecon matrix factorization on MovieLens 1M, one run per row.
 
     FEDRECON_DATA_DIR=/path/to/ml-1m .venv/bin/python scripts/tune_exercise1.py
-    FEDRECON_DATA_DIR=/path/to/ml-1m .venv/bin/python scripts/tune_exercise1.py --runs split_alone server_lr_2
+    FEDRECON_DATA_DIR=/path/to/ml-1m .venv/bin/python scripts/tune_exercise1.py \
+        --runs split_alone server_lr_2
 
 Every run trains with TFF 0.87 from the same seed, on the 2000 users of the full
 configuration (1600 train, 200 validation, 200 test), and is scored by
@@ -63,18 +64,29 @@ def markdown_table(table: pd.DataFrame) -> str:
         if pd.isna(row.val_loss):  # the loss became NaN: training diverged
             scores = "diverged | diverged | NaN | NaN"
         else:
-            scores = (f"{row.val_accuracy:.4f} | {row.test_accuracy:.4f} | {row.val_loss:.4f} "
-                      f"| {row.test_loss:.4f}")
+            scores = (
+                f"{row.val_accuracy:.4f} | {row.test_accuracy:.4f} | {row.val_loss:.4f} "
+                f"| {row.test_loss:.4f}"
+            )
         lines.append(f"| {name} | {changes(RUNS[name])} | {scores} | {row.minutes:.1f} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS),
-                        help="which runs (default: all, in order)")
-    parser.add_argument("--output", type=Path, default=settings.output_dir().parent / "tables",
-                        help="folder for exercise1_tuning.csv and .md (default: output/tables)")
+    parser.add_argument(
+        "--runs",
+        nargs="*",
+        default=list(RUNS),
+        choices=list(RUNS),
+        help="which runs (default: all, in order)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=settings.output_dir().parent / "tables",
+        help="folder for exercise1_tuning.csv and .md (default: output/tables)",
+    )
     args = parser.parse_args(argv)
 
     source = data.find_movielens()
@@ -89,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: already in {csv_path}, skipped")
             continue
         print(f"{name}: {RUNS[name]}", flush=True)
-        result = exercises.train_and_evaluate(RUNS[name], source, ratings_df, movies_df,
-                                              base=config.FULL)
+        result = exercises.train_and_evaluate(
+            RUNS[name], source, ratings_df, movies_df, base=config.FULL
+        )
         row = pd.DataFrame([result.summary()], index=pd.Index([name], name="run"))
         print(row.to_string(), flush=True)
         # Re-read the file first: another sweep may have added rows in the meantime.
@@ -102,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.output / "exercise1_tuning.md").write_text(markdown + "\n")
     print(markdown)
     best = table["val_accuracy"].idxmax()
-    print(f"Best on validation: {best} (test rating accuracy {table.loc[best, 'test_accuracy']:.4f})")
+    print(
+        f"Best on validation: {best} (test rating accuracy {table.loc[best, 'test_accuracy']:.4f})"
+    )
     runtime.shutdown()
     return 0
 

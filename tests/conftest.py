@@ -59,6 +59,11 @@ def copy_of_checkout(folder: Path) -> Path:
     """A copy of this checkout's sources in ``folder``, to build the package from without
     leaving a build folder in the checkout."""
     source = folder / "source"
-    shutil.copytree(Path(__file__).resolve().parents[1], source, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", "output", "data", "build", "*.egg-info", "__pycache__"))
+    shutil.copytree(
+        Path(__file__).resolve().parents[1],
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv*", "output", "data", "build", "*.egg-info", "__pycache__"
+        ),
+    )
     return source

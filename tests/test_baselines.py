@@ -11,7 +11,9 @@ from tutorial_utils import simulation as sim
 NUM_USERS, NUM_ITEMS, K = 12, 15, 3
 
 
-def planted_clients(seed: int = 0, duplicates: bool = False) -> tuple[sim.PackedClients, np.ndarray]:
+def planted_clients(
+    seed: int = 0, duplicates: bool = False
+) -> tuple[sim.PackedClients, np.ndarray]:
     """Users who rated 8-15 distinct movies with ratings ``u . v`` of a planted rank-3 model."""
     rng = np.random.default_rng(seed)
     users, items = rng.normal(size=(NUM_USERS, K)), rng.normal(size=(NUM_ITEMS, K))
@@ -23,8 +25,7 @@ def planted_clients(seed: int = 0, duplicates: bool = False) -> tuple[sim.Packed
 
 
 def config(**overrides) -> sim.FedReconConfig:
-    return sim.FedReconConfig(num_items=NUM_ITEMS, num_latent_factors=K, batch_size=4,
-                              **overrides)
+    return sim.FedReconConfig(num_items=NUM_ITEMS, num_latent_factors=K, batch_size=4, **overrides)
 
 
 def reference_round(item_matrix, users, batches, cfg):
@@ -61,8 +62,9 @@ def test_stateful_round_matches_a_per_example_reference(duplicates):
     # The same draws as run_round: the batches, then the new users' embeddings.
     rng = np.random.default_rng(1)
     rng.uniform(size=start.shape)
-    batches = clients.round_batches(ids, sim.DatasetSplit(split_dataset=False), 4, rng,
-                                    reshuffle_each_pass=False).recon
+    batches = clients.round_batches(
+        ids, sim.DatasetSplit(split_dataset=False), 4, rng, reshuffle_each_pass=False
+    ).recon
     users = rng.uniform(*cfg.user_init_range, size=(3, K))
     metrics = stateful.run_round(clients, ids)
     expected_items, expected_users = reference_round(start, users, batches, cfg)
@@ -87,17 +89,21 @@ def test_stateful_keeps_embeddings_of_sampled_users_only():
 
 def test_stateful_training_fits_the_planted_model():
     clients, _ = planted_clients()
-    stateful = baselines.StatefulSimulator(config(user_init_range=(0.3, 0.6),
-                                                  item_init_range=(-0.5, 0.5),
-                                                  client_lr=0.1, recon_lr=0.1), NUM_USERS)
+    stateful = baselines.StatefulSimulator(
+        config(
+            user_init_range=(0.3, 0.6), item_init_range=(-0.5, 0.5), client_lr=0.1, recon_lr=0.1
+        ),
+        NUM_USERS,
+    )
     losses = [stateful.run_round(clients, range(NUM_USERS))["loss"] for _ in range(300)]
     assert losses[-1] < 0.2 * losses[0]
 
 
 def test_centralized_als_fits_a_planted_low_rank_model():
     clients, truth = planted_clients()
-    users, items = baselines.centralized_als(clients, NUM_ITEMS, K, regularization=1e-4,
-                                             iterations=50)
+    users, items = baselines.centralized_als(
+        clients, NUM_ITEMS, K, regularization=1e-4, iterations=50
+    )
     rows, movies, ratings = baselines._flat_ratings(clients)
     predictions = np.einsum("nk,nk->n", users[rows], items[movies])
     assert np.sqrt(np.mean(np.square(predictions - ratings))) < 0.05
@@ -105,8 +111,9 @@ def test_centralized_als_fits_a_planted_low_rank_model():
 
 
 def test_centralized_als_leaves_unrated_items_at_zero():
-    clients = sim.PackedClients([0, 1], [np.array([0, 1]), np.array([1])],
-                                [np.array([4.0, 2.0]), np.array([3.0])])
+    clients = sim.PackedClients(
+        [0, 1], [np.array([0, 1]), np.array([1])], [np.array([4.0, 2.0]), np.array([3.0])]
+    )
     _, items = baselines.centralized_als(clients, 4, 2, iterations=2)
     assert not items[2:].any() and items[:2].any()
 
@@ -116,9 +123,12 @@ def test_fold_in_solves_a_new_users_embedding():
     item_matrix = rng.normal(size=(NUM_ITEMS, K)).astype(np.float32)
     planted = np.array([[1.0, -2.0, 0.5], [0.2, 0.3, -0.4]])
     rated = [np.arange(10), np.arange(5, 12)]
-    clients = sim.PackedClients([0, 1], rated, [item_matrix[r] @ planted[i] for i, r in enumerate(rated)])
-    phase = clients.round_batches([0, 1], sim.DatasetSplit(split_dataset=False), 4,
-                                  np.random.default_rng(0)).recon
+    clients = sim.PackedClients(
+        [0, 1], rated, [item_matrix[r] @ planted[i] for i, r in enumerate(rated)]
+    )
+    phase = clients.round_batches(
+        [0, 1], sim.DatasetSplit(split_dataset=False), 4, np.random.default_rng(0)
+    ).recon
     np.testing.assert_allclose(baselines.fold_in(item_matrix, phase, 1e-6), planted, atol=1e-3)
     # Stronger regularization shrinks the embedding towards 0.
     shrunk = baselines.fold_in(item_matrix, phase, 1.0)
@@ -126,9 +136,11 @@ def test_fold_in_solves_a_new_users_embedding():
 
 
 def test_phase_metrics_by_hand():
-    phase = sim.PhaseBatches(items=np.array([[[0, 1], [1, 0]]]),
-                             ratings=np.array([[[3.0, 1.0], [2.0, 0.0]]], np.float32),
-                             mask=np.array([[[True, True], [True, False]]]))
+    phase = sim.PhaseBatches(
+        items=np.array([[[0, 1], [1, 0]]]),
+        ratings=np.array([[[3.0, 1.0], [2.0, 0.0]]], np.float32),
+        mask=np.array([[[True, True], [True, False]]]),
+    )
     item_matrix = np.array([[1.0], [2.0]])  # predictions 1, 2, 2 for the user [1]
     metrics = baselines.phase_metrics(item_matrix, np.array([[1.0]]), phase)
     assert metrics["num_examples"] == 3

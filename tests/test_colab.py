@@ -27,18 +27,27 @@ NOTEBOOK = ROOT / "notebooks" / "03_training_and_evaluation.ipynb"
 # What a stock Colab runtime already has, in the part that matters here.
 COLAB_BASE = ["ipykernel", "nbclient", "nbformat", "numpy", "pandas", "matplotlib", "setuptools"]
 # Colab's own module, imported at start-up as Colab does; jax imports google.colab.output.
-STAND_IN = {"sitecustomize.py": "import google.colab\n", "google/colab/__init__.py": "",
-            "google/colab/output.py": ""}
+STAND_IN = {
+    "sitecustomize.py": "import google.colab\n",
+    "google/colab/__init__.py": "",
+    "google/colab/output.py": "",
+}
 
 
 def python313() -> str | None:
     """A Python 3.13 to build the environment with: FEDRECON_COLAB_PYTHON, else the PATH,
     else pyenv."""
-    candidates = [os.environ.get("FEDRECON_COLAB_PYTHON"), shutil.which("python3.13"),
-                  *sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.13*/bin/python3.13"))]
+    candidates = [
+        os.environ.get("FEDRECON_COLAB_PYTHON"),
+        shutil.which("python3.13"),
+        *sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.13*/bin/python3.13")),
+    ]
     for candidate in filter(None, candidates):
-        probe = subprocess.run([candidate, "-c", "import sys, venv; print(sys.version_info[:2])"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [candidate, "-c", "import sys, venv; print(sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+        )
         if probe.returncode == 0 and probe.stdout.strip() == "(3, 13)":
             return candidate
     return None
@@ -47,8 +56,10 @@ def python313() -> str | None:
 PYTHON313 = python313()
 pytestmark = [
     pytest.mark.skipif(PYTHON313 is None, reason="no Python 3.13 on this machine"),
-    pytest.mark.skipif(environment.stack() != "modern",
-                       reason="runs once, in the modern stack's tests (it builds its own Python 3.13)"),
+    pytest.mark.skipif(
+        environment.stack() != "modern",
+        reason="runs once, in the modern stack's tests (it builds its own Python 3.13)",
+    ),
 ]
 
 
@@ -72,14 +83,20 @@ def test_notebook_03_runs_on_python_313_with_the_install_cell_commands(tmp_path)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     install = next(c for c in notebook.cells if "google.colab" in c.source)
     assert links.package_install_url() in install.source
-    install.source = install.source.replace(links.package_install_url(),
-                                            str(copy_of_checkout(tmp_path)))
+    install.source = install.source.replace(
+        links.package_install_url(), str(copy_of_checkout(tmp_path))
+    )
     path = tmp_path / NOTEBOOK.name
     nbformat.write(notebook, path)
 
-    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(stand_in), "FEDRECON_CONFIG": "smoke",
-           "TF_CPP_MIN_LOG_LEVEL": "3", "FEDRECON_OUTPUT_DIR": str(tmp_path / "figures")}
+    env = {
+        **os.environ,
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(stand_in),
+        "FEDRECON_CONFIG": "smoke",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "FEDRECON_OUTPUT_DIR": str(tmp_path / "figures"),
+    }
     env.pop("TF_USE_LEGACY_KERAS", None)
     env.pop("VIRTUAL_ENV", None)
     execute = (
@@ -89,13 +106,20 @@ def test_notebook_03_runs_on_python_313_with_the_install_cell_commands(tmp_path)
         " resources={'metadata': {'path': sys.argv[2]}}).execute()\n"
         "nbformat.write(nb, sys.argv[1])\n"
     )
-    run([python, "-c", execute, str(path), str(NOTEBOOK.parent)], env=env, timeout=3600,
-        cwd=tmp_path)
+    run(
+        [python, "-c", execute, str(path), str(NOTEBOOK.parent)],
+        env=env,
+        timeout=3600,
+        cwd=tmp_path,
+    )
 
     executed = nbformat.read(path, as_version=4)
     outputs = "\n".join(
-        output.get("text", "") for cell in executed.cells if cell.cell_type == "code"
-        for output in cell.get("outputs", []))
+        output.get("text", "")
+        for cell in executed.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
     assert "TensorFlow Federated 0.87.0" in outputs and "(modern stack)" in outputs
     assert "Final Test:" in outputs
 

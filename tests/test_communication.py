@@ -7,8 +7,9 @@ from tutorial_utils import communication
 
 def test_bytes_per_client_per_round():
     item_matrix = np.zeros((100, 8), np.float32)  # 3200 bytes
-    table = communication.bytes_per_client_per_round(item_matrix, num_users=50,
-                                                     movies_per_client=10)
+    table = communication.bytes_per_client_per_round(
+        item_matrix, num_users=50, movies_per_client=10
+    )
     row = 8 * 4 + communication.INDEX_BYTES
     assert table.loc["FedRecon, dense (TFF)", "bytes down"] == 3200
     assert table.loc["FedRecon, dense (TFF)", "bytes up"] == 3200

@@ -8,7 +8,11 @@ from tutorial_utils import config, settings
 def test_full_is_the_walkthrough_and_smoke_is_small(monkeypatch):
     monkeypatch.delenv("FEDRECON_CONFIG", raising=False)
     assert config.current() == config.FULL
-    assert (config.FULL.max_clients, config.FULL.num_rounds, config.FULL.clients_per_round) == (2000, 20, 50)
+    assert (config.FULL.max_clients, config.FULL.num_rounds, config.FULL.clients_per_round) == (
+        2000,
+        20,
+        50,
+    )
     monkeypatch.setenv("FEDRECON_CONFIG", "smoke")
     assert config.current() == config.SMOKE
     assert config.SMOKE.num_rounds < config.FULL.num_rounds
@@ -51,17 +55,24 @@ def test_exercise_configurations(monkeypatch):
     # The tuned run keeps exercise 1's caps and disjoint halves; the smoke one only shrinks
     # the budget.
     assert (tuned.recon_steps_max, tuned.post_recon_epochs, tuned.post_recon_steps_max) == (
-        50, 1, 50)
-    assert smoke == dataclasses.replace(tuned, num_rounds=smoke.num_rounds,
-                                        clients_per_round=smoke.clients_per_round)
+        50,
+        1,
+        50,
+    )
+    assert smoke == dataclasses.replace(
+        tuned, num_rounds=smoke.num_rounds, clients_per_round=smoke.clients_per_round
+    )
 
 
 def test_changes_from_names_every_changed_field_in_order():
-    run = dataclasses.replace(config.SPLIT_ALONE, recon_epochs=5, reconstruction_lr=0.3,
-                              num_rounds=150)
+    run = dataclasses.replace(
+        config.SPLIT_ALONE, recon_epochs=5, reconstruction_lr=0.3, num_rounds=150
+    )
     assert config.changes_from(run, config.SPLIT_ALONE) == (
-        "recon epochs 5, recon lr 0.3, rounds 150")
+        "recon epochs 5, recon lr 0.3, rounds 150"
+    )
     assert config.changes_from(config.SPLIT_ALONE, config.SPLIT_ALONE) == "(nothing)"
     walkthrough = config.FedReconRun()
     assert config.changes_from(walkthrough, config.SPLIT_ALONE) == (
-        "recon epochs 1, recon steps max None, post-recon steps max None, rounds 20")
+        "recon epochs 1, recon steps max None, post-recon steps max None, rounds 20"
+    )

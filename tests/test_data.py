@@ -497,8 +497,10 @@ def _top_genres(ratings: pd.DataFrame, movies: pd.DataFrame, user: int) -> list[
 @pytest.mark.parametrize(
     ("user", "expected"),
     [
-        (0, [("Drama", 21), ("Children's", 20), ("Animation", 18), ("Musical", 14),
-             ("Comedy", 14)]),
+        (
+            0,
+            [("Drama", 21), ("Children's", 20), ("Animation", 18), ("Musical", 14), ("Comedy", 14)],
+        ),
         (10, [("Comedy", 84), ("Drama", 54), ("Romance", 22), ("Thriller", 18), ("Action", 9)]),
         (19, [("Action", 17), ("Sci-Fi", 9), ("Thriller", 9), ("Drama", 6), ("Crime", 5)]),
     ],

@@ -4,10 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from conftest import real_data_dir, requires_real_data
 
 from tutorial_utils import datasets
-
-from conftest import real_data_dir, requires_real_data
 
 
 def all_examples(dataset):
@@ -80,8 +79,14 @@ def test_without_reshuffling_every_pass_has_one_shuffled_order(small_ratings):
 
 def test_shared_examples_counts_overlap_of_two_halves():
     # One user who rated 12 different movies: a movie id identifies an example.
-    ratings = pd.DataFrame({"UserID": [0] * 12, "MovieID": np.arange(12),
-                            "Rating": np.arange(12) % 5 + 1, "Timestamp": np.arange(12)})
+    ratings = pd.DataFrame(
+        {
+            "UserID": [0] * 12,
+            "MovieID": np.arange(12),
+            "Rating": np.arange(12) % 5 + 1,
+            "Timestamp": np.arange(12),
+        }
+    )
     clients = datasets.RatingClients(ratings, batch_size=2, reshuffle_each_iteration=False)
     dataset = clients.create_tf_dataset_for_client(0)
     even = dataset.enumerate().filter(lambda i, _: i % 2 == 0).map(lambda _, batch: batch)
@@ -91,8 +96,14 @@ def test_shared_examples_counts_overlap_of_two_halves():
 
 
 def test_split_overlap_sums_over_clients_and_sees_reshuffling():
-    ratings = pd.DataFrame({"UserID": np.repeat([0, 1], 20), "MovieID": np.tile(np.arange(20), 2),
-                            "Rating": 3, "Timestamp": np.arange(40)})
+    ratings = pd.DataFrame(
+        {
+            "UserID": np.repeat([0, 1], 20),
+            "MovieID": np.tile(np.arange(20), 2),
+            "Rating": 3,
+            "Timestamp": np.arange(40),
+        }
+    )
 
     def even_odd(dataset):  # TFF's default split: two passes over the dataset
         even = dataset.enumerate().filter(lambda i, _: i % 2 == 0).map(lambda _, batch: batch)
@@ -158,7 +169,9 @@ def test_first_training_batch_matches_the_walkthrough():
     from tutorial_utils import data
 
     ratings_df, _ = data.load_movielens(real_data_dir())
-    clients = datasets.RatingClients(ratings_df, batch_size=5, max_examples_per_user=300, max_clients=2000)
+    clients = datasets.RatingClients(
+        ratings_df, batch_size=5, max_examples_per_user=300, max_clients=2000
+    )
     train, val, test = datasets.split_clients(clients.client_ids)
     assert (len(train), len(val), len(test)) == (1600, 200, 200)
     batch = next(iter(clients.create_tf_dataset_for_client(train[0])))

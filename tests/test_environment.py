@@ -14,8 +14,13 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     """Runs ``code`` in a fresh Python of this environment, as a new user would start it
     (without the ``TF_USE_LEGACY_KERAS`` this test process inherited from the package)."""
     env = {name: value for name, value in os.environ.items() if name != "TF_USE_LEGACY_KERAS"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=600, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
 
 
 def test_this_machine_has_no_problems():
@@ -98,8 +103,7 @@ def test_a_package_replaced_after_it_was_loaded_asks_for_a_restart(monkeypatch):
 
 
 def test_missing_tff_gets_plain_advice_and_optional_check_only_prints(monkeypatch, capsys):
-    monkeypatch.setattr(
-        environment, "installed", lambda name: name != "tensorflow_federated")
+    monkeypatch.setattr(environment, "installed", lambda name: name != "tensorflow_federated")
     [advice] = environment.problems()
     assert "not installed" in advice and "make tutorial" in advice
     line = environment.check(require_tff=False)
@@ -119,4 +123,6 @@ def test_a_hidden_tff_counts_as_not_installed():
         print(environment.installed("tensorflow_federated"), environment.describe())
     """)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.startswith("False ") and "TensorFlow Federated not installed" in result.stdout
+    assert (
+        result.stdout.startswith("False ") and "TensorFlow Federated not installed" in result.stdout
+    )

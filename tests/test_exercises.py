@@ -105,16 +105,20 @@ def run_result(validation, test=None, kind="movielens", name="full"):
         return {"loss": 1.0, "rating_accuracy": accuracy}
 
     test = validation if test is None else test
-    return exercises.RunResult(config.SPLIT_ALONE, name, kind, metrics(validation), metrics(test),
-                               pd.DataFrame(), 1.0)
+    return exercises.RunResult(
+        config.SPLIT_ALONE, name, kind, metrics(validation), metrics(test), pd.DataFrame(), 1.0
+    )
 
 
 def test_exercise_1_tuning_is_judged_on_real_data_in_the_full_configuration(capsys):
     exercises.check_exercise_1_tuning(run_result(0.43), baseline=0.396)
     assert verdict(capsys).startswith("✅ Correct")
     fails(exercises.check_exercise_1_tuning, run_result(0.38), match="below|at least 0.40")
-    fails(lambda r: exercises.check_exercise_1_tuning(r, baseline=0.41), run_result(0.405),
-          match="not above")
+    fails(
+        lambda r: exercises.check_exercise_1_tuning(r, baseline=0.41),
+        run_result(0.405),
+        match="not above",
+    )
     exercises.check_exercise_1_tuning(run_result(0.1, kind="synthetic", name="smoke"))
     assert verdict(capsys).startswith("ℹ️ Not judged")
     exercises.check_exercise_1_tuning(None)
@@ -137,7 +141,9 @@ def test_the_split_baseline_of_the_check_is_the_measured_one():
 
 
 def test_exercise_2_passes_reuse_in_training_and_a_disjoint_evaluation(capsys):
-    exercises.check_exercise_2(ReconstructionModel.simple_dataset_split_fn, split(split_dataset=True))
+    exercises.check_exercise_2(
+        ReconstructionModel.simple_dataset_split_fn, split(split_dataset=True)
+    )
     out = verdict(capsys)
     assert out.startswith("✅ Correct")
     assert "reconstruction [0, 2, 4], scored [1, 3, 5]" in out
@@ -161,15 +167,19 @@ def test_exercise_2_catches_an_evaluation_that_reuses_data():
 
 def test_exercise_2_catches_a_training_split_that_does_not_reuse():
     fails(
-        exercises.check_exercise_2, split(split_dataset=True), split(split_dataset=True),
+        exercises.check_exercise_2,
+        split(split_dataset=True),
+        split(split_dataset=True),
         match="never sees batches",
     )
 
 
 def test_exercise_2_catches_an_evaluation_without_scored_data():
     fails(
-        exercises.check_exercise_2, ReconstructionModel.simple_dataset_split_fn,
-        lambda d: (d, d.take(0)), match="scoring gets no data",
+        exercises.check_exercise_2,
+        ReconstructionModel.simple_dataset_split_fn,
+        lambda d: (d, d.take(0)),
+        match="scoring gets no data",
     )
 
 
@@ -194,7 +204,9 @@ class PlainMatrixFactorization(ReconstructionModel):
         self.items = tf.Variable(
             tf.random.uniform([num_items, num_latent_factors], -0.05, 0.05), name="items"
         )
-        self.user = tf.Variable(tf.random.uniform([1, num_latent_factors], -0.05, 0.05), name="user")
+        self.user = tf.Variable(
+            tf.random.uniform([1, num_latent_factors], -0.05, 0.05), name="user"
+        )
 
     @property
     def global_trainable_variables(self):
@@ -259,7 +271,9 @@ class OtherPredictions(PlainMatrixFactorization):
 class CopiesTheItems(PlainMatrixFactorization):
     def predict(self, x):
         items = tf.stop_gradient(self.items)
-        return tf.reduce_sum(tf.gather(items, tf.squeeze(x, axis=1)) * self.user, axis=1, keepdims=True)
+        return tf.reduce_sum(
+            tf.gather(items, tf.squeeze(x, axis=1)) * self.user, axis=1, keepdims=True
+        )
 
 
 class Unfinished(ReconstructionModel):
@@ -298,8 +312,16 @@ def test_exercise_3_not_done_lists_what_is_missing(capsys):
 # --- Exercise 4 ----------------------------------------------------------------------------
 
 
-def personal_cnn(num_classes, embedding_dim=8, *, embedding_global=False, cnn_local=False,
-                 softmax=False, embedding_early=False, unused_embedding=False):
+def personal_cnn(
+    num_classes,
+    embedding_dim=8,
+    *,
+    embedding_global=False,
+    cnn_local=False,
+    softmax=False,
+    embedding_early=False,
+    unused_embedding=False,
+):
     """A right answer, and wrong ones through the flags."""
     images = tf.keras.Input(shape=(28, 28, 1))
     conv = tf.keras.layers.Conv2D(4, 5, activation="relu")
@@ -348,12 +370,19 @@ def test_exercise_4_passes_the_personal_cnn_and_it_trains(capsys):
         ({"embedding_global": True}, "among the global layers"),
         ({"cnn_local": True}, "local variables have shapes"),
         ({"softmax": True}, "outputs probabilities"),
-        ({"embedding_early": True}, "differ only in the input of\\s+the last Dense|not only through"),
+        (
+            {"embedding_early": True},
+            "differ only in the input of\\s+the last Dense|not only through",
+        ),
         ({"unused_embedding": True}, "does not change the predictions"),
     ],
 )
 def test_exercise_4_catches_wrong_models(flags, match):
-    fails(lambda answer: exercises.check_exercise_4(answer, train=False), builder(**flags), match=match)
+    fails(
+        lambda answer: exercises.check_exercise_4(answer, train=False),
+        builder(**flags),
+        match=match,
+    )
 
 
 def test_exercise_4_catches_variables_in_neither_list():
@@ -361,8 +390,11 @@ def test_exercise_4_catches_variables_in_neither_list():
         keras_model, global_layers, local = personal_cnn(num_classes, embedding_dim)
         return keras_model, global_layers[:-1], local
 
-    fails(lambda a: exercises.check_exercise_4(a, train=False), forgets_the_last_layer,
-          match="exactly one of the two lists")
+    fails(
+        lambda a: exercises.check_exercise_4(a, train=False),
+        forgets_the_last_layer,
+        match="exactly one of the two lists",
+    )
 
 
 def test_exercise_4_comparison_needs_both_methods(capsys):
@@ -386,7 +418,10 @@ def test_synthetic_emnist_is_repeatable_with_personal_digits():
         b = list(again.create_tf_dataset_for_client(client).as_numpy_iterator())
         assert all(np.array_equal(x["pixels"], y["pixels"]) for x, y in zip(a, b))
         assert len(a) == 12 and len({int(x["label"]) for x in a}) <= 3
-        assert a[0]["pixels"].shape == (28, 28) and 0 <= a[0]["pixels"].min() <= a[0]["pixels"].max() <= 1
+        assert (
+            a[0]["pixels"].shape == (28, 28)
+            and 0 <= a[0]["pixels"].min() <= a[0]["pixels"].max() <= 1
+        )
 
 
 def test_emnist_batches_have_a_fixed_order_and_the_input_spec():
@@ -416,8 +451,9 @@ def test_a_fedavg_model_is_scored_by_fedrecon_evaluation_on_the_same_half():
     """How notebook 04 compares FedAvg with FedRecon: same network, same scored batches."""
     tf.keras.utils.set_random_seed(0)
     data = exercises.synthetic_emnist(2, 8)
-    client_datasets = [exercises.emnist_batches(data.create_tf_dataset_for_client(c), 4)
-                       for c in data.client_ids]
+    client_datasets = [
+        exercises.emnist_batches(data.create_tf_dataset_for_client(c), 4) for c in data.client_ids
+    ]
     fed_avg = training.build_fed_avg_process(
         lambda: exercises.global_keras_model(personal_cnn(10, 0)),
         training.LearningRates(server=1.0, client=0.05),
@@ -430,7 +466,8 @@ def test_a_fedavg_model_is_scored_by_fedrecon_evaluation_on_the_same_half():
     evaluation = training.build_evaluation_process(
         lambda: exercises.personal_reconstruction_model(personal_cnn(10, 0)),
         dataset_split_fn=split(split_dataset=True),
-        loss_fn=exercises.emnist_loss_fn, metrics_fn=exercises.emnist_metrics_fn,
+        loss_fn=exercises.emnist_loss_fn,
+        metrics_fn=exercises.emnist_metrics_fn,
     )
     scores = training.evaluate(evaluation, fed_avg.get_model_weights(state), client_datasets)
     assert set(scores) == {"loss", "accuracy"} and 0 <= scores["accuracy"] <= 1
@@ -442,7 +479,11 @@ def test_a_fedavg_model_is_scored_by_fedrecon_evaluation_on_the_same_half():
 def test_train_and_evaluate_runs_a_configuration_on_tiny_data():
     rng = np.random.default_rng(3)
     ratings = pd.DataFrame(
-        [(u, int(m), int(rng.integers(1, 6))) for u in range(20) for m in rng.choice(15, 8, replace=False)],
+        [
+            (u, int(m), int(rng.integers(1, 6)))
+            for u in range(20)
+            for m in rng.choice(15, 8, replace=False)
+        ],
         columns=["UserID", "MovieID", "Rating"],
     )
     movies = pd.DataFrame({"MovieID": range(15)})

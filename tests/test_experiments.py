@@ -17,8 +17,9 @@ def clients() -> sim.PackedClients:
     """40 users, each rating 12-40 distinct movies."""
     rng = np.random.default_rng(0)
     rated = [rng.choice(NUM_ITEMS, rng.integers(12, 41), replace=False) for _ in range(NUM_USERS)]
-    return sim.PackedClients(range(NUM_USERS), rated,
-                             [rng.integers(1, 6, len(r)).astype(np.float32) for r in rated])
+    return sim.PackedClients(
+        range(NUM_USERS), rated, [rng.integers(1, 6, len(r)).astype(np.float32) for r in rated]
+    )
 
 
 @pytest.fixture
@@ -34,7 +35,9 @@ def user_ratings(packed: sim.PackedClients, client_id: int) -> set:
 
 
 def phase_pairs(phase: sim.PhaseBatches, c: int) -> list:
-    return list(zip(phase.items[c][phase.mask[c]].tolist(), phase.ratings[c][phase.mask[c]].tolist()))
+    return list(
+        zip(phase.items[c][phase.mask[c]].tolist(), phase.ratings[c][phase.mask[c]].tolist())
+    )
 
 
 def test_configuration_follows_the_setting(monkeypatch):
@@ -83,8 +86,14 @@ def test_reconstruction_steps_change_only_the_reconstruction(clients):
 
 def small_config() -> experiments.BeyondConfig:
     return experiments.BeyondConfig(
-        name="test", max_clients=None, num_latent_factors=4, clients_per_round=5,
-        budgets=(1, 3), reconstruction_steps=(0, 2), als_iterations=2)
+        name="test",
+        max_clients=None,
+        num_latent_factors=4,
+        clients_per_round=5,
+        budgets=(1, 3),
+        reconstruction_steps=(0, 2),
+        als_iterations=2,
+    )
 
 
 def test_runs_tables_and_figures(clients, output_dir, capsys):
@@ -93,11 +102,19 @@ def test_runs_tables_and_figures(clients, output_dir, capsys):
     seen = experiments.hold_out_ratings(clients, train_ids, config.held_out_fraction, 0)
     fedrecon_config = config.fedrecon_config(NUM_ITEMS)
     fedrecon = experiments.train_with_checkpoints(
-        sim.FedReconSimulator(fedrecon_config, seed=0), seen.fit,
-        datasets.ClientSampler(train_ids, 5, seed=0), config.budgets, "FedRecon")
+        sim.FedReconSimulator(fedrecon_config, seed=0),
+        seen.fit,
+        datasets.ClientSampler(train_ids, 5, seed=0),
+        config.budgets,
+        "FedRecon",
+    )
     stateful = experiments.train_with_checkpoints(
-        baselines.StatefulSimulator(fedrecon_config, NUM_USERS, seed=0), seen.fit,
-        datasets.ClientSampler(train_ids, 5, seed=0), config.budgets, "Stateful")
+        baselines.StatefulSimulator(fedrecon_config, NUM_USERS, seed=0),
+        seen.fit,
+        datasets.ClientSampler(train_ids, 5, seed=0),
+        config.budgets,
+        "Stateful",
+    )
     assert "FedRecon,    3 rounds" in capsys.readouterr().out
     # Snapshots do not change with further training.
     assert not np.array_equal(fedrecon[1].item_matrix, fedrecon[3].item_matrix)
@@ -106,24 +123,31 @@ def test_runs_tables_and_figures(clients, output_dir, capsys):
     steps = experiments.by_reconstruction_steps(config, fedrecon, clients, test_ids, seed=0)
     assert steps[["rounds", "steps"]].values.tolist() == [[1, 0], [1, 2], [3, 0], [3, 2]]
     centralized = baselines.centralized_als(seen.fit, NUM_ITEMS, 4, iterations=2)
-    table = experiments.compare_methods(config, fedrecon, stateful, centralized, seen,
-                                        train_ids[:10], clients, test_ids, seed=0)
+    table = experiments.compare_methods(
+        config, fedrecon, stateful, centralized, seen, train_ids[:10], clients, test_ids, seed=0
+    )
     assert table["method"].tolist() == ["FedRecon (stateless)"] * 2 + ["Stateful"] * 2 + [
-        "Centralized (ALS)"]
+        "Centralized (ALS)"
+    ]
     stateful_rows = table[table["method"] == "Stateful"]
     assert (stateful_rows["unseen with trained embedding"] == 0).all()
     assert stateful_rows["seen with trained embedding"].tolist() == [
-        stateful[b].trained[:10].mean() for b in (1, 3)]
+        stateful[b].trained[:10].mean() for b in (1, 3)
+    ]
     assert pd.isna(table["rounds"].iloc[-1])
     # Unseen users of the stateful model are measured with the initializer's embeddings.
     unseen_half = experiments.unseen_batches(clients, test_ids, config.eval_split, 5, 0).post_recon
-    initial = baselines.phase_metrics(stateful[3].item_matrix, stateful[3].embeddings(test_ids, 0),
-                                      unseen_half)
+    initial = baselines.phase_metrics(
+        stateful[3].item_matrix, stateful[3].embeddings(test_ids, 0), unseen_half
+    )
     assert stateful_rows["unseen rmse"].iloc[-1] == pytest.approx(initial["rmse"])
 
     experiments.plot_reconstruction_steps(steps)
     experiments.plot_comparison(table)
     experiments.save_table(table, "comparison")
     assert {p.name for p in output_dir.iterdir()} == {
-        "06_reconstruction_steps.png", "06_stateless_vs_stateful.png", "comparison.csv"}
+        "06_reconstruction_steps.png",
+        "06_stateless_vs_stateful.png",
+        "comparison.csv",
+    }
     assert len(pd.read_csv(output_dir / "comparison.csv")) == len(table)

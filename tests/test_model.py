@@ -27,8 +27,8 @@ def test_prediction_is_the_dot_product_of_user_and_item_embeddings():
 
 def test_layers_are_sorted_into_global_item_and_local_user():
     parts = model.build_keras_model(10, 5)
-    assert [l.name for l in parts.global_layers] == ["ItemEmbedding"]
-    assert [l.name for l in parts.local_layers] == ["UserEmbedding"]
+    assert [layer.name for layer in parts.global_layers] == ["ItemEmbedding"]
+    assert [layer.name for layer in parts.local_layers] == ["UserEmbedding"]
     assert parts.global_layers[0].embeddings.shape == (10, 5)
 
 

@@ -42,8 +42,11 @@ def test_every_direct_requirement_is_locked_and_every_lock_line_is_exact(stack):
     resolved, no_deps, tools = pins.direct(stack)
     locked = pins.locked(stack)
     assert not set(resolved + no_deps + tools) - set(locked)
-    lines = [line for line in pins.read(stack, "lock").splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line
+        for line in pins.read(stack, "lock").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert len(lines) == len(locked) == len(exact_pins("\n".join(lines)))
 
 
@@ -60,8 +63,21 @@ def test_the_stacks_are_what_their_names_say():
 
 def test_the_lock_files_ship_inside_the_package(tmp_path):
     """A wheel of the checkout carries requirements/ as tutorial_utils/requirements/."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-                    str(tmp_path), str(copy_of_checkout(tmp_path))], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(tmp_path),
+            str(copy_of_checkout(tmp_path)),
+        ],
+        check=True,
+        capture_output=True,
+    )
     [wheel] = tmp_path.glob("fedrecon_tutorial-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for stack in pins.STACKS:
@@ -71,12 +87,14 @@ def test_the_lock_files_ship_inside_the_package(tmp_path):
             assert zipfile.ZipFile(wheel).read(shipped).decode() == pins.read(stack, kind)
 
 
-@pytest.mark.parametrize(("python", "stack"), [((3, 11), "reference"), ((3, 12), "modern"),
-                                               ((3, 13), "modern")])
+@pytest.mark.parametrize(
+    ("python", "stack"), [((3, 11), "reference"), ((3, 12), "modern"), ((3, 13), "modern")]
+)
 def test_colab_installs_the_locked_pins_of_its_stack(python, stack):
     assert pins.colab_stack(python) == stack
-    installed = exact_pins("\n".join(
-        (pins.colab_packages(python) + " " + pins.colab_no_deps_packages(python)).split()))
+    installed = exact_pins(
+        "\n".join((pins.colab_packages(python) + " " + pins.colab_no_deps_packages(python)).split())
+    )
     locked = pins.locked(stack)
     assert installed == {name: locked[name] for name in installed}
     resolved, no_deps, tools = pins.direct(stack)
@@ -120,11 +138,15 @@ def test_colab_cell_installs_the_package_alone_then_the_locked_pins(path):
 def test_tff_free_notebook_installs_only_this_package_and_never_uses_tff(path):
     cell = install_cell(path)
     assert re.findall(r"!pip install .*", cell) == [
-        f"!pip install --quiet {links.package_install_url()}"]
-    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells
-                     if c.cell_type == "code")
-    uses_tff = (r"tensorflow_federated|\btff\.|\b(training|runtime)\."
-                r"|import[^\n]*\b(training|runtime)\b")
+        f"!pip install --quiet {links.package_install_url()}"
+    ]
+    code = "\n".join(
+        c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
+    )
+    uses_tff = (
+        r"tensorflow_federated|\btff\.|\b(training|runtime)\."
+        r"|import[^\n]*\b(training|runtime)\b"
+    )
     assert not re.search(uses_tff, code)
 
 

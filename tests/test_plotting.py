@@ -36,8 +36,12 @@ def test_rating_histogram_counts_each_star(output_dir):
 
 def test_learning_curves_plot_training_and_validation(output_dir):
     history = pd.DataFrame(
-        {"loss": [14.0, 6.0, 2.0, 1.0], "rating_accuracy": [0.0, 0.1, 0.3, 0.4],
-         "val_loss": [np.nan, 5.0, np.nan, 1.1], "val_rating_accuracy": [np.nan, 0.2, np.nan, 0.38]},
+        {
+            "loss": [14.0, 6.0, 2.0, 1.0],
+            "rating_accuracy": [0.0, 0.1, 0.3, 0.4],
+            "val_loss": [np.nan, 5.0, np.nan, 1.1],
+            "val_rating_accuracy": [np.nan, 0.2, np.nan, 0.38],
+        },
         index=pd.RangeIndex(1, 5, name="round"),
     )
     fig = plotting.learning_curves(history, name="curves")

@@ -19,13 +19,19 @@ def item_matrix() -> np.ndarray:
 
 @pytest.fixture
 def movies() -> pd.DataFrame:
-    return pd.DataFrame({"MovieID": np.arange(NUM_ITEMS),
-                         "Title": [f"Movie {i}" for i in range(NUM_ITEMS)],
-                         "Genres": ["Drama" if i % 2 else "Comedy" for i in range(NUM_ITEMS)]})
+    return pd.DataFrame(
+        {
+            "MovieID": np.arange(NUM_ITEMS),
+            "Title": [f"Movie {i}" for i in range(NUM_ITEMS)],
+            "Genres": ["Drama" if i % 2 else "Comedy" for i in range(NUM_ITEMS)],
+        }
+    )
 
 
 def test_reconstruction_batches_cover_every_rating_once_per_pass():
-    batches = recommend.reconstruction_batches(7, steps=5, batch_size=3, rng=np.random.default_rng(0))
+    batches = recommend.reconstruction_batches(
+        7, steps=5, batch_size=3, rng=np.random.default_rng(0)
+    )
     assert [len(b) for b in batches] == [3, 3, 1, 3, 3]
     assert sorted(np.concatenate(batches[:3]).tolist()) == list(range(7))
 
@@ -34,8 +40,9 @@ def test_reconstruct_embedding_takes_the_simulators_steps(item_matrix):
     """Same start, same batches: the embedding scores the evaluation batch as the simulator does."""
     movie_ids = np.arange(0, 24, 2)
     ratings = (np.arange(12) % 5 + 1).astype(np.float32)
-    recon = recommend.Reconstruction(steps=6, learning_rate=0.05, batch_size=5,
-                                     init_range=(0.1, 0.1))
+    recon = recommend.Reconstruction(
+        steps=6, learning_rate=0.05, batch_size=5, init_range=(0.1, 0.1)
+    )
     user = recommend.reconstruct_embedding(item_matrix, movie_ids, ratings, recon, seed=3)
 
     rng = np.random.default_rng(3)
@@ -43,9 +50,11 @@ def test_reconstruct_embedding_takes_the_simulators_steps(item_matrix):
     positions = recommend.reconstruction_batches(12, 6, 5, rng)
     eval_items, eval_ratings = np.array([1, 3, 5]), np.array([4.0, 2.0, 5.0], np.float32)
     batches = sim.RoundBatches.from_lists(
-        [[(movie_ids[p], ratings[p]) for p in positions]], [[(eval_items, eval_ratings)]], 5)
-    config = sim.FedReconConfig(num_items=NUM_ITEMS, num_latent_factors=K, recon_lr=0.05,
-                                user_init_range=(0.1, 0.1))
+        [[(movie_ids[p], ratings[p]) for p in positions]], [[(eval_items, eval_ratings)]], 5
+    )
+    config = sim.FedReconConfig(
+        num_items=NUM_ITEMS, num_latent_factors=K, recon_lr=0.05, user_init_range=(0.1, 0.1)
+    )
     metrics = sim.FedReconSimulator(config, item_matrix=item_matrix).evaluate_batches(batches)
     ours = np.mean(np.square(item_matrix[eval_items] @ user - eval_ratings))
     assert ours == pytest.approx(metrics["loss"], rel=1e-5)
@@ -59,8 +68,12 @@ def test_reconstruct_embedding_without_steps_is_the_initializer(item_matrix):
 def test_reconstruct_embedding_recovers_a_planted_user(item_matrix):
     planted = np.array([0.5, -0.3, 0.8, 0.1], np.float32)
     ratings = item_matrix @ planted
-    user = recommend.reconstruct_embedding(item_matrix, np.arange(NUM_ITEMS), ratings,
-                                           recommend.Reconstruction(steps=400, learning_rate=0.05))
+    user = recommend.reconstruct_embedding(
+        item_matrix,
+        np.arange(NUM_ITEMS),
+        ratings,
+        recommend.Reconstruction(steps=400, learning_rate=0.05),
+    )
     np.testing.assert_allclose(user, planted, atol=1e-3)
 
 
@@ -109,7 +122,7 @@ def test_recommend_for_ratings_likes_what_resembles_the_liked_movies(movies):
     """Two groups of movies; a user who loves group A and hates group B gets group A."""
     item_matrix = np.zeros((NUM_ITEMS, K), np.float32)
     item_matrix[: NUM_ITEMS // 2, 0] = 1.0  # group A
-    item_matrix[NUM_ITEMS // 2:, 1] = 1.0  # group B
+    item_matrix[NUM_ITEMS // 2 :, 1] = 1.0  # group B
     table = recommend.recommend_for_ratings(item_matrix, movies, {0: 5, 1: 5, 20: 1}, n=5)
     assert all(i < NUM_ITEMS // 2 for i in table.index) and not {0, 1} & set(table.index)
 
@@ -117,8 +130,10 @@ def test_recommend_for_ratings_likes_what_resembles_the_liked_movies(movies):
 @pytest.mark.skipif(not recommend.widgets_available(), reason="ipywidgets is not installed")
 def test_rating_form_passes_the_sliders_ratings_on(movies):
     received = []
-    form = recommend.rating_form(movies.head(3).set_index("MovieID"),
-                                 lambda ratings: received.append(ratings) or pd.DataFrame())
+    form = recommend.rating_form(
+        movies.head(3).set_index("MovieID"),
+        lambda ratings: received.append(ratings) or pd.DataFrame(),
+    )
     sliders = [row.children[0] for row in form.children[1:4]]
     sliders[0].value, sliders[2].value = 4, 2
     form.children[4].click()

@@ -20,7 +20,9 @@ def test_notebooks_are_found_in_numbered_order(tmp_path):
     for name in ("02_b.ipynb", "01_a.ipynb", "notes.ipynb", "10_c.ipynb"):
         write_notebook(tmp_path / name, "1")
     assert [p.name for p in run_notebooks.notebook_paths(tmp_path)] == [
-        "01_a.ipynb", "02_b.ipynb", "10_c.ipynb",
+        "01_a.ipynb",
+        "02_b.ipynb",
+        "10_c.ipynb",
     ]
 
 
@@ -79,16 +81,20 @@ def test_every_notebook_runs_even_after_a_failure_and_a_table_sums_them_up(proje
     assert re.search(r"\[1/3\] 01_good.ipynb passed in \d+ s", out)
     assert re.search(r"\[2/3\] 02_bad.ipynb FAILED in \d+ s", out)
     assert re.search(r"\[3/3\] 03_good.ipynb passed in \d+ s", out)
-    table = out[out.index("notebook  "):]
+    table = out[out.index("notebook  ") :]
     assert re.search(r"02_bad.ipynb\s+FAILED\s+\d+", table) and "total" in table
     executed = project / "output" / "notebooks"
     assert sorted(p.name for p in executed.glob("*.ipynb")) == ["01_good.ipynb", "03_good.ipynb"]
     record = json.loads((executed / "run_times.json").read_text())
     assert [(e["notebook"], e["result"], e["data"]) for e in record["notebooks"]] == [
-        ("01_good.ipynb", "passed", "test data"), ("02_bad.ipynb", "FAILED", "test data"),
-        ("03_good.ipynb", "passed", "test data")]
+        ("01_good.ipynb", "passed", "test data"),
+        ("02_bad.ipynb", "FAILED", "test data"),
+        ("03_good.ipynb", "passed", "test data"),
+    ]
     assert record["notebooks"][0]["machine"]["cores"] == os.cpu_count()
-    assert record["total_seconds"] == pytest.approx(sum(e["seconds"] for e in record["notebooks"]), abs=0.2)
+    assert record["total_seconds"] == pytest.approx(
+        sum(e["seconds"] for e in record["notebooks"]), abs=0.2
+    )
 
 
 def test_a_run_of_some_notebooks_updates_only_their_times(project):
@@ -113,7 +119,12 @@ def test_a_damaged_times_file_is_named_in_the_error(project):
 
 def test_readable_seconds():
     assert [run_notebooks.readable_seconds(s) for s in (0.4, 42.2, 99.4, 99.6, 150)] == [
-        "0 s", "42 s", "99 s", "1.7 min", "2.5 min"]
+        "0 s",
+        "42 s",
+        "99 s",
+        "1.7 min",
+        "2.5 min",
+    ]
 
 
 def test_the_readme_run_times_are_the_recorded_ones():
@@ -129,7 +140,8 @@ def test_the_readme_run_times_are_the_recorded_ones():
         assert entry["result"] == "passed" and entry["config"] == "full", name
         assert "MovieLens 1M (GroupLens)" in entry["data"], name
         assert rows[name.removesuffix(".ipynb")].strip() == run_notebooks.readable_seconds(
-            entry["seconds"]), name
+            entry["seconds"]
+        ), name
     total = sum(e["seconds"] for e in entries.values())
     machine = next(iter(entries.values()))["machine"]
     assert f"{machine['cores']} cores ({machine['cpu']})" in readme

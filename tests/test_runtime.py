@@ -1,6 +1,5 @@
 """TFF's worker process is stopped when a script or a notebook kernel ends."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import pytest
 pytest.importorskip("tensorflow_federated")
 
 from conftest import wait_gone
+
 from tutorial_utils import runtime
 
 SCRIPT = textwrap.dedent(

@@ -32,11 +32,13 @@ def ratings_df() -> pd.DataFrame:
     """30 users with 20 to 40 ratings of 25 movies."""
     rng = np.random.default_rng(1)
     counts = rng.integers(20, 41, size=30)
-    return pd.DataFrame({
-        "UserID": np.repeat(np.arange(30), counts),
-        "MovieID": rng.integers(0, 25, size=counts.sum()),
-        "Rating": rng.integers(1, 6, size=counts.sum()),
-    })
+    return pd.DataFrame(
+        {
+            "UserID": np.repeat(np.arange(30), counts),
+            "MovieID": rng.integers(0, 25, size=counts.sum()),
+            "Rating": rng.integers(1, 6, size=counts.sum()),
+        }
+    )
 
 
 def test_screen_grid_varies_only_what_it_says(screen_script):
@@ -45,8 +47,7 @@ def test_screen_grid_varies_only_what_it_says(screen_script):
     assert config.SPLIT_ALONE in grid
     for run in grid:
         assert (run.server_lr, run.client_lr, run.batch_size) == (1.0, 0.5, 5)
-        assert (run.recon_steps_max, run.post_recon_epochs, run.post_recon_steps_max) == (
-            50, 1, 50)
+        assert (run.recon_steps_max, run.post_recon_epochs, run.post_recon_steps_max) == (50, 1, 50)
 
 
 def test_screen_ranks_runs_and_counts_diverged_seeds(screen_script, ratings_df):
@@ -54,14 +55,25 @@ def test_screen_ranks_runs_and_counts_diverged_seeds(screen_script, ratings_df):
     diverging = dataclasses.replace(small, client_lr=1e4)
     table = screen_script.screen([diverging, small], [0, 1], ratings_df, num_items=25)
     assert list(table["changed from the split alone"]) == [
-        "clients/round 8, rounds 3", "client lr 10000.0, clients/round 8, rounds 3"]
+        "clients/round 8, rounds 3",
+        "client lr 10000.0, clients/round 8, rounds 3",
+    ]
     assert list(table["diverged"]) == ["0 of 2", "2 of 2"]
     first = table.iloc[0]
     assert first["client-rounds"] == 24
-    assert 0 < first["test accuracy (min)"] <= first["test accuracy (mean)"] <= first[
-        "test accuracy (max)"] < 1
-    assert table.iloc[1].drop(["changed from the split alone", "client-rounds", "diverged"]
-                              ).isna().all()
+    assert (
+        0
+        < first["test accuracy (min)"]
+        <= first["test accuracy (mean)"]
+        <= first["test accuracy (max)"]
+        < 1
+    )
+    assert (
+        table.iloc[1]
+        .drop(["changed from the split alone", "client-rounds", "diverged"])
+        .isna()
+        .all()
+    )
     markdown = screen_script.markdown_table(table).splitlines()
     assert len(markdown) == 4 and markdown[1].startswith("|---|---:|")
     assert markdown[3].endswith("| - | - | - | - | 2 of 2 |")

@@ -33,11 +33,13 @@ def ratings_df() -> pd.DataFrame:
     """40 users with 20 to 80 ratings of 60 items (a user may rate an item twice)."""
     rng = np.random.default_rng(0)
     counts = rng.integers(20, 81, size=NUM_USERS)
-    return pd.DataFrame({
-        "UserID": np.repeat(np.arange(NUM_USERS), counts),
-        "MovieID": rng.integers(0, NUM_ITEMS, size=counts.sum()),
-        "Rating": rng.integers(1, 6, size=counts.sum()),
-    })
+    return pd.DataFrame(
+        {
+            "UserID": np.repeat(np.arange(NUM_USERS), counts),
+            "MovieID": rng.integers(0, NUM_ITEMS, size=counts.sum()),
+            "Rating": rng.integers(1, 6, size=counts.sum()),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,16 @@ def batch(items, ratings):
 
 def test_bucket_rounds_up_by_at_most_a_quarter():
     assert [sim._bucket(n) for n in (0, 1, 4, 5, 8, 9, 50, 100, 4832)] == [
-        1, 1, 4, 5, 8, 10, 56, 112, 5120]
+        1,
+        1,
+        4,
+        5,
+        8,
+        10,
+        56,
+        112,
+        5120,
+    ]
     for n in range(1, 3000):
         assert n <= sim._bucket(n) <= max(4, 1.25 * n)
 
@@ -82,9 +93,15 @@ def test_step_schedule_epochs_then_steps_max():
     np.testing.assert_array_equal(post.epoch[1, :8], [0] * 4 + [1] * 4)
 
 
-@pytest.mark.parametrize("split", [sim.DatasetSplit(), OPTIONS_SPLIT, NO_SPLIT,
-                                   sim.DatasetSplit(recon_epochs=3, post_recon_epochs=2,
-                                                    post_recon_steps_max=5)])
+@pytest.mark.parametrize(
+    "split",
+    [
+        sim.DatasetSplit(),
+        OPTIONS_SPLIT,
+        NO_SPLIT,
+        sim.DatasetSplit(recon_epochs=3, post_recon_epochs=2, post_recon_steps_max=5),
+    ],
+)
 def test_step_schedule_matches_the_tf_data_split(split):
     """The schedule picks the batches that split_dataset_fn's tf.data pipelines yield."""
     for num_batches in (1, 2, 5, 8):
@@ -98,6 +115,7 @@ def test_step_schedule_matches_the_tf_data_split(split):
 
 def test_split_dataset_fn_reads_a_reshuffling_dataset_once_per_stage():
     """As in TFF, the two stages are separate iterations: with reshuffling, different orders."""
+
     def shuffled_batches():
         return tf.data.Dataset.range(40).shuffle(40, seed=1, reshuffle_each_iteration=True).batch(4)
 
@@ -128,15 +146,14 @@ def test_packed_clients_from_rating_clients(rating_clients):
     assert packed.client_ids == rating_clients.client_ids
     row = packed.rows([5])[0]
     items, ratings = rating_clients.client_arrays(5)
-    np.testing.assert_array_equal(packed.items[row, :len(items)], items)
-    np.testing.assert_array_equal(packed.ratings[row, :len(items)], ratings)
+    np.testing.assert_array_equal(packed.items[row, : len(items)], items)
+    np.testing.assert_array_equal(packed.ratings[row, : len(items)], ratings)
 
 
 def test_round_batches_masks_and_contents():
     packed = packed_example()
     rng = np.random.default_rng(0)
-    batches = packed.round_batches([7, 3, 9], sim.DatasetSplit(), 5, rng,
-                                   reshuffle_each_pass=False)
+    batches = packed.round_batches([7, 3, 9], sim.DatasetSplit(), 5, rng, reshuffle_each_pass=False)
     # 12 ratings -> batches of 5, 5, 2: recon gets batches 0 and 2, post batch 1.
     np.testing.assert_array_equal(batches.recon.mask.sum(axis=(1, 2)), [7, 3, 13])
     np.testing.assert_array_equal(batches.post_recon.mask.sum(axis=(1, 2)), [5, 0, 10])
@@ -146,8 +163,12 @@ def test_round_batches_masks_and_contents():
         assert not phase.items[~real].any() and not phase.ratings[~real].any()
     # One order per round: the two halves are disjoint and cover every rating once.
     for c, count in enumerate(packed.counts):
-        seen = np.concatenate([batches.recon.items[c][batches.recon.mask[c]],
-                               batches.post_recon.items[c][batches.post_recon.mask[c]]])
+        seen = np.concatenate(
+            [
+                batches.recon.items[c][batches.recon.mask[c]],
+                batches.post_recon.items[c][batches.post_recon.mask[c]],
+            ]
+        )
         np.testing.assert_array_equal(np.sort(seen), np.sort(packed.items[c, :count]))
 
 
@@ -218,19 +239,26 @@ def reference_round(item_matrix, recon, post_recon, config, user_init, train=Tru
         weighted_deltas += weight * (items_local - item_matrix)
         weights += weight
     updated = item_matrix + config.server_lr * weighted_deltas / weights
-    metrics = {"loss": loss_sum / num_batches, "rating_accuracy": correct / examples,
-               "num_examples": examples, "rmse": np.sqrt(squared_error / examples)}
+    metrics = {
+        "loss": loss_sum / num_batches,
+        "rating_accuracy": correct / examples,
+        "num_examples": examples,
+        "rmse": np.sqrt(squared_error / examples),
+    }
     return updated, metrics
 
 
 def random_client_batches(rng, num_clients, max_batches, batch_size=5):
     """Per client, 0 to ``max_batches`` batches of 1 to ``batch_size`` random ratings."""
+
     def random_batch():
         size = rng.integers(1, batch_size + 1)
         return batch(rng.integers(0, NUM_ITEMS, size=size), rng.integers(1, 6, size=size))
 
-    return [[random_batch() for _ in range(rng.integers(0, max_batches + 1))]
-            for _ in range(num_clients)]
+    return [
+        [random_batch() for _ in range(rng.integers(0, max_batches + 1))]
+        for _ in range(num_clients)
+    ]
 
 
 def test_training_round_matches_the_reference():
@@ -283,7 +311,8 @@ def test_client_with_non_finite_update_is_dropped():
     alone.run_round_batches(sim.RoundBatches.from_lists([good[0]], [good[1]], 5))
     both = sim.FedReconSimulator(config, item_matrix=item_matrix)
     metrics = both.run_round_batches(
-        sim.RoundBatches.from_lists([good[0], bad[0]], [good[1], bad[1]], 5))
+        sim.RoundBatches.from_lists([good[0], bad[0]], [good[1], bad[1]], 5)
+    )
     assert np.isfinite(both.item_matrix).all()
     np.testing.assert_array_equal(both.item_matrix, alone.item_matrix)
     assert metrics["num_examples"] == 5  # the metrics still count the dropped client
@@ -337,10 +366,13 @@ def test_config_checks_its_values():
 
 def test_imports_neither_tff_nor_keras_model():
     """The simulator needs plain TensorFlow only (it must run where TFF cannot be installed)."""
-    code = ("import sys, tutorial_utils.simulation; "
-            "print(sorted({'tensorflow_federated', 'tutorial_utils.model'} & set(sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    code = (
+        "import sys, tutorial_utils.simulation; "
+        "print(sorted({'tensorflow_federated', 'tutorial_utils.model'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"
 
 
@@ -366,20 +398,24 @@ def test_matches_tff(rating_clients, split, client_lr):
     from tutorial_utils import model, training
 
     model_fn = model.reconstruction_model_fn(
-        NUM_ITEMS, NUM_FACTORS, user_initializer=tf.keras.initializers.Constant(0.01))
+        NUM_ITEMS, NUM_FACTORS, user_initializer=tf.keras.initializers.Constant(0.01)
+    )
     split_options = dataclasses.asdict(split)
     process = training.build_training_process(
         model_fn,
         training.LearningRates(client=client_lr),
         dataset_split_fn=tff.learning.models.ReconstructionModel.build_dataset_split_fn(
-            **split_options),
+            **split_options
+        ),
     )
     initial = np.random.default_rng(1).uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS))
     initial = initial.astype(np.float32)
     state = process.set_model_weights(
-        process.initialize(), tff.learning.models.ModelWeights([initial], []))
-    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, client_lr=client_lr,
-                                train_split=split, user_init_range=(0.01, 0.01))
+        process.initialize(), tff.learning.models.ModelWeights([initial], [])
+    )
+    config = sim.FedReconConfig(
+        NUM_ITEMS, NUM_FACTORS, client_lr=client_lr, train_split=split, user_init_range=(0.01, 0.01)
+    )
     simulator = sim.FedReconSimulator(config, item_matrix=initial)
 
     sampler = datasets.ClientSampler(rating_clients.client_ids, 10, seed=3)
@@ -388,25 +424,40 @@ def test_matches_tff(rating_clients, split, client_lr):
         client_ids = sampler.sample()
         state, tff_metrics = process.next(state, rating_clients.create_tf_datasets(client_ids))
         tff_metrics = training.round_metrics(tff_metrics)
-        ours = simulator.run_round_batches(sim.batches_from_datasets(
-            rating_clients.create_tf_datasets(client_ids), split, rating_clients.batch_size))
+        ours = simulator.run_round_batches(
+            sim.batches_from_datasets(
+                rating_clients.create_tf_datasets(client_ids), split, rating_clients.batch_size
+            )
+        )
         tff_matrix = process.get_model_weights(state).trainable[0]
-        metric_diffs.append(max(relative_difference(ours[name], tff_metrics[name])
-                                for name in ("loss", "rating_accuracy")))
+        metric_diffs.append(
+            max(
+                relative_difference(ours[name], tff_metrics[name])
+                for name in ("loss", "rating_accuracy")
+            )
+        )
         matrix_diffs.append(float(np.abs(simulator.item_matrix - tff_matrix).max()))
     # Evaluation, with build_fed_recon_eval's default split.
     evaluation = training.build_evaluation_process(model_fn)
     everyone = rating_clients.client_ids
     tff_eval = training.evaluate(
-        evaluation, process.get_model_weights(state), rating_clients.create_tf_datasets(everyone))
-    ours_eval = simulator.evaluate_batches(sim.batches_from_datasets(
-        rating_clients.create_tf_datasets(everyone), sim.DatasetSplit(),
-        rating_clients.batch_size))
-    eval_diff = max(relative_difference(ours_eval[name], tff_eval[name])
-                    for name in ("loss", "rating_accuracy"))
-    print(f"\n{split}: max relative metric difference {max(metric_diffs):.2e}, "
-          f"max absolute item difference {max(matrix_diffs):.2e}, "
-          f"evaluation {eval_diff:.2e}; final loss {ours['loss']:.4f}")
+        evaluation, process.get_model_weights(state), rating_clients.create_tf_datasets(everyone)
+    )
+    ours_eval = simulator.evaluate_batches(
+        sim.batches_from_datasets(
+            rating_clients.create_tf_datasets(everyone),
+            sim.DatasetSplit(),
+            rating_clients.batch_size,
+        )
+    )
+    eval_diff = max(
+        relative_difference(ours_eval[name], tff_eval[name]) for name in ("loss", "rating_accuracy")
+    )
+    print(
+        f"\n{split}: max relative metric difference {max(metric_diffs):.2e}, "
+        f"max absolute item difference {max(matrix_diffs):.2e}, "
+        f"evaluation {eval_diff:.2e}; final loss {ours['loss']:.4f}"
+    )
     assert max(metric_diffs) <= 1e-4
     assert max(matrix_diffs) <= 1e-4
     assert eval_diff <= 1e-4
@@ -440,9 +491,14 @@ def test_evaluate_reshuffle_option_overrides_the_config(packed_clients):
     assert simulator.evaluate(packed_clients, ids, seed=1, reshuffle_each_pass=False) != reshuffled
 
 
-@pytest.mark.parametrize("split", [sim.DatasetSplit(), OPTIONS_SPLIT,
-                                   sim.DatasetSplit(recon_epochs=5, recon_steps_max=50,
-                                                    post_recon_steps_max=50)])
+@pytest.mark.parametrize(
+    "split",
+    [
+        sim.DatasetSplit(),
+        OPTIONS_SPLIT,
+        sim.DatasetSplit(recon_epochs=5, recon_steps_max=50, post_recon_steps_max=50),
+    ],
+)
 def test_stage_overlap_one_order_keeps_the_halves_disjoint(split):
     packed = packed_example()
     overlap = sim.stage_overlap(packed, [9, 7, 3], split, 5, reshuffle_each_pass=False, seed=0)
@@ -456,8 +512,7 @@ def test_stage_overlap_counts_the_batches_that_evaluate_draws():
     packed = packed_example()
     split = sim.DatasetSplit(recon_epochs=3)
     for reshuffle in (False, True):
-        overlap = sim.stage_overlap(packed, [7, 9], split, 5, reshuffle_each_pass=reshuffle,
-                                    seed=3)
+        overlap = sim.stage_overlap(packed, [7, 9], split, 5, reshuffle_each_pass=reshuffle, seed=3)
         batches = packed.round_batches([7, 9], split, 5, np.random.default_rng(3), reshuffle)
         for c, client in enumerate([7, 9]):
             recon = set(batches.recon.items[c][batches.recon.mask[c]].tolist())
@@ -472,11 +527,25 @@ def test_train_returns_one_row_per_round_and_evaluates_on_schedule(packed_client
     ids = packed_clients.client_ids
     simulator = sim.FedReconSimulator(config, seed=0)
     sampler = datasets.ClientSampler(ids[:30], 10, seed=0)
-    history = sim.train(simulator, packed_clients, sampler, 5, eval_client_ids=ids[30:],
-                        eval_every=2, seed=1, reshuffle_each_pass=False)
+    history = sim.train(
+        simulator,
+        packed_clients,
+        sampler,
+        5,
+        eval_client_ids=ids[30:],
+        eval_every=2,
+        seed=1,
+        reshuffle_each_pass=False,
+    )
     assert history.index.tolist() == [1, 2, 3, 4, 5]
-    assert history.columns.tolist() == ["loss", "rating_accuracy", "num_examples", "val_loss",
-                                        "val_rmse", "val_rating_accuracy"]
+    assert history.columns.tolist() == [
+        "loss",
+        "rating_accuracy",
+        "num_examples",
+        "val_loss",
+        "val_rmse",
+        "val_rating_accuracy",
+    ]
     assert history["val_rmse"].notna().tolist() == [False, True, False, True, True]
     assert "Training" in capsys.readouterr().out
     # The same rounds as run_round by hand (evaluating with a seed changes nothing).
@@ -500,8 +569,9 @@ def test_train_without_evaluation_or_progress_bar(packed_clients, capsys):
 def test_evaluate_groups_makes_one_row_per_group(packed_clients):
     simulator = sim.FedReconSimulator(sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS), seed=0)
     ids = packed_clients.client_ids
-    table = sim.evaluate_groups(simulator, packed_clients,
-                                {"validation": ids[:10], "test": ids[10:25]}, seed=2)
+    table = sim.evaluate_groups(
+        simulator, packed_clients, {"validation": ids[:10], "test": ids[10:25]}, seed=2
+    )
     assert table.index.tolist() == ["validation", "test"]
     assert table.columns.tolist() == ["users", "loss", "rmse", "rating_accuracy", "num_examples"]
     assert table["users"].tolist() == [10, 15]
@@ -512,9 +582,13 @@ def test_evaluate_groups_makes_one_row_per_group(packed_clients):
 def test_paper_protocol_is_the_papers_and_smoke_is_smaller(monkeypatch):
     paper = sim.PAPER_PROTOCOL
     assert (paper.clients_per_round, paper.num_rounds) == (100, 500)
-    assert paper.split == sim.DatasetSplit(recon_epochs=5, recon_steps_max=50,
-                                           post_recon_epochs=1, post_recon_steps_max=50,
-                                           split_dataset=True)
+    assert paper.split == sim.DatasetSplit(
+        recon_epochs=5,
+        recon_steps_max=50,
+        post_recon_epochs=1,
+        post_recon_steps_max=50,
+        split_dataset=True,
+    )
     config = paper.simulator_config(num_items=3706)
     assert config.train_split == config.eval_split == paper.split
     assert (config.num_latent_factors, config.batch_size) == (50, 5)
@@ -536,13 +610,20 @@ def test_paper_protocol_is_the_papers_and_smoke_is_smaller(monkeypatch):
 def test_run_config_trains_as_the_run_says_and_scores_one_uncapped_pass():
     from tutorial_utils import config
 
-    run = dataclasses.replace(config.SPLIT_ALONE, recon_epochs=5, reconstruction_lr=0.3,
-                              client_lr=0.2, server_lr=1.5, batch_size=7)
+    run = dataclasses.replace(
+        config.SPLIT_ALONE,
+        recon_epochs=5,
+        reconstruction_lr=0.3,
+        client_lr=0.2,
+        server_lr=1.5,
+        batch_size=7,
+    )
     got = sim.run_config(run, NUM_ITEMS, NUM_FACTORS)
     assert (got.num_items, got.num_latent_factors, got.batch_size) == (NUM_ITEMS, NUM_FACTORS, 7)
     assert (got.server_lr, got.client_lr, got.recon_lr) == (1.5, 0.2, 0.3)
-    assert got.train_split == sim.DatasetSplit(recon_epochs=5, recon_steps_max=50,
-                                               post_recon_epochs=1, post_recon_steps_max=50)
+    assert got.train_split == sim.DatasetSplit(
+        recon_epochs=5, recon_steps_max=50, post_recon_epochs=1, post_recon_steps_max=50
+    )
     assert got.eval_split == sim.DatasetSplit(recon_epochs=5, recon_steps_max=50)
 
 
@@ -560,8 +641,9 @@ def test_simulate_run_repeats_with_its_seed_and_learns(ratings_df):
     assert list(first["history"].index) == [1]
     assert scores(first) == scores(sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=3))
     assert scores(first) != scores(sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=4))
-    longer = sim.simulate_run(dataclasses.replace(run, num_rounds=40), ratings_df, NUM_ITEMS,
-                              base, seed=3)
+    longer = sim.simulate_run(
+        dataclasses.replace(run, num_rounds=40), ratings_df, NUM_ITEMS, base, seed=3
+    )
     first = scores(first)
     for name in first:
         assert longer[name]["num_examples"] == first[name]["num_examples"]

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-tff = pytest.importorskip("tensorflow_federated")
-
 from tutorial_utils import datasets, model, training
+
+tff = pytest.importorskip("tensorflow_federated")
 
 NUM_ITEMS = 30
 
@@ -30,7 +30,9 @@ def run(clients, rounds):
     evaluation = training.build_evaluation_process(model_fn)
     sampler = datasets.ClientSampler(clients.client_ids, 3, seed=0)
     state, history = training.train(process, clients, sampler, rounds, progress=False)
-    result = training.evaluate(evaluation, process.get_model_weights(state), clients.create_tf_datasets(range(12)))
+    result = training.evaluate(
+        evaluation, process.get_model_weights(state), clients.create_tf_datasets(range(12))
+    )
     return process, state, history, result
 
 

@@ -14,11 +14,10 @@ pytest.importorskip("tensorflow_federated")
 
 import portpicker
 import tensorflow as tf
+from conftest import wait_gone
 
 from tutorial_utils import data, datasets, model, runtime, training, workers
 from tutorial_utils.runtime import WorkerUnavailableError
-
-from conftest import wait_gone
 
 LATENT_FACTORS = 4
 
@@ -62,16 +61,23 @@ def train_and_evaluate(training_process, evaluation_process, clients, train_ids,
     sampler = datasets.ClientSampler(train_ids, 8, seed=7)
     state, history = training.train(training_process, clients, sampler, 2, progress=False)
     weights = training_process.get_model_weights(state)
-    evaluation = training.evaluate(
-        evaluation_process, weights, clients.create_tf_datasets(val_ids)
-    )
+    evaluation = training.evaluate(evaluation_process, weights, clients.create_tf_datasets(val_ids))
     return history.to_numpy(), list(evaluation.values()), weights.trainable[0]
 
 
 @pytest.mark.parametrize(
     "text",
-    ["localhost", "127.0.0.1:", ":8000", "127.0.0.1:http", "127.0.0.1:0", "127.0.0.1:70000",
-     "two words:80", "127.0.0.1:8000,", "127.0.0.1:8000,127.0.0.1:8000"],
+    [
+        "localhost",
+        "127.0.0.1:",
+        ":8000",
+        "127.0.0.1:http",
+        "127.0.0.1:0",
+        "127.0.0.1:70000",
+        "two words:80",
+        "127.0.0.1:8000,",
+        "127.0.0.1:8000,127.0.0.1:8000",
+    ],
 )
 def test_malformed_addresses_are_refused(text):
     with pytest.raises(ValueError, match="127.0.0.1:8000|host:port|more than once"):
@@ -107,9 +113,7 @@ def test_two_workers_give_the_results_of_one(small_movielens):
     model_fn = model.reconstruction_model_fn(num_movies, LATENT_FACTORS)
     training_process = training.build_training_process(model_fn)  # the usual single worker
     evaluation_process = training.build_evaluation_process(model_fn)
-    single = train_and_evaluate(
-        training_process, evaluation_process, clients, train_ids, val_ids
-    )
+    single = train_and_evaluate(training_process, evaluation_process, clients, train_ids, val_ids)
 
     # Workers already running, as on other machines: the pool connects, never stops them.
     services = [runtime.start_worker(), runtime.start_worker()]
@@ -149,8 +153,19 @@ def test_two_workers_give_the_results_of_one(small_movielens):
 
 def test_a_worker_killed_mid_round_ends_the_command_with_a_clear_error():
     command = [
-        sys.executable, "-m", "tutorial_utils.workers", "--workers", "2", "--rounds", "200",
-        "--clients-per-round", "40", "--max-clients", "80", "--latent-factors", "4",
+        sys.executable,
+        "-m",
+        "tutorial_utils.workers",
+        "--workers",
+        "2",
+        "--rounds",
+        "200",
+        "--clients-per-round",
+        "40",
+        "--max-clients",
+        "80",
+        "--latent-factors",
+        "4",
     ]
     env = {**os.environ, "FEDRECON_DATASET": "synthetic", "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(
@@ -178,6 +193,6 @@ def test_a_worker_killed_mid_round_ends_the_command_with_a_clear_error():
             process.kill()
             process.wait()
     assert process.returncode == 1, stderr[-2000:]
-    assert f"error: The TFF worker at 127.0.0.1:" in stderr
+    assert "error: The TFF worker at 127.0.0.1:" in stderr
     assert f"(pid {pids[0]}) has exited with code -9" in stderr
     assert all(wait_gone(pid) for pid in pids)

@@ -44,27 +44,34 @@ class StatefulSimulator:
         self.user_embeddings = np.zeros((num_users, config.num_latent_factors), np.float32)
         self.trained = np.zeros(num_users, bool)  # has the user ever been sampled?
 
-    def run_round(self, clients: simulation.PackedClients,
-                  client_ids: Sequence[int]) -> dict[str, float]:
+    def run_round(
+        self, clients: simulation.PackedClients, client_ids: Sequence[int]
+    ) -> dict[str, float]:
         """One round on ``client_ids``; returns the loss and accuracy seen while training."""
         cfg = self.config
         one_pass = simulation.DatasetSplit(split_dataset=False)
-        batches = clients.round_batches(client_ids, one_pass, cfg.batch_size, self.rng,
-                                        reshuffle_each_pass=False).recon
+        batches = clients.round_batches(
+            client_ids, one_pass, cfg.batch_size, self.rng, reshuffle_each_pass=False
+        ).recon
         ids = np.asarray(client_ids, np.int64)
         users = self.user_embeddings[ids].copy()
         new = ~self.trained[ids]
-        users[new] = self.rng.uniform(*cfg.user_init_range,
-                                      size=(new.sum(), cfg.num_latent_factors))
+        users[new] = self.rng.uniform(
+            *cfg.user_init_range, size=(new.sum(), cfg.num_latent_factors)
+        )
         # One row per (client, item) pair: the clients' local copies of their item rows,
         # plus a scratch row that padded examples point at.
         num_clients, num_steps, _ = batches.mask.shape
-        keys = (np.arange(num_clients)[:, None, None] * cfg.num_items + batches.items)
+        keys = np.arange(num_clients)[:, None, None] * cfg.num_items + batches.items
         pairs, inverse = np.unique(keys[batches.mask], return_inverse=True)
         rows = np.full(batches.mask.shape, len(pairs))
         rows[batches.mask] = inverse
-        table = np.vstack([self.item_matrix[pairs % cfg.num_items],
-                           np.zeros((1, cfg.num_latent_factors), np.float32)])
+        table = np.vstack(
+            [
+                self.item_matrix[pairs % cfg.num_items],
+                np.zeros((1, cfg.num_latent_factors), np.float32),
+            ]
+        )
         start = table.copy()
         # Unless a client rated a movie twice, no two examples of a step share a row, and
         # plain indexed addition is exact (and much faster than ``np.add.at``).
@@ -95,9 +102,11 @@ class StatefulSimulator:
         self.user_embeddings[ids] = users
         self.trained[ids] = True
         num_examples = int(weights.sum())
-        return {"loss": float(loss_sum / max(num_batches, 1)),
-                "rating_accuracy": float(correct / max(num_examples, 1)),
-                "num_examples": num_examples}
+        return {
+            "loss": float(loss_sum / max(num_batches, 1)),
+            "rating_accuracy": float(correct / max(num_examples, 1)),
+            "num_examples": num_examples,
+        }
 
     def embeddings(self, client_ids: Sequence[int], seed: int = 0) -> np.ndarray:
         """The stored embeddings of ``client_ids``; the initializer's for never-sampled ones."""
@@ -105,7 +114,8 @@ class StatefulSimulator:
         users = self.user_embeddings[ids].copy()
         untrained = ~self.trained[ids]
         users[untrained] = np.random.default_rng(seed).uniform(
-            *self.config.user_init_range, size=(untrained.sum(), users.shape[1]))
+            *self.config.user_init_range, size=(untrained.sum(), users.shape[1])
+        )
         return users
 
 
@@ -114,8 +124,14 @@ class StatefulSimulator:
 # ---------------------------------------------------------------------------------------
 
 
-def _ridge_rows(index: np.ndarray, other_index: np.ndarray, values: np.ndarray,
-                other: np.ndarray, num_rows: int, regularization: float) -> np.ndarray:
+def _ridge_rows(
+    index: np.ndarray,
+    other_index: np.ndarray,
+    values: np.ndarray,
+    other: np.ndarray,
+    num_rows: int,
+    regularization: float,
+) -> np.ndarray:
     """For each row r: argmin_x sum_(i in r) (x . other_i - y_i)^2 + reg * n_r * |x|^2.
 
     Rows without values get 0.
@@ -127,7 +143,7 @@ def _ridge_rows(index: np.ndarray, other_index: np.ndarray, values: np.ndarray,
     order = np.argsort(index, kind="stable")
     bounds = np.searchsorted(index[order], np.arange(num_rows + 1))
     for row in np.flatnonzero(np.diff(bounds)):
-        chosen = order[bounds[row]:bounds[row + 1]]
+        chosen = order[bounds[row] : bounds[row + 1]]
         vectors = other[other_index[chosen]].astype(np.float64)
         grams[row] = vectors.T @ vectors + regularization * len(chosen) * np.eye(k)
         targets[row] = vectors.T @ values[chosen]
@@ -141,9 +157,15 @@ def _flat_ratings(clients: simulation.PackedClients) -> tuple[np.ndarray, np.nda
     return rows[valid], clients.items[valid], clients.ratings[valid]
 
 
-def centralized_als(clients: simulation.PackedClients, num_items: int,
-                    num_latent_factors: int, *, regularization: float = 0.1,
-                    iterations: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def centralized_als(
+    clients: simulation.PackedClients,
+    num_items: int,
+    num_latent_factors: int,
+    *,
+    regularization: float = 0.1,
+    iterations: int = 10,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Alternating least squares on every rating of ``clients``, gathered in one place.
 
     Returns ``(user_embeddings, item_matrix)``; ``user_embeddings[r]`` belongs to
@@ -153,15 +175,16 @@ def centralized_als(clients: simulation.PackedClients, num_items: int,
     rng = np.random.default_rng(seed)
     item_matrix = rng.normal(0.0, 0.1, size=(num_items, num_latent_factors)).astype(np.float32)
     for _ in range(iterations):
-        user_embeddings = _ridge_rows(users, items, ratings, item_matrix, len(clients),
-                                      regularization)
-        item_matrix = _ridge_rows(items, users, ratings, user_embeddings, num_items,
-                                  regularization)
+        user_embeddings = _ridge_rows(
+            users, items, ratings, item_matrix, len(clients), regularization
+        )
+        item_matrix = _ridge_rows(items, users, ratings, user_embeddings, num_items, regularization)
     return user_embeddings, item_matrix
 
 
-def fold_in(item_matrix: np.ndarray, phase: simulation.PhaseBatches,
-            regularization: float = 0.1) -> np.ndarray:
+def fold_in(
+    item_matrix: np.ndarray, phase: simulation.PhaseBatches, regularization: float = 0.1
+) -> np.ndarray:
     """Each client's embedding solved from its ratings in ``phase``, ``item_matrix`` fixed.
 
     The user half of one ALS step: how a centrally trained model gets an embedding for a
@@ -169,8 +192,14 @@ def fold_in(item_matrix: np.ndarray, phase: simulation.PhaseBatches,
     """
     num_clients = phase.mask.shape[0]
     client = np.broadcast_to(np.arange(num_clients)[:, None, None], phase.mask.shape)
-    return _ridge_rows(client[phase.mask], phase.items[phase.mask], phase.ratings[phase.mask],
-                       np.asarray(item_matrix, np.float32), num_clients, regularization)
+    return _ridge_rows(
+        client[phase.mask],
+        phase.items[phase.mask],
+        phase.ratings[phase.mask],
+        np.asarray(item_matrix, np.float32),
+        num_clients,
+        regularization,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -178,18 +207,23 @@ def fold_in(item_matrix: np.ndarray, phase: simulation.PhaseBatches,
 # ---------------------------------------------------------------------------------------
 
 
-def phase_metrics(item_matrix: np.ndarray, user_embeddings: np.ndarray,
-                  phase: simulation.PhaseBatches) -> dict[str, float]:
+def phase_metrics(
+    item_matrix: np.ndarray, user_embeddings: np.ndarray, phase: simulation.PhaseBatches
+) -> dict[str, float]:
     """RMSE and rating accuracy of ``u_c . v`` on client ``c``'s examples in ``phase``.
 
     Defined as the simulator's evaluation defines them (over examples; correct when
     ``|y - prediction| <= 0.5``).
     """
-    predictions = np.einsum("cik,ck->ci",
-                            np.asarray(item_matrix)[phase.items.reshape(len(phase.items), -1)],
-                            np.asarray(user_embeddings))
+    predictions = np.einsum(
+        "cik,ck->ci",
+        np.asarray(item_matrix)[phase.items.reshape(len(phase.items), -1)],
+        np.asarray(user_embeddings),
+    )
     mask = phase.mask.reshape(len(phase.mask), -1)
     errors = (predictions - phase.ratings.reshape(len(phase.ratings), -1))[mask]
-    return {"rmse": float(np.sqrt(np.mean(np.square(errors.astype(np.float64))))),
-            "rating_accuracy": float(np.mean(np.abs(errors) <= 0.5)),
-            "num_examples": int(mask.sum())}
+    return {
+        "rmse": float(np.sqrt(np.mean(np.square(errors.astype(np.float64))))),
+        "rating_accuracy": float(np.mean(np.abs(errors) <= 0.5)),
+        "num_examples": int(mask.sum()),
+    }

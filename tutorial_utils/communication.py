@@ -20,8 +20,9 @@ import pandas as pd
 INDEX_BYTES = 4  # one int32 row index per row in the sparse protocol
 
 
-def bytes_per_client_per_round(item_matrix: np.ndarray, num_users: int,
-                               movies_per_client: float) -> pd.DataFrame:
+def bytes_per_client_per_round(
+    item_matrix: np.ndarray, num_users: int, movies_per_client: float
+) -> pd.DataFrame:
     """Bytes down and up for one client in one round, FedRecon against a fully global model.
 
     ``item_matrix`` is the global item matrix (its dtype gives the bytes per value),
@@ -42,8 +43,8 @@ def bytes_per_client_per_round(item_matrix: np.ndarray, num_users: int,
         "Fully global, own rows only": (rated_rows + row, rated_rows + row, "yes"),
     }
     table = pd.DataFrame.from_dict(
-        rows, orient="index",
-        columns=["bytes down", "bytes up", "user embedding leaves the device"])
+        rows, orient="index", columns=["bytes down", "bytes up", "user embedding leaves the device"]
+    )
     table[["bytes down", "bytes up"]] = table[["bytes down", "bytes up"]].round().astype(int)
     table.insert(2, "MB down + up", ((table["bytes down"] + table["bytes up"]) / 1e6).round(3))
     table.index.name = "model"

@@ -94,17 +94,23 @@ _SHORT_NAMES = {
 
 def changes_from(run: FedReconRun, reference: FedReconRun) -> str:
     """What ``run`` changes from ``reference``, e.g. ``recon lr 0.5, rounds 200``."""
-    return ", ".join(
-        f"{_SHORT_NAMES[field.name]} {getattr(run, field.name)}"
-        for field in dataclasses.fields(run)
-        if getattr(run, field.name) != getattr(reference, field.name)
-    ) or "(nothing)"
+    return (
+        ", ".join(
+            f"{_SHORT_NAMES[field.name]} {getattr(run, field.name)}"
+            for field in dataclasses.fields(run)
+            if getattr(run, field.name) != getattr(reference, field.name)
+        )
+        or "(nothing)"
+    )
 
 
 # Exercise 1's split: 3 epochs of reconstruction capped at 50 steps, 1 epoch of
 # post-reconstruction training capped at 50 steps; 100 rounds of 50 clients.
 SPLIT_ALONE = FedReconRun(
-    recon_epochs=3, recon_steps_max=50, post_recon_epochs=1, post_recon_steps_max=50,
+    recon_epochs=3,
+    recon_steps_max=50,
+    post_recon_epochs=1,
+    post_recon_steps_max=50,
     num_rounds=100,
 )
 
@@ -135,8 +141,9 @@ EXERCISES_FULL = ExerciseConfig(
     # The best validation accuracy of scripts/tune_exercise1.py (its table is in the
     # solutions notebook): five reconstruction epochs, three times the walkthrough's
     # reconstruction rate, 300 clients a round for 150 rounds.
-    tuned=dataclasses.replace(SPLIT_ALONE, recon_epochs=5, reconstruction_lr=0.3,
-                              clients_per_round=300, num_rounds=150),
+    tuned=dataclasses.replace(
+        SPLIT_ALONE, recon_epochs=5, reconstruction_lr=0.3, clients_per_round=300, num_rounds=150
+    ),
     comparison_rounds=20,
     emnist_train_clients=100,
     emnist_test_clients=50,

@@ -53,9 +53,24 @@ ML1M_ZIP_MD5 = "c4d9eecfca2ab87c1945afe126590906"
 ML1M_PAGE = "https://grouplens.org/datasets/movielens/1m/"
 
 GENRES = (
-    "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 )
 """The 18 genres that ML-1M's ``movies.dat`` uses."""
 
@@ -197,8 +212,7 @@ def _read_bytes(path: Path) -> bytes:
 def _parse_fields(data: bytes, layout: _Layout) -> pd.DataFrame:
     """Split ``data`` (with the parser separator) into the layout's columns, fast."""
     dtypes = {
-        column: np.int64 if column in layout.integer_columns else str
-        for column in layout.columns
+        column: np.int64 if column in layout.integer_columns else str for column in layout.columns
     }
     return pd.read_csv(
         io.BytesIO(data),
@@ -282,8 +296,7 @@ def verify_movielens(directory: str | os.PathLike) -> None:
         found = _sha256(path)
         if found != expected:
             raise DataFormatError(
-                f"{path}: sha256 is {found}, expected {expected} "
-                f"(GroupLens' MovieLens 1M {name})"
+                f"{path}: sha256 is {found}, expected {expected} (GroupLens' MovieLens 1M {name})"
             )
     facts = (
         ("lines", len(ratings), _EXPECTED_RATINGS_LINES),
@@ -293,8 +306,7 @@ def verify_movielens(directory: str | os.PathLike) -> None:
     for what, found, expected in facts:
         if found != expected:
             raise DataFormatError(
-                f"{ratings_path}: expected {expected:,} {what} as in MovieLens 1M, "
-                f"found {found:,}"
+                f"{ratings_path}: expected {expected:,} {what} as in MovieLens 1M, found {found:,}"
             )
 
 
@@ -358,9 +370,7 @@ def download_ml1m(
 def _check_url(url: str) -> None:
     """Refuse anything but https, except plain http to this machine."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "https" or (
-        parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
-    ):
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
         return
     raise ValueError(
         f"Refusing to download {url!r}: only https:// URLs are allowed "
@@ -537,9 +547,7 @@ def find_movielens(
     """
     choice = (choice or settings.dataset_choice()).strip().lower()
     if choice not in settings.DATASET_CHOICES:
-        raise ValueError(
-            f"choice={choice!r} is not one of {', '.join(settings.DATASET_CHOICES)}"
-        )
+        raise ValueError(f"choice={choice!r} is not one of {', '.join(settings.DATASET_CHOICES)}")
     if choice == "synthetic":
         found = _synthetic_source()
     else:
@@ -859,4 +867,3 @@ def _write_folder(directory: Path, files: dict[str, bytes]) -> None:
             raise FileExistsError(f"{directory}: was created by another process meanwhile")
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
-

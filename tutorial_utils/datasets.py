@@ -31,7 +31,8 @@ _SHUFFLE_SEED_PAIR = (87654321, SHUFFLE_SEED)
 
 
 def _shuffle(dataset: tf.data.Dataset, buffer_size: int, reshuffle: bool) -> tf.data.Dataset:
-    """``dataset.shuffle(buffer_size, seed=42)`` as the walkthrough ran it, whatever the global seed."""
+    """``dataset.shuffle(buffer_size, seed=42)`` as the walkthrough ran it, whatever the
+    global seed."""
     variant = tf.raw_ops.ShuffleDatasetV3(
         input_dataset=tf.data.experimental.to_variant(dataset),
         buffer_size=tf.constant(buffer_size, tf.int64),
@@ -137,9 +138,7 @@ def shared_examples(first: tf.data.Dataset, second: tf.data.Dataset) -> tuple[in
     return sum(movie in seen for movie in movies), len(movies)
 
 
-def split_overlap(
-    client_datasets: Sequence[tf.data.Dataset], dataset_split_fn
-) -> tuple[int, int]:
+def split_overlap(client_datasets: Sequence[tf.data.Dataset], dataset_split_fn) -> tuple[int, int]:
     """How many scored examples were also used for reconstruction, over all clients.
 
     ``dataset_split_fn`` maps a client's dataset to its (reconstruction, post-reconstruction)
@@ -179,7 +178,8 @@ class ClientSampler:
     def __init__(self, client_ids: Sequence[int], clients_per_round: int, seed: int = 42):
         if not 0 < clients_per_round <= len(client_ids):
             raise ValueError(
-                f"clients_per_round must be between 1 and {len(client_ids)}, got {clients_per_round}."
+                f"clients_per_round must be between 1 and {len(client_ids)}, "
+                f"got {clients_per_round}."
             )
         self.client_ids = list(client_ids)
         self.clients_per_round = clients_per_round

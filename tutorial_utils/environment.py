@@ -84,8 +84,13 @@ ADVICE_RESTART = (
     "Jupyter: Kernel > Restart), then run the notebook again from the top."
 )
 # Distributions whose module a notebook kernel may have loaded before the install cell ran.
-LOADED_EARLY = {"numpy": "numpy", "pandas": "pandas", "matplotlib": "matplotlib",
-                "tensorflow": "tensorflow", "protobuf": "google.protobuf"}
+LOADED_EARLY = {
+    "numpy": "numpy",
+    "pandas": "pandas",
+    "matplotlib": "matplotlib",
+    "tensorflow": "tensorflow",
+    "protobuf": "google.protobuf",
+}
 
 
 class EnvironmentProblem(RuntimeError):

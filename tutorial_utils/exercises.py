@@ -74,7 +74,9 @@ def _not_done(message: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def numbered_batches(num_batches: int, *, reshuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+def numbered_batches(
+    num_batches: int, *, reshuffle: bool = False, seed: int = 0
+) -> tf.data.Dataset:
     """A client dataset of ``num_batches`` batches, each one rating of movie ``i`` (batch i).
 
     The elements look like a real client's (``x`` movie ids, ``y`` ratings), so any
@@ -298,8 +300,10 @@ def train_and_evaluate(
     if model_class is None:
         model_fn = model.reconstruction_model_fn(len(movies_df), base.num_latent_factors)
     else:
+
         def model_fn():
             return model_class(len(movies_df), base.num_latent_factors)
+
     rates = training.LearningRates(
         server=run.server_lr, client=run.client_lr, reconstruction=run.reconstruction_lr
     )
@@ -345,8 +349,9 @@ def simulate_and_evaluate(
 
     base = base or config.current()
     start = time.monotonic()
-    result = simulation.simulate_run(run, ratings_df, len(movies_df), base, seed=base.seed,
-                                     progress=progress)
+    result = simulation.simulate_run(
+        run, ratings_df, len(movies_df), base, seed=base.seed, progress=progress
+    )
     return RunResult(
         run=run,
         config_name=base.name,
@@ -365,20 +370,26 @@ def check_exercise_1_tuning(result: RunResult | None, *, baseline: float | None 
     (``baseline``, by default TFF's). The test accuracy is reported, never judged: it is
     looked at once, for the configuration chosen."""
     if result is None:
-        _not_done("train your configuration with exercises.train_and_evaluate and set "
-                  "tuned_result to what it returns, then run this check again.")
+        _not_done(
+            "train your configuration with exercises.train_and_evaluate and set "
+            "tuned_result to what it returns, then run this check again."
+        )
         return
     baseline = SPLIT_ALONE_VALIDATION_ACCURACY if baseline is None else baseline
     accuracy = result.validation["rating_accuracy"]
     test = f"test rating accuracy, reported only: {result.test['rating_accuracy']:.4f}"
-    goal = (f"validation rating accuracy of at least {TARGET_VALIDATION_ACCURACY:.2f} and "
-            f"above the split alone ({baseline:.4f})")
+    goal = (
+        f"validation rating accuracy of at least {TARGET_VALIDATION_ACCURACY:.2f} and "
+        f"above the split alone ({baseline:.4f})"
+    )
     if result.data_kind != "movielens" or result.config_name != "full":
-        print(_wrap(
-            f"{NOT_JUDGED}: this run used {result.data_kind} data in the {result.config_name} "
-            f"configuration (validation rating accuracy {accuracy:.4f}). The goal, {goal}, "
-            "is for real MovieLens 1M in the full configuration."
-        ))
+        print(
+            _wrap(
+                f"{NOT_JUDGED}: this run used {result.data_kind} data in the {result.config_name} "
+                f"configuration (validation rating accuracy {accuracy:.4f}). The goal, {goal}, "
+                "is for real MovieLens 1M in the full configuration."
+            )
+        )
         return
     if accuracy < TARGET_VALIDATION_ACCURACY:
         raise AnswerIncorrect(
@@ -410,7 +421,10 @@ def check_exercise_2(train_split_fn, eval_split_fn) -> None:
         return
     everything = list(range(6))
     train_recon, train_post = trace_split(train_split_fn, numbered_batches(6))
-    for stage, steps in (("reconstruction", train_recon), ("post-reconstruction training", train_post)):
+    for stage, steps in (
+        ("reconstruction", train_recon),
+        ("post-reconstruction training", train_post),
+    ):
         missing = sorted(set(everything) - set(steps))
         if missing:
             raise AnswerIncorrect(
@@ -437,19 +451,23 @@ def check_exercise_2(train_split_fn, eval_split_fn) -> None:
         )
     _correct(
         "on a client with 6 batches,\n"
-        f"training reuses the data: reconstruction {train_recon}, post-reconstruction {train_post};\n"
+        f"training reuses the data: reconstruction {train_recon}, "
+        f"post-reconstruction {train_post};\n"
         f"evaluation keeps it disjoint: reconstruction {eval_recon}, scored {eval_scored}."
     )
     recon, scored = trace_split(eval_split_fn, numbered_batches(20, reshuffle=True))
     overlap = sorted(set(recon) & set(scored))
     if overlap:
-        print(_wrap(
-            f"Note: on a client whose dataset is reshuffled on every pass, as this tutorial's "
-            f"clients are (shuffle with reshuffle_each_iteration), {len(overlap)} of 20 batches "
-            "ended up in both parts: the even/odd split takes its two halves from two "
-            "different passes. It is disjoint only if every pass yields the same order, so "
-            "evaluate on fixed-order copies (training.fixed_order), as this notebook does."
-        ))
+        print(
+            _wrap(
+                f"Note: on a client whose dataset is reshuffled on every pass, as this tutorial's "
+                "clients are (shuffle with reshuffle_each_iteration), "
+                f"{len(overlap)} of 20 batches "
+                "ended up in both parts: the even/odd split takes its two halves from two "
+                "different passes. It is disjoint only if every pass yields the same order, so "
+                "evaluate on fixed-order copies (training.fixed_order), as this notebook does."
+            )
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -468,7 +486,9 @@ def _shapes(reconstruction_model, kind: str) -> list[tuple]:
     return [tuple(v.shape) for v in getattr(reconstruction_model, kind)]
 
 
-def _tiny_rating_clients(num_items: int, num_users: int = 6, per_user: int = 5) -> datasets.RatingClients:
+def _tiny_rating_clients(
+    num_items: int, num_users: int = 6, per_user: int = 5
+) -> datasets.RatingClients:
     rng = np.random.default_rng(7)
     rows = [
         (user, int(item), int(rng.integers(1, 6)))
@@ -518,15 +538,21 @@ def check_exercise_3(model_class, *, train: bool = True) -> None:
     found = {kind: _shapes(custom, kind) for kind in _VARIABLE_LISTS}
     if found != expected:
         item, user = (num_items, k), (1, k)
-        global_shapes = found["global_trainable_variables"] + found["global_non_trainable_variables"]
+        global_shapes = (
+            found["global_trainable_variables"] + found["global_non_trainable_variables"]
+        )
         local_shapes = found["local_trainable_variables"] + found["local_non_trainable_variables"]
         if user in global_shapes:
-            why = (f"the user embedding (shape {user}) is global. Global variables are sent "
-                   "to the server and averaged: a user's taste would leave the device, and "
-                   "averaging everyone's embeddings gives nobody a personal one.")
+            why = (
+                f"the user embedding (shape {user}) is global. Global variables are sent "
+                "to the server and averaged: a user's taste would leave the device, and "
+                "averaging everyone's embeddings gives nobody a personal one."
+            )
         elif item in local_shapes:
-            why = (f"the item matrix (shape {item}) is local. Local variables never reach the "
-                   "server, so no user would learn from anyone else's ratings.")
+            why = (
+                f"the item matrix (shape {item}) is local. Local variables never reach the "
+                "server, so no user would learn from anyone else's ratings."
+            )
         else:
             why = "the variables are not sorted as the Keras model's are."
         listing = "; ".join(f"{kind}: {found[kind]}" for kind in _VARIABLE_LISTS)
@@ -581,7 +607,8 @@ def check_exercise_3(model_class, *, train: bool = True) -> None:
                 "gradient does not reach the global variable (is forward_pass reading a copy "
                 "of it instead of the variable itself?)."
             )
-        trained = f" build_fed_recon trains it (3 rounds, loss {history['loss'].iloc[0]:.3f} -> {history['loss'].iloc[-1]:.3f})."
+        first, last = history["loss"].iloc[0], history["loss"].iloc[-1]
+        trained = f" build_fed_recon trains it (3 rounds, loss {first:.3f} -> {last:.3f})."
     else:
         trained = ""
     _correct(
@@ -604,9 +631,8 @@ def _same_spec(first, second) -> bool:
 
 def _outputs(reconstruction_model, batch) -> dict:
     """Predictions, labels, number of examples, loss, rating accuracy and gradients."""
-    variables = (
-        list(reconstruction_model.global_trainable_variables)
-        + list(reconstruction_model.local_trainable_variables)
+    variables = list(reconstruction_model.global_trainable_variables) + list(
+        reconstruction_model.local_trainable_variables
     )
     with tf.GradientTape() as tape:
         output = reconstruction_model.forward_pass(batch, training=True)
@@ -622,7 +648,9 @@ def _outputs(reconstruction_model, batch) -> dict:
         "num_examples": int(output.num_examples),
         "loss": float(loss),
         "rating_accuracy": float(accuracy.result()),
-        "gradients": [None if g is None else np.asarray(tf.convert_to_tensor(g)) for g in gradients],
+        "gradients": [
+            None if g is None else np.asarray(tf.convert_to_tensor(g)) for g in gradients
+        ],
     }
 
 
@@ -636,7 +664,8 @@ def _compare_outputs(got: dict, want: dict) -> None:
     if not np.allclose(got["predictions"], want["predictions"], rtol=1e-5, atol=1e-5):
         raise AnswerIncorrect(
             "with the same weights the predictions differ from the Keras model's: "
-            f"{got['predictions'].ravel().round(4)} instead of {want['predictions'].ravel().round(4)}. "
+            f"{got['predictions'].ravel().round(4)} instead of "
+            f"{want['predictions'].ravel().round(4)}. "
             "A prediction is the dot product of the user embedding and the item's row of the "
             "item matrix."
         )
@@ -645,10 +674,13 @@ def _compare_outputs(got: dict, want: dict) -> None:
             "forward_pass(batch, training=False) predicts differently from training=True; "
             "this model has no dropout or other training-only behaviour."
         )
-    if got["labels"].shape != want["labels"].shape or not np.array_equal(got["labels"], want["labels"]):
+    if got["labels"].shape != want["labels"].shape or not np.array_equal(
+        got["labels"], want["labels"]
+    ):
         raise AnswerIncorrect(
             f"the labels returned are {got['labels'].ravel()} (shape {got['labels'].shape}); "
-            f"they should be the batch's ratings y, {want['labels'].ravel()} (shape {want['labels'].shape})."
+            f"they should be the batch's ratings y, {want['labels'].ravel()} "
+            f"(shape {want['labels'].shape})."
         )
     if got["num_examples"] != want["num_examples"]:
         raise AnswerIncorrect(
@@ -665,8 +697,11 @@ def _compare_outputs(got: dict, want: dict) -> None:
         if g is None or not np.allclose(g, w, rtol=1e-4, atol=1e-5):
             raise AnswerIncorrect(
                 f"the gradient of the loss with respect to the {which} "
-                + ("is missing: the prediction does not depend on that variable."
-                   if g is None else "differs from the Keras model's.")
+                + (
+                    "is missing: the prediction does not depend on that variable."
+                    if g is None
+                    else "differs from the Keras model's."
+                )
             )
 
 
@@ -797,7 +832,9 @@ def synthetic_emnist(
         own_digits = rng.choice(10, size=digits_per_client, replace=False)
         labels = rng.choice(own_digits, size=examples_per_client)
         shifts = rng.integers(-max_shift, max_shift + 1, size=(examples_per_client, 2))
-        images = np.stack([np.roll(ink[label], tuple(s), axis=(0, 1)) for label, s in zip(labels, shifts)])
+        images = np.stack(
+            [np.roll(ink[label], tuple(s), axis=(0, 1)) for label, s in zip(labels, shifts)]
+        )
         images = np.clip(images + rng.normal(0.0, noise, images.shape), 0.0, 1.0)
         clients[f"{prefix}_{client:03d}"] = collections.OrderedDict(
             label=labels.astype(np.int32), pixels=(1.0 - images).astype(np.float32)
@@ -835,21 +872,36 @@ def load_emnist(cfg: config.ExerciseConfig | None = None, choice: str | None = N
 
         train, test = tff.simulation.datasets.emnist.load_data(only_digits=False)
         rng = np.random.RandomState(cfg.seed)
-        test_ids = sorted(rng.choice(test.client_ids, cfg.emnist_test_clients, replace=False).tolist())
+        test_ids = sorted(
+            rng.choice(test.client_ids, cfg.emnist_test_clients, replace=False).tolist()
+        )
         data = EmnistData(
-            train=train, test=test, train_ids=list(train.client_ids), test_ids=test_ids,
-            num_classes=62, kind="real", batch_size=cfg.emnist_batch_size,
+            train=train,
+            test=test,
+            train_ids=list(train.client_ids),
+            test_ids=test_ids,
+            num_classes=62,
+            kind="real",
+            batch_size=cfg.emnist_batch_size,
             description=REAL_EMNIST_MESSAGE.format(test=len(test_ids)),
         )
     else:
-        train = synthetic_emnist(cfg.emnist_train_clients, cfg.emnist_examples_per_client, seed=cfg.seed)
+        train = synthetic_emnist(
+            cfg.emnist_train_clients, cfg.emnist_examples_per_client, seed=cfg.seed
+        )
         test = synthetic_emnist(
-            cfg.emnist_test_clients, cfg.emnist_examples_per_client, seed=cfg.seed + 1,
+            cfg.emnist_test_clients,
+            cfg.emnist_examples_per_client,
+            seed=cfg.seed + 1,
             prefix="new_writer",
         )
         data = EmnistData(
-            train=train, test=test, train_ids=list(train.client_ids),
-            test_ids=list(test.client_ids), num_classes=10, kind="synthetic",
+            train=train,
+            test=test,
+            train_ids=list(train.client_ids),
+            test_ids=list(test.client_ids),
+            num_classes=10,
+            kind="synthetic",
             batch_size=cfg.emnist_batch_size,
             description=SYNTHETIC_EMNIST_MESSAGE.format(
                 train=len(train.client_ids), test=len(test.client_ids)
@@ -865,7 +917,9 @@ def personal_reconstruction_model(parts) -> object:
 
     keras_model, global_layers, local_layers = parts
     return tff.learning.models.ReconstructionModel.from_keras_model_and_layers(
-        keras_model, global_layers=global_layers, local_layers=local_layers,
+        keras_model,
+        global_layers=global_layers,
+        local_layers=local_layers,
         input_spec=emnist_input_spec(),
     )
 
@@ -878,7 +932,9 @@ def global_keras_model(parts) -> object:
     if local_layers:
         raise ValueError("FedAvg trains a fully global model: this one has local layers.")
     return tff.learning.models.from_keras_model(
-        keras_model, loss=emnist_loss_fn(), input_spec=emnist_input_spec(),
+        keras_model,
+        loss=emnist_loss_fn(),
+        input_spec=emnist_input_spec(),
         metrics=emnist_metrics_fn(),
     )
 
@@ -889,7 +945,9 @@ def _build_parts(build_fn, num_classes: int, embedding_dim: int):
         parts = build_fn(num_classes=num_classes, embedding_dim=embedding_dim)
     except Exception as error:
         raise AnswerIncorrect(f"{call} raised {type(error).__name__}: {error}") from error
-    if not (isinstance(parts, Sequence) and len(parts) == 3 and isinstance(parts[0], tf.keras.Model)):
+    if not (
+        isinstance(parts, Sequence) and len(parts) == 3 and isinstance(parts[0], tf.keras.Model)
+    ):
         raise AnswerIncorrect(
             f"{call} should return (keras_model, global_layers, local_layers), as "
             f"model.build_keras_model does; it returned {type(parts).__name__}."
@@ -940,8 +998,12 @@ def check_exercise_4(build_fn, *, train: bool = True) -> None:
             "TFF refuses the split into global and local layers: every variable of the network "
             f"must be in exactly one of the two lists. TFF says: {error}"
         ) from error
-    local = _shapes(personal_model, "local_trainable_variables") + _shapes(personal_model, "local_non_trainable_variables")
-    global_shapes = _shapes(personal_model, "global_trainable_variables") + _shapes(personal_model, "global_non_trainable_variables")
+    local = _shapes(personal_model, "local_trainable_variables") + _shapes(
+        personal_model, "local_non_trainable_variables"
+    )
+    global_shapes = _shapes(personal_model, "global_trainable_variables") + _shapes(
+        personal_model, "global_non_trainable_variables"
+    )
     if local != [(1, dim)]:
         if not local and (1, dim) in global_shapes:
             raise AnswerIncorrect(
@@ -954,19 +1016,26 @@ def check_exercise_4(build_fn, *, train: bool = True) -> None:
             f"{(1, dim)}. Local variables are never shared: CNN layers among them would be "
             "rebuilt from scratch on every client in every round, and learn from nobody else."
         )
-    plain_local = _shapes(plain_model, "local_trainable_variables") + _shapes(plain_model, "local_non_trainable_variables")
+    plain_local = _shapes(plain_model, "local_trainable_variables") + _shapes(
+        plain_model, "local_non_trainable_variables"
+    )
     if plain_local:
         raise AnswerIncorrect(
             f"with embedding_dim=0 the network still has local variables {plain_local}; "
             "it should be fully global, the network plain FedAvg trains."
         )
-    plain_global = _shapes(plain_model, "global_trainable_variables") + _shapes(plain_model, "global_non_trainable_variables")
+    plain_global = _shapes(plain_model, "global_trainable_variables") + _shapes(
+        plain_model, "global_non_trainable_variables"
+    )
     differences = [(a, b) for a, b in zip(global_shapes, plain_global) if a != b]
     features = None
     if len(global_shapes) == len(plain_global) and len(differences) == 1:
         (with_embedding, without) = differences[0]
-        if (len(with_embedding) == 2 and with_embedding[1] == num_classes
-                and with_embedding[0] == without[0] + dim):
+        if (
+            len(with_embedding) == 2
+            and with_embedding[1] == num_classes
+            and with_embedding[0] == without[0] + dim
+        ):
             features = without[0]
     if features is None:
         raise AnswerIncorrect(
@@ -979,9 +1048,13 @@ def check_exercise_4(build_fn, *, train: bool = True) -> None:
     if train:
         history = _train_emnist_briefly(build_fn)
         if not np.isfinite(history.to_numpy()).all():
-            raise AnswerIncorrect(f"under build_fed_recon the training metrics are not finite:\n{history}")
-        trained = (f" build_fed_recon trains it on TFF's synthetic EMNIST (2 rounds, loss "
-                   f"{history['loss'].iloc[0]:.3f} -> {history['loss'].iloc[-1]:.3f}).")
+            raise AnswerIncorrect(
+                f"under build_fed_recon the training metrics are not finite:\n{history}"
+            )
+        trained = (
+            f" build_fed_recon trains it on TFF's synthetic EMNIST (2 rounds, loss "
+            f"{history['loss'].iloc[0]:.3f} -> {history['loss'].iloc[-1]:.3f})."
+        )
     _correct(
         f"a user embedding of shape (1, {dim}) is the only local variable, and it is "
         f"concatenated to the {features} CNN features just before the last Dense layer; "
@@ -994,7 +1067,8 @@ def _check_embedding_feeds_last_layer(reconstruction_model, parts, images, featu
     keras_model = parts[0]
     embedding = reconstruction_model.local_trainable_variables[0]
     kernel = next(
-        v for v in reconstruction_model.global_trainable_variables
+        v
+        for v in reconstruction_model.global_trainable_variables
         if tuple(v.shape) == (features + dim, keras_model.output_shape[-1])
     )
     embedding.assign(np.zeros((1, dim), np.float32))
@@ -1045,7 +1119,9 @@ def check_exercise_4_comparison(comparison) -> None:
         _not_done("train both models, evaluate them, and set comparison to the table.")
         return
     if not isinstance(comparison, pd.DataFrame):
-        raise AnswerIncorrect(f"comparison should be a pandas DataFrame, not {type(comparison).__name__}.")
+        raise AnswerIncorrect(
+            f"comparison should be a pandas DataFrame, not {type(comparison).__name__}."
+        )
     missing = [row for row in ("FedRecon", "FedAvg") if row not in comparison.index]
     if missing or "accuracy" not in comparison.columns:
         raise AnswerIncorrect(

@@ -46,8 +46,7 @@ class BeyondConfig:
     def train_split(self) -> simulation.DatasetSplit:
         """The paper's protocol: up to 5 reconstruction epochs capped at 50 steps, then up to
         50 steps of training, on alternate batches."""
-        return simulation.DatasetSplit(recon_epochs=5, recon_steps_max=50,
-                                       post_recon_steps_max=50)
+        return simulation.DatasetSplit(recon_epochs=5, recon_steps_max=50, post_recon_steps_max=50)
 
     @property
     def eval_split(self) -> simulation.DatasetSplit:
@@ -57,19 +56,32 @@ class BeyondConfig:
     def fedrecon_config(self, num_items: int) -> simulation.FedReconConfig:
         """The simulator's settings: the tutorial's learning rates and this config's splits."""
         return simulation.FedReconConfig(
-            num_items=num_items, num_latent_factors=self.num_latent_factors,
-            batch_size=self.batch_size, train_split=self.train_split,
-            eval_split=self.eval_split, reshuffle_each_pass=False)
+            num_items=num_items,
+            num_latent_factors=self.num_latent_factors,
+            batch_size=self.batch_size,
+            train_split=self.train_split,
+            eval_split=self.eval_split,
+            reshuffle_each_pass=False,
+        )
 
 
 FULL = BeyondConfig(
-    name="full", max_clients=None, num_latent_factors=50, clients_per_round=100,
-    budgets=(5, 25, 100, 500), reconstruction_steps=(0, 1, 2, 5, 10, 20, 50),
+    name="full",
+    max_clients=None,
+    num_latent_factors=50,
+    clients_per_round=100,
+    budgets=(5, 25, 100, 500),
+    reconstruction_steps=(0, 1, 2, 5, 10, 20, 50),
     als_iterations=10,
 )
 SMOKE = BeyondConfig(
-    name="smoke", max_clients=None, num_latent_factors=8, clients_per_round=10,
-    budgets=(2, 5), reconstruction_steps=(0, 1, 5), als_iterations=2,
+    name="smoke",
+    max_clients=None,
+    num_latent_factors=8,
+    clients_per_round=10,
+    budgets=(2, 5),
+    reconstruction_steps=(0, 1, 5),
+    als_iterations=2,
 )
 
 
@@ -91,8 +103,9 @@ class SeenUsers:
     held_out: simulation.PackedClients  # the held-out ratings of the same users
 
 
-def hold_out_ratings(clients: simulation.PackedClients, client_ids, fraction: float,
-                     seed: int) -> SeenUsers:
+def hold_out_ratings(
+    clients: simulation.PackedClients, client_ids, fraction: float, seed: int
+) -> SeenUsers:
     """Puts a random ``fraction`` of each user's ratings aside (at least 1; at least 1 kept)."""
     rng = np.random.default_rng(seed)
     fit_items, fit_ratings, held_items, held_ratings = [], [], [], []
@@ -108,12 +121,15 @@ def hold_out_ratings(clients: simulation.PackedClients, client_ids, fraction: fl
         held_items.append(clients.items[row, held])
         held_ratings.append(clients.ratings[row, held])
     ids = [int(c) for c in client_ids]
-    return SeenUsers(simulation.PackedClients(ids, fit_items, fit_ratings),
-                     simulation.PackedClients(ids, held_items, held_ratings))
+    return SeenUsers(
+        simulation.PackedClients(ids, fit_items, fit_ratings),
+        simulation.PackedClients(ids, held_items, held_ratings),
+    )
 
 
-def seen_batches(seen: SeenUsers, client_ids, recon_split: simulation.DatasetSplit,
-                 batch_size: int, seed: int) -> simulation.RoundBatches:
+def seen_batches(
+    seen: SeenUsers, client_ids, recon_split: simulation.DatasetSplit, batch_size: int, seed: int
+) -> simulation.RoundBatches:
     """Seen users: reconstruct on the ratings used in training, evaluate on the held-out ones.
 
     ``recon_split``'s reconstruction options apply to all of the user's training ratings.
@@ -126,16 +142,22 @@ def seen_batches(seen: SeenUsers, client_ids, recon_split: simulation.DatasetSpl
     return simulation.RoundBatches(recon, held)
 
 
-def unseen_batches(clients: simulation.PackedClients, client_ids,
-                   split: simulation.DatasetSplit, batch_size: int,
-                   seed: int) -> simulation.RoundBatches:
+def unseen_batches(
+    clients: simulation.PackedClients,
+    client_ids,
+    split: simulation.DatasetSplit,
+    batch_size: int,
+    seed: int,
+) -> simulation.RoundBatches:
     """Unseen users: one shuffled order, alternate batches to reconstruct and to evaluate."""
-    return clients.round_batches(client_ids, split, batch_size, np.random.default_rng(seed),
-                                 reshuffle_each_pass=False)
+    return clients.round_batches(
+        client_ids, split, batch_size, np.random.default_rng(seed), reshuffle_each_pass=False
+    )
 
 
-def with_reconstruction_steps(batches_of, steps: int, batch_size: int,
-                              seed: int) -> simulation.RoundBatches:
+def with_reconstruction_steps(
+    batches_of, steps: int, batch_size: int, seed: int
+) -> simulation.RoundBatches:
     """``unseen_batches`` with exactly ``steps`` reconstruction steps (0 allowed).
 
     ``batches_of(split)`` makes the batches for a split. Passes over the reconstruction
@@ -162,8 +184,9 @@ def snapshot(simulator):
     return copy.deepcopy(simulator)
 
 
-def train_with_checkpoints(simulator, clients: simulation.PackedClients, sampler,
-                           budgets: tuple[int, ...], label: str) -> dict:
+def train_with_checkpoints(
+    simulator, clients: simulation.PackedClients, sampler, budgets: tuple[int, ...], label: str
+) -> dict:
     """Trains ``simulator`` for ``max(budgets)`` rounds, keeping a :func:`snapshot` at each budget.
 
     Returns ``{rounds: snapshot}``; prints one line per budget with the last round's
@@ -174,8 +197,10 @@ def train_with_checkpoints(simulator, clients: simulation.PackedClients, sampler
         history = simulation.train(simulator, clients, sampler, budget - done, progress=False)
         done = budget
         last = history.iloc[-1]
-        print(f"{label}, {budget:4d} rounds: training loss {last['loss']:.3f}, "
-              f"accuracy {last['rating_accuracy']:.3f}")
+        print(
+            f"{label}, {budget:4d} rounds: training loss {last['loss']:.3f}, "
+            f"accuracy {last['rating_accuracy']:.3f}"
+        )
         snapshots[budget] = snapshot(simulator)
     return snapshots
 
@@ -185,9 +210,9 @@ def train_with_checkpoints(simulator, clients: simulation.PackedClients, sampler
 # ---------------------------------------------------------------------------------------
 
 
-def by_reconstruction_steps(config: BeyondConfig, snapshots: dict,
-                            clients: simulation.PackedClients,
-                            client_ids, seed: int) -> pd.DataFrame:
+def by_reconstruction_steps(
+    config: BeyondConfig, snapshots: dict, clients: simulation.PackedClients, client_ids, seed: int
+) -> pd.DataFrame:
     """Unseen users' RMSE and rating accuracy after each number of reconstruction steps.
 
     One row per (training budget, steps). Every row uses the same evaluation half and the
@@ -198,15 +223,23 @@ def by_reconstruction_steps(config: BeyondConfig, snapshots: dict,
         for steps in config.reconstruction_steps:
             batches = with_reconstruction_steps(
                 lambda split: unseen_batches(clients, client_ids, split, config.batch_size, seed),
-                steps, config.batch_size, seed)
+                steps,
+                config.batch_size,
+                seed,
+            )
             metrics = simulator.evaluate_batches(batches, np.random.default_rng(seed))
-            rows.append({"rounds": budget, "steps": steps, "rmse": metrics["rmse"],
-                         "rating_accuracy": metrics["rating_accuracy"]})
+            rows.append(
+                {
+                    "rounds": budget,
+                    "steps": steps,
+                    "rmse": metrics["rmse"],
+                    "rating_accuracy": metrics["rating_accuracy"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def plot_reconstruction_steps(table: pd.DataFrame,
-                              name: str = "06_reconstruction_steps") -> Figure:
+def plot_reconstruction_steps(table: pd.DataFrame, name: str = "06_reconstruction_steps") -> Figure:
     """RMSE and rating accuracy of unseen users against steps, one line per budget."""
     fig = plt.figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
@@ -217,8 +250,13 @@ def plot_reconstruction_steps(table: pd.DataFrame,
         for ax, column in zip(axes, ("rmse", "rating_accuracy")):
             ax.plot(x, group[column], marker="o", label=f"{budget} rounds")
     for ax, label in zip(axes, ("RMSE", "Rating accuracy")):
-        ax.set(xticks=range(len(steps)), xticklabels=steps, xlabel="Reconstruction steps",
-               ylabel=label, title=f"Unseen users: {label if label == 'RMSE' else label.lower()}")
+        ax.set(
+            xticks=range(len(steps)),
+            xticklabels=steps,
+            xlabel="Reconstruction steps",
+            ylabel=label,
+            title=f"Unseen users: {label if label == 'RMSE' else label.lower()}",
+        )
         ax.grid(alpha=0.3)
         ax.legend(title="Trained for")
     fig.set_layout_engine("tight")
@@ -231,10 +269,17 @@ def plot_reconstruction_steps(table: pd.DataFrame,
 # ---------------------------------------------------------------------------------------
 
 
-def compare_methods(config: BeyondConfig, fedrecon: dict, stateful: dict,
-                    centralized: tuple[np.ndarray, np.ndarray], seen: SeenUsers,
-                    seen_ids, unseen: simulation.PackedClients, unseen_ids,
-                    seed: int) -> pd.DataFrame:
+def compare_methods(
+    config: BeyondConfig,
+    fedrecon: dict,
+    stateful: dict,
+    centralized: tuple[np.ndarray, np.ndarray],
+    seen: SeenUsers,
+    seen_ids,
+    unseen: simulation.PackedClients,
+    unseen_ids,
+    seed: int,
+) -> pd.DataFrame:
     """Seen and unseen users' RMSE and accuracy for every method and budget.
 
     - FedRecon: each user reconstructs its embedding on the device (``eval_split``).
@@ -251,37 +296,57 @@ def compare_methods(config: BeyondConfig, fedrecon: dict, stateful: dict,
     rows = []
 
     def add(method, rounds, seen_metrics, unseen_metrics, seen_trained, unseen_trained):
-        rows.append({
-            "method": method, "rounds": rounds,
-            "seen rmse": seen_metrics["rmse"], "seen accuracy": seen_metrics["rating_accuracy"],
-            "unseen rmse": unseen_metrics["rmse"],
-            "unseen accuracy": unseen_metrics["rating_accuracy"],
-            "seen with trained embedding": seen_trained,
-            "unseen with trained embedding": unseen_trained,
-        })
+        rows.append(
+            {
+                "method": method,
+                "rounds": rounds,
+                "seen rmse": seen_metrics["rmse"],
+                "seen accuracy": seen_metrics["rating_accuracy"],
+                "unseen rmse": unseen_metrics["rmse"],
+                "unseen accuracy": unseen_metrics["rating_accuracy"],
+                "seen with trained embedding": seen_trained,
+                "unseen with trained embedding": unseen_trained,
+            }
+        )
 
     for budget, simulator in sorted(fedrecon.items()):
-        add("FedRecon (stateless)", budget,
+        add(
+            "FedRecon (stateless)",
+            budget,
             simulator.evaluate_batches(seen_data, np.random.default_rng(seed)),
-            simulator.evaluate_batches(unseen_data, np.random.default_rng(seed)), 1.0, 1.0)
+            simulator.evaluate_batches(unseen_data, np.random.default_rng(seed)),
+            1.0,
+            1.0,
+        )
     seen_index = np.asarray(seen_ids, np.int64)
     for budget, stored in sorted(stateful.items()):
-        add("Stateful", budget,
-            baselines.phase_metrics(stored.item_matrix, stored.embeddings(seen_ids, seed),
-                                    seen_data.post_recon),
-            baselines.phase_metrics(stored.item_matrix, stored.embeddings(unseen_ids, seed),
-                                    unseen_data.post_recon),
+        add(
+            "Stateful",
+            budget,
+            baselines.phase_metrics(
+                stored.item_matrix, stored.embeddings(seen_ids, seed), seen_data.post_recon
+            ),
+            baselines.phase_metrics(
+                stored.item_matrix, stored.embeddings(unseen_ids, seed), unseen_data.post_recon
+            ),
             float(stored.trained[seen_index].mean()),
-            float(stored.trained[np.asarray(unseen_ids, np.int64)].mean()))
+            float(stored.trained[np.asarray(unseen_ids, np.int64)].mean()),
+        )
     user_embeddings, item_matrix = centralized
-    add("Centralized (ALS)", pd.NA,
-        baselines.phase_metrics(item_matrix, user_embeddings[seen.fit.rows(seen_ids)],
-                                seen_data.post_recon),
-        baselines.phase_metrics(item_matrix,
-                                baselines.fold_in(item_matrix, unseen_data.recon,
-                                                  config.als_regularization),
-                                unseen_data.post_recon),
-        1.0, 1.0)
+    add(
+        "Centralized (ALS)",
+        pd.NA,
+        baselines.phase_metrics(
+            item_matrix, user_embeddings[seen.fit.rows(seen_ids)], seen_data.post_recon
+        ),
+        baselines.phase_metrics(
+            item_matrix,
+            baselines.fold_in(item_matrix, unseen_data.recon, config.als_regularization),
+            unseen_data.post_recon,
+        ),
+        1.0,
+        1.0,
+    )
     table = pd.DataFrame(rows)
     table["rounds"] = table["rounds"].astype("Int64")
     return table
@@ -305,19 +370,32 @@ def plot_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful")
                 rounds = runs["rounds"].astype(int)
                 ax.plot(rounds, runs[column], marker="o", label=method)
                 if method == "Stateful" and group == "seen":
-                    for x, y, share in zip(rounds, runs[column],
-                                           runs[f"{group} with trained embedding"]):
-                        ax.annotate(f"{share:.0%}", (x, y), textcoords="offset points",
-                                    xytext=(0, 6), ha="center", fontsize=8, color="tab:orange")
+                    for x, y, share in zip(
+                        rounds, runs[column], runs[f"{group} with trained embedding"]
+                    ):
+                        ax.annotate(
+                            f"{share:.0%}",
+                            (x, y),
+                            textcoords="offset points",
+                            xytext=(0, 6),
+                            ha="center",
+                            fontsize=8,
+                            color="tab:orange",
+                        )
             for _, ref in reference.iterrows():
                 ax.axhline(ref[column], color="black", linestyle="--", label=ref["method"])
-            ax.set(xscale="log", xlabel="Training rounds", ylabel=label[0].upper() + label[1:],
-                   title=f"{group.capitalize()} users: {label}")
+            ax.set(
+                xscale="log",
+                xlabel="Training rounds",
+                ylabel=label[0].upper() + label[1:],
+                title=f"{group.capitalize()} users: {label}",
+            )
             ax.margins(y=0.12)
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=9)
-    fig.suptitle("Orange labels: share of seen users with a stored embedding (stateful)",
-                 fontsize=10)
+    fig.suptitle(
+        "Orange labels: share of seen users with a stored embedding (stateful)", fontsize=10
+    )
     fig.set_layout_engine("tight")
     plotting.save(fig, name)
     return fig

@@ -109,7 +109,9 @@ def build_reconstruction_model(
     )
 
 
-def reconstruction_model_fn(num_items: int, num_latent_factors: int = NUM_LATENT_FACTORS, **initializers):
+def reconstruction_model_fn(
+    num_items: int, num_latent_factors: int = NUM_LATENT_FACTORS, **initializers
+):
     """A no-argument ``model_fn``, as TFF's process builders expect."""
     return functools.partial(
         build_reconstruction_model, num_items, num_latent_factors, **initializers

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tutorial_utils import settings
 from tutorial_utils.exploration import genre_counts
@@ -102,13 +102,24 @@ def learning_curves(history: pd.DataFrame, name: str = "05_learning_curves") -> 
     loss_ax, acc_ax = fig.subplots(1, 2)
     panels = ((loss_ax, "loss", "Loss (MSE)"), (acc_ax, "rating_accuracy", "Rating accuracy"))
     for ax, column, label in panels:
-        ax.plot(history.index, history[column], linewidth=1, alpha=0.8,
-                label="training (sampled clients)")
+        ax.plot(
+            history.index,
+            history[column],
+            linewidth=1,
+            alpha=0.8,
+            label="training (sampled clients)",
+        )
         val_column = f"val_{column}"
         if val_column in history:
             measured = history[val_column].dropna()
-            ax.plot(measured.index, measured.to_numpy(), marker="o", markersize=4,
-                    color="tab:orange", label="validation users")
+            ax.plot(
+                measured.index,
+                measured.to_numpy(),
+                marker="o",
+                markersize=4,
+                color="tab:orange",
+                label="validation users",
+            )
         ax.set(xlabel="Round", ylabel=label, title=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)

@@ -41,20 +41,27 @@ class Reconstruction:
             )
 
 
-def reconstruction_batches(num_ratings: int, steps: int, batch_size: int,
-                           rng: np.random.Generator) -> list[np.ndarray]:
+def reconstruction_batches(
+    num_ratings: int, steps: int, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """The positions of the ratings each SGD step uses: ``steps`` batches of shuffled passes."""
     batches: list[np.ndarray] = []
     while len(batches) < steps:
         order = rng.permutation(num_ratings)
-        batches.extend(order[start:start + batch_size]
-                       for start in range(0, num_ratings, batch_size))
+        batches.extend(
+            order[start : start + batch_size] for start in range(0, num_ratings, batch_size)
+        )
     return batches[:steps]
 
 
-def reconstruct_embedding(item_matrix: np.ndarray, movie_ids: Sequence[int],
-                          ratings: Sequence[float], recon: Reconstruction = Reconstruction(),
-                          *, seed: int = 0) -> np.ndarray:
+def reconstruct_embedding(
+    item_matrix: np.ndarray,
+    movie_ids: Sequence[int],
+    ratings: Sequence[float],
+    recon: Reconstruction = Reconstruction(),
+    *,
+    seed: int = 0,
+) -> np.ndarray:
     """Fits one user's embedding ``[k]`` to ``ratings`` of ``movie_ids``, ``item_matrix`` frozen.
 
     Each step is one SGD step on a batch's mean squared error, as FedRecon's
@@ -76,8 +83,13 @@ def reconstruct_embedding(item_matrix: np.ndarray, movie_ids: Sequence[int],
     return user
 
 
-def recommend(item_matrix: np.ndarray, user_embedding: np.ndarray, movies: pd.DataFrame,
-              rated_movie_ids: Sequence[int], n: int = 10) -> pd.DataFrame:
+def recommend(
+    item_matrix: np.ndarray,
+    user_embedding: np.ndarray,
+    movies: pd.DataFrame,
+    rated_movie_ids: Sequence[int],
+    n: int = 10,
+) -> pd.DataFrame:
     """The ``n`` movies with the highest predicted rating among those not in ``rated_movie_ids``.
 
     ``movies`` is ``load_movielens``' movies frame (index = ``MovieID``). Returns ``Title``,
@@ -92,8 +104,9 @@ def recommend(item_matrix: np.ndarray, user_embedding: np.ndarray, movies: pd.Da
     return table
 
 
-def rated_movies(movies: pd.DataFrame, movie_ids: Sequence[int], ratings: Sequence[float],
-                 n: int = 5) -> pd.DataFrame:
+def rated_movies(
+    movies: pd.DataFrame, movie_ids: Sequence[int], ratings: Sequence[float], n: int = 5
+) -> pd.DataFrame:
     """The user's ``n`` highest-rated movies (title, genres, rating): what the device knows."""
     table = movies.loc[np.asarray(movie_ids, np.int64), ["Title", "Genres"]].copy()
     table["rating"] = np.asarray(ratings).astype(int)
@@ -124,7 +137,9 @@ def ratings_from_list(movie_ids: Sequence[int], my_ratings: Sequence[int]) -> di
     chosen = {}
     for movie_id, rating in zip(movie_ids, my_ratings):
         if rating not in (0, 1, 2, 3, 4, 5):
-            raise ValueError(f"Ratings are whole numbers from 1 to 5 (0: not seen), got {rating!r}.")
+            raise ValueError(
+                f"Ratings are whole numbers from 1 to 5 (0: not seen), got {rating!r}."
+            )
         if rating:
             chosen[int(movie_id)] = int(rating)
     if not chosen:
@@ -132,18 +147,25 @@ def ratings_from_list(movie_ids: Sequence[int], my_ratings: Sequence[int]) -> di
     return chosen
 
 
-def recommend_for_ratings(item_matrix: np.ndarray, movies: pd.DataFrame,
-                          my_ratings: Mapping[int, int], n: int = 10,
-                          recon: Reconstruction = Reconstruction(), *, seed: int = 0) -> pd.DataFrame:
+def recommend_for_ratings(
+    item_matrix: np.ndarray,
+    movies: pd.DataFrame,
+    my_ratings: Mapping[int, int],
+    n: int = 10,
+    recon: Reconstruction = Reconstruction(),
+    *,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Recommendations for someone who rated ``my_ratings`` (``{MovieID: rating}``) just now."""
     movie_ids = list(my_ratings)
-    embedding = reconstruct_embedding(item_matrix, movie_ids, [my_ratings[m] for m in movie_ids],
-                                      recon, seed=seed)
+    embedding = reconstruct_embedding(
+        item_matrix, movie_ids, [my_ratings[m] for m in movie_ids], recon, seed=seed
+    )
     return recommend(item_matrix, embedding, movies, movie_ids, n)
 
 
 def widgets_available() -> bool:
-    """True when ``ipywidgets`` is installed (it is optional: the plain-Python cells do the same)."""
+    """True when ``ipywidgets`` is installed (optional: the plain-Python cells do the same)."""
     return environment.installed("ipywidgets")
 
 
@@ -157,12 +179,15 @@ def rating_form(to_rate: pd.DataFrame, on_submit: Callable[[dict[int, int]], pd.
     from IPython.display import display
 
     sliders = {
-        int(movie_id): widgets.IntSlider(value=0, min=0, max=5, description="",
-                                         layout=widgets.Layout(width="220px"))
+        int(movie_id): widgets.IntSlider(
+            value=0, min=0, max=5, description="", layout=widgets.Layout(width="220px")
+        )
         for movie_id in to_rate.index
     }
-    rows = [widgets.HBox([slider, widgets.Label(str(to_rate.loc[movie_id, "Title"]))])
-            for movie_id, slider in sliders.items()]
+    rows = [
+        widgets.HBox([slider, widgets.Label(str(to_rate.loc[movie_id, "Title"]))])
+        for movie_id, slider in sliders.items()
+    ]
     button = widgets.Button(description="Recommend", button_style="primary")
     output = widgets.Output()
 
@@ -170,8 +195,9 @@ def rating_form(to_rate: pd.DataFrame, on_submit: Callable[[dict[int, int]], pd.
         output.clear_output()
         with output:
             try:
-                display(on_submit(ratings_from_list(list(sliders),
-                                                    [s.value for s in sliders.values()])))
+                display(
+                    on_submit(ratings_from_list(list(sliders), [s.value for s in sliders.values()]))
+                )
             except ValueError as error:
                 print(error)
 

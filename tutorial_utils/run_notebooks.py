@@ -67,11 +67,19 @@ def machine() -> dict[str, object]:
     cpu = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
-    return {"cores": os.cpu_count(), "cpu": cpu, "system": f"{platform.system()} {platform.machine()}",
-            "python": platform.python_version(), "stack": environment.stack()}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "system": f"{platform.system()} {platform.machine()}",
+        "python": platform.python_version(),
+        "stack": environment.stack(),
+    }
 
 
 def data_in_use() -> str:
@@ -103,8 +111,9 @@ def read_times(path: Path) -> dict[str, dict]:
     try:
         return {entry["notebook"]: entry for entry in json.loads(path.read_text())["notebooks"]}
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not a run-times file of this package ({error}); "
-                         "delete it to start a new one") from error
+        raise ValueError(
+            f"{path}: not a run-times file of this package ({error}); delete it to start a new one"
+        ) from error
 
 
 def write_times(path: Path, entries: dict[str, dict]) -> None:
@@ -126,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="*", default=None, help="run only notebooks whose name starts with these"
     )
     parser.add_argument(
-        "--timeout", type=int, default=DEFAULT_TIMEOUT,
+        "--timeout",
+        type=int,
+        default=DEFAULT_TIMEOUT,
         help=f"seconds a cell may run (default: {DEFAULT_TIMEOUT})",
     )
     args = parser.parse_args(argv)
@@ -144,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = read_times(times)  # a run of some notebooks updates only their entries
     description = data_in_use()
     measured_on = machine()
-    print(f"Configuration: {settings.run_config()}; figures -> {settings.output_dir()}",
-          flush=True)
+    print(f"Configuration: {settings.run_config()}; figures -> {settings.output_dir()}", flush=True)
     results = []
     for number, path in enumerate(paths, start=1):
         tag = f"[{number}/{len(paths)}] {path.name}"
@@ -156,15 +166,24 @@ def main(argv: list[str] | None = None) -> int:
             result = "passed"
         except CellTimeoutError as error:
             result = "timed out"
-            print(f"{tag} TIMED OUT: a cell ran for more than {args.timeout} s (raise it with "
-                  f"--timeout); nothing was written.\n{error}")
+            print(
+                f"{tag} TIMED OUT: a cell ran for more than {args.timeout} s (raise it with "
+                f"--timeout); nothing was written.\n{error}"
+            )
         except CellExecutionError as error:
             result = "FAILED"
             print(f"{tag} FAILED; nothing was written.\n{error}")
         seconds = time.monotonic() - start
-        results.append({"notebook": path.name, "result": result, "seconds": round(seconds, 1),
-                        "data": description, "config": settings.run_config(),
-                        "machine": measured_on})
+        results.append(
+            {
+                "notebook": path.name,
+                "result": result,
+                "seconds": round(seconds, 1),
+                "data": description,
+                "config": settings.run_config(),
+                "machine": measured_on,
+            }
+        )
         print(f"{tag} {result} in {seconds:.0f} s", flush=True)
     if not results:
         print("No notebook matched.")

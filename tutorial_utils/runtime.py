@@ -34,7 +34,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -124,11 +123,13 @@ def start_worker(port: int | None = None, *, max_concurrent_computation_calls: i
     log_file = tempfile.NamedTemporaryFile(
         prefix=f"tff-worker-{port}-", suffix=".log", delete=False
     )
-    command, preexec_fn = _launch([
-        str(worker_binary_path()),
-        f"--port={port}",
-        f"--max_concurrent_computation_calls={max_concurrent_computation_calls}",
-    ])
+    command, preexec_fn = _launch(
+        [
+            str(worker_binary_path()),
+            f"--port={port}",
+            f"--max_concurrent_computation_calls={max_concurrent_computation_calls}",
+        ]
+    )
     with log_file:
         process = subprocess.Popen(
             command,

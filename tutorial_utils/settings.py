@@ -35,9 +35,7 @@ CONFIG_CHOICES = ("full", "smoke")
 
 def in_checkout() -> bool:
     """True when the package runs from a clone of the project (not an installed copy)."""
-    return (_CHECKOUT_ROOT / "pyproject.toml").is_file() and (
-        _CHECKOUT_ROOT / "notebooks"
-    ).is_dir()
+    return (_CHECKOUT_ROOT / "pyproject.toml").is_file() and (_CHECKOUT_ROOT / "notebooks").is_dir()
 
 
 def project_root() -> Path:

@@ -208,8 +208,13 @@ class Protocol:
 
     def simulator_config(self, num_items: int) -> FedReconConfig:
         """The :class:`FedReconConfig` of this run, for ``num_items`` items."""
-        return FedReconConfig(num_items, self.num_latent_factors, batch_size=self.batch_size,
-                              train_split=self.split, eval_split=self.split)
+        return FedReconConfig(
+            num_items,
+            self.num_latent_factors,
+            batch_size=self.batch_size,
+            train_split=self.split,
+            eval_split=self.split,
+        )
 
 
 # The paper's protocol (Singhal et al. 2021, MovieLens): 100 clients a round for 500
@@ -224,8 +229,9 @@ PAPER_PROTOCOL = Protocol(
 )
 
 # The same protocol, shrunk so that notebook 05 only proves it runs (FEDRECON_CONFIG=smoke).
-SMOKE_PROTOCOL = dataclasses.replace(PAPER_PROTOCOL, name="smoke", clients_per_round=10,
-                                     num_rounds=20, eval_every=5)
+SMOKE_PROTOCOL = dataclasses.replace(
+    PAPER_PROTOCOL, name="smoke", clients_per_round=10, num_rounds=20, eval_every=5
+)
 
 
 def protocol() -> Protocol:
@@ -262,9 +268,12 @@ class RoundBatches(NamedTuple):
         return self.recon.items.shape[0]
 
     @classmethod
-    def from_lists(cls, recon: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]],
-                   post_recon: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]],
-                   batch_size: int) -> "RoundBatches":
+    def from_lists(
+        cls,
+        recon: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]],
+        post_recon: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]],
+        batch_size: int,
+    ) -> RoundBatches:
         """Pads per-client lists of ``(item_ids, ratings)`` batches, in step order.
 
         ``recon[c]`` and ``post_recon[c]`` are client ``c``'s batches for each stage;
@@ -275,8 +284,9 @@ class RoundBatches(NamedTuple):
         return cls(_pad_phase(recon, batch_size), _pad_phase(post_recon, batch_size))
 
 
-def _pad_phase(client_batches: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]],
-               batch_size: int) -> PhaseBatches:
+def _pad_phase(
+    client_batches: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], batch_size: int
+) -> PhaseBatches:
     """Pads lists of ``(items, ratings)`` batches, one list per client, into arrays."""
     num_steps = max((len(batches) for batches in client_batches), default=0)
     shape = (len(client_batches), num_steps, batch_size)
@@ -319,8 +329,9 @@ def split_dataset_fn(split: DatasetSplit):
     return dataset_split
 
 
-def batches_from_datasets(datasets: Iterable[tf.data.Dataset], split: DatasetSplit,
-                          batch_size: int) -> RoundBatches:
+def batches_from_datasets(
+    datasets: Iterable[tf.data.Dataset], split: DatasetSplit, batch_size: int
+) -> RoundBatches:
     """The batches TFF would use, read from the clients' ``tf.data`` pipelines.
 
     Each dataset (elements ``x``: item ids ``[b, 1]``, ``y``: ratings ``[b, 1]``) is
@@ -335,10 +346,12 @@ def batches_from_datasets(datasets: Iterable[tf.data.Dataset], split: DatasetSpl
     for dataset in datasets:
         recon_dataset, post_dataset = dataset_split(dataset)
         for batches, phase_dataset in ((recon, recon_dataset), (post, post_dataset)):
-            batches.append([
-                (batch["x"].numpy().reshape(-1), batch["y"].numpy().reshape(-1))
-                for batch in phase_dataset
-            ])
+            batches.append(
+                [
+                    (batch["x"].numpy().reshape(-1), batch["y"].numpy().reshape(-1))
+                    for batch in phase_dataset
+                ]
+            )
     return RoundBatches.from_lists(recon, post, batch_size)
 
 
@@ -391,8 +404,9 @@ class PackedClients:
     padded to the largest client.
     """
 
-    def __init__(self, client_ids: Sequence[int], items: Sequence[np.ndarray],
-                 ratings: Sequence[np.ndarray]):
+    def __init__(
+        self, client_ids: Sequence[int], items: Sequence[np.ndarray], ratings: Sequence[np.ndarray]
+    ):
         if not len(client_ids) == len(items) == len(ratings):
             raise ValueError("client_ids, items and ratings must have the same length.")
         self.client_ids = [int(c) for c in client_ids]
@@ -408,7 +422,7 @@ class PackedClients:
             self.ratings[valid] = np.concatenate(ratings)
 
     @classmethod
-    def from_rating_clients(cls, clients) -> "PackedClients":
+    def from_rating_clients(cls, clients) -> PackedClients:
         """Packs a ``tutorial_utils.datasets.RatingClients`` (its capped, unshuffled arrays)."""
         arrays = [clients.client_arrays(c) for c in clients.client_ids]
         return cls(clients.client_ids, [a[0] for a in arrays], [a[1] for a in arrays])
@@ -420,8 +434,14 @@ class PackedClients:
         """The table rows of ``client_ids``."""
         return np.array([self._row[int(c)] for c in client_ids], np.int64)
 
-    def round_batches(self, client_ids: Sequence[int], split: DatasetSplit, batch_size: int,
-                      rng: np.random.Generator, reshuffle_each_pass: bool = True) -> RoundBatches:
+    def round_batches(
+        self,
+        client_ids: Sequence[int],
+        split: DatasetSplit,
+        batch_size: int,
+        rng: np.random.Generator,
+        reshuffle_each_pass: bool = True,
+    ) -> RoundBatches:
         """The batches of ``client_ids`` for one round, shuffled with ``rng``.
 
         Like the tutorial's pipelines: each pass over a client's ratings is a uniformly
@@ -520,9 +540,9 @@ def _round_inputs(batches: RoundBatches, num_items: int) -> _RoundInputs:
         mask[:clients, :steps] = phase.mask
         padded += [rows, ratings, mask]
     table_items = np.zeros(num_rows, np.int32)
-    table_items[:len(pairs)] = pairs % num_items
+    table_items[: len(pairs)] = pairs % num_items
     table_clients = np.zeros(num_rows, np.int32)
-    table_clients[:len(pairs)] = pairs // num_items
+    table_clients[: len(pairs)] = pairs // num_items
     return _RoundInputs(table_items, table_clients, *padded)
 
 
@@ -573,8 +593,9 @@ def _reconstruct(table, user, rows, ratings, mask, learning_rate):
     """SGD on the user embeddings, one step per reconstruction batch, items frozen."""
     for t in tf.range(tf.shape(rows)[1]):
         vectors, predictions = _predict(table, user, rows[:, t])
-        gradient = tf.einsum("cb,cbk->ck", _loss_gradient(predictions, ratings[:, t], mask[:, t]),
-                             vectors)
+        gradient = tf.einsum(
+            "cb,cbk->ck", _loss_gradient(predictions, ratings[:, t], mask[:, t]), vectors
+        )
         user = user - learning_rate * gradient
     return user
 
@@ -596,8 +617,9 @@ def _train_items(table, user, rows, ratings, mask, learning_rate):
 
 def _local_table(item_matrix, table_items):
     """The clients' local item rows, plus one scratch row for padded examples."""
-    return tf.concat([tf.gather(item_matrix, table_items),
-                      tf.zeros([1, tf.shape(item_matrix)[1]])], axis=0)
+    return tf.concat(
+        [tf.gather(item_matrix, table_items), tf.zeros([1, tf.shape(item_matrix)[1]])], axis=0
+    )
 
 
 _PHASE_SPECS = [
@@ -624,9 +646,21 @@ _COMMON_SPECS = [
     ],
     jit_compile=True,
 )
-def _training_round(item_matrix, table_items, user, recon_rows, recon_ratings, recon_mask,
-                    post_rows, post_ratings, post_mask, recon_lr, table_clients, client_lr,
-                    server_lr):
+def _training_round(
+    item_matrix,
+    table_items,
+    user,
+    recon_rows,
+    recon_ratings,
+    recon_mask,
+    post_rows,
+    post_ratings,
+    post_mask,
+    recon_lr,
+    table_clients,
+    client_lr,
+    server_lr,
+):
     """One FedRecon round: local reconstruction and training, then the server update."""
     table = _local_table(item_matrix, table_items)
     user = _reconstruct(table, user, recon_rows, recon_ratings, recon_mask, recon_lr)
@@ -640,7 +674,8 @@ def _training_round(item_matrix, table_items, user, recon_rows, recon_ratings, r
     row_weights = tf.gather(weights, table_clients)[:, None]
     delta = tf.where(row_weights > 0, delta, 0.0)
     weighted_sum = tf.math.unsorted_segment_sum(
-        delta * row_weights, table_items, tf.shape(item_matrix)[0])
+        delta * row_weights, table_items, tf.shape(item_matrix)[0]
+    )
     mean_delta = weighted_sum / tf.reduce_sum(weights)
     # Server SGD with -mean_delta as the gradient; a non-finite mean is rejected.
     accept = tf.reduce_all(tf.math.is_finite(mean_delta))
@@ -648,8 +683,18 @@ def _training_round(item_matrix, table_items, user, recon_rows, recon_ratings, r
 
 
 @tf.function(input_signature=_COMMON_SPECS, jit_compile=True)
-def _evaluation(item_matrix, table_items, user, recon_rows, recon_ratings, recon_mask,
-                post_rows, post_ratings, post_mask, recon_lr):
+def _evaluation(
+    item_matrix,
+    table_items,
+    user,
+    recon_rows,
+    recon_ratings,
+    recon_mask,
+    post_rows,
+    post_ratings,
+    post_mask,
+    recon_lr,
+):
     """Reconstruction, then the metric sums of the post-reconstruction batches."""
     table = _local_table(item_matrix, table_items)
     user = _reconstruct(table, user, recon_rows, recon_ratings, recon_mask, recon_lr)
@@ -671,8 +716,9 @@ class FedReconSimulator:
     config and calls give the same results.
     """
 
-    def __init__(self, config: FedReconConfig, seed: int = 0,
-                 item_matrix: np.ndarray | None = None):
+    def __init__(
+        self, config: FedReconConfig, seed: int = 0, item_matrix: np.ndarray | None = None
+    ):
         self.config = config
         self.rng = np.random.default_rng(seed)
         shape = (config.num_items, config.num_latent_factors)
@@ -693,8 +739,9 @@ class FedReconSimulator:
             raise ValueError(f"item_matrix must have shape {expected}, got {value.shape}.")
         self._item_matrix = tf.constant(value)
 
-    def _arguments(self, batches: RoundBatches,
-                   rng: np.random.Generator | None = None) -> tuple[_RoundInputs, list]:
+    def _arguments(
+        self, batches: RoundBatches, rng: np.random.Generator | None = None
+    ) -> tuple[_RoundInputs, list]:
         """The round's inputs, and the arguments that both TensorFlow functions take.
 
         The user embeddings are drawn from ``rng`` (default: the simulator's generator).
@@ -702,14 +749,22 @@ class FedReconSimulator:
         rng = self.rng if rng is None else rng
         inputs = _round_inputs(batches, self.config.num_items)
         users = np.zeros((len(inputs.recon_rows), self.config.num_latent_factors), np.float32)
-        users[:batches.num_clients] = rng.uniform(
+        users[: batches.num_clients] = rng.uniform(
             *self.config.user_init_range,
             size=(batches.num_clients, self.config.num_latent_factors),
         )
-        arguments = [self._item_matrix, inputs.table_items, users,
-                     inputs.recon_rows, inputs.recon_ratings, inputs.recon_mask,
-                     inputs.post_recon_rows, inputs.post_recon_ratings, inputs.post_recon_mask,
-                     self.config.recon_lr]
+        arguments = [
+            self._item_matrix,
+            inputs.table_items,
+            users,
+            inputs.recon_rows,
+            inputs.recon_ratings,
+            inputs.recon_mask,
+            inputs.post_recon_rows,
+            inputs.post_recon_ratings,
+            inputs.post_recon_mask,
+            self.config.recon_lr,
+        ]
         return inputs, arguments
 
     def run_round_batches(self, batches: RoundBatches) -> dict[str, float]:
@@ -720,18 +775,24 @@ class FedReconSimulator:
         """
         inputs, arguments = self._arguments(batches)
         self._item_matrix, sums = _training_round(
-            *arguments, inputs.table_clients, self.config.client_lr, self.config.server_lr)
+            *arguments, inputs.table_clients, self.config.client_lr, self.config.server_lr
+        )
         return _round_metrics(sums.numpy())
 
     def run_round(self, clients: PackedClients, client_ids: Sequence[int]) -> dict[str, float]:
         """One training round on ``client_ids``, shuffled with the simulator's generator."""
-        batches = clients.round_batches(client_ids, self.config.train_split,
-                                        self.config.batch_size, self.rng,
-                                        self.config.reshuffle_each_pass)
+        batches = clients.round_batches(
+            client_ids,
+            self.config.train_split,
+            self.config.batch_size,
+            self.rng,
+            self.config.reshuffle_each_pass,
+        )
         return self.run_round_batches(batches)
 
-    def evaluate_batches(self, batches: RoundBatches,
-                         rng: np.random.Generator | None = None) -> dict[str, float]:
+    def evaluate_batches(
+        self, batches: RoundBatches, rng: np.random.Generator | None = None
+    ) -> dict[str, float]:
         """Reconstructs and evaluates on explicit batches, as ``build_fed_recon_eval``.
 
         Returns ``loss``, ``rating_accuracy``, ``rmse`` and ``num_examples``. The initial
@@ -740,14 +801,20 @@ class FedReconSimulator:
         _, arguments = self._arguments(batches, rng)
         sums = _evaluation(*arguments).numpy()
         metrics = _round_metrics(sums)
-        metrics["rmse"] = float(np.sqrt(_ratio(sums[:, _SQUARED_ERROR].sum(),
-                                               sums[:, _NUM_EXAMPLES].sum())))
+        metrics["rmse"] = float(
+            np.sqrt(_ratio(sums[:, _SQUARED_ERROR].sum(), sums[:, _NUM_EXAMPLES].sum()))
+        )
         return metrics
 
-    def evaluate(self, clients: PackedClients, client_ids: Sequence[int],
-                 split: DatasetSplit | None = None, *,
-                 reshuffle_each_pass: bool | None = None,
-                 seed: int | None = None) -> dict[str, float]:
+    def evaluate(
+        self,
+        clients: PackedClients,
+        client_ids: Sequence[int],
+        split: DatasetSplit | None = None,
+        *,
+        reshuffle_each_pass: bool | None = None,
+        seed: int | None = None,
+    ) -> dict[str, float]:
         """Evaluates on ``client_ids`` with ``split`` (default: the config's ``eval_split``).
 
         ``reshuffle_each_pass`` (default: the config's) chooses how the clients' data are
@@ -761,8 +828,13 @@ class FedReconSimulator:
         rng = self.rng if seed is None else np.random.default_rng(seed)
         if reshuffle_each_pass is None:
             reshuffle_each_pass = self.config.reshuffle_each_pass
-        batches = clients.round_batches(client_ids, split or self.config.eval_split,
-                                        self.config.batch_size, rng, reshuffle_each_pass)
+        batches = clients.round_batches(
+            client_ids,
+            split or self.config.eval_split,
+            self.config.batch_size,
+            rng,
+            reshuffle_each_pass,
+        )
         return self.evaluate_batches(batches, rng)
 
 
@@ -786,8 +858,15 @@ def _round_metrics(sums: np.ndarray) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------
 
 
-def stage_overlap(clients: PackedClients, client_ids: Sequence[int], split: DatasetSplit,
-                  batch_size: int, *, reshuffle_each_pass: bool, seed: int) -> pd.DataFrame:
+def stage_overlap(
+    clients: PackedClients,
+    client_ids: Sequence[int],
+    split: DatasetSplit,
+    batch_size: int,
+    *,
+    reshuffle_each_pass: bool,
+    seed: int,
+) -> pd.DataFrame:
     """How many of each client's ratings the two stages share, for one draw of batches.
 
     Draws the batches that ``FedReconSimulator.evaluate(clients, client_ids, split,
@@ -797,21 +876,30 @@ def stage_overlap(clients: PackedClients, client_ids: Sequence[int], split: Data
     ``evaluation``, the distinct ratings each stage uses, and ``shared``, those used by both.
     """
     positions = [np.arange(count) for count in clients.counts]
-    numbered = PackedClients(clients.client_ids, positions,
-                             [np.zeros(count, np.float32) for count in clients.counts])
-    batches = numbered.round_batches(client_ids, split, batch_size,
-                                     np.random.default_rng(seed), reshuffle_each_pass)
+    numbered = PackedClients(
+        clients.client_ids, positions, [np.zeros(count, np.float32) for count in clients.counts]
+    )
+    batches = numbered.round_batches(
+        client_ids, split, batch_size, np.random.default_rng(seed), reshuffle_each_pass
+    )
     rows = []
     for c in range(batches.num_clients):
         recon = set(batches.recon.items[c][batches.recon.mask[c]].tolist())
         post = set(batches.post_recon.items[c][batches.post_recon.mask[c]].tolist())
         rows.append((len(recon), len(post), len(recon & post)))
-    return pd.DataFrame(rows, columns=["reconstruction", "evaluation", "shared"],
-                        index=pd.Index([int(c) for c in client_ids], name="client"))
+    return pd.DataFrame(
+        rows,
+        columns=["reconstruction", "evaluation", "shared"],
+        index=pd.Index([int(c) for c in client_ids], name="client"),
+    )
 
 
-def evaluate_groups(simulator: FedReconSimulator, clients: PackedClients,
-                    groups: dict[str, Sequence[int]], **evaluate_options) -> pd.DataFrame:
+def evaluate_groups(
+    simulator: FedReconSimulator,
+    clients: PackedClients,
+    groups: dict[str, Sequence[int]],
+    **evaluate_options,
+) -> pd.DataFrame:
     """One row per group of users (e.g. ``{"validation": ids, "test": ids}``).
 
     Columns: ``users``, ``loss``, ``rmse``, ``rating_accuracy`` and ``num_examples``
@@ -826,10 +914,18 @@ def evaluate_groups(simulator: FedReconSimulator, clients: PackedClients,
     return table.astype({"users": int, "num_examples": int})
 
 
-def train(simulator: FedReconSimulator, clients: PackedClients, sampler, num_rounds: int, *,
-          eval_client_ids: Sequence[int] | None = None, eval_every: int = 0,
-          progress: bool = True, desc: str = "Training",
-          **evaluate_options) -> pd.DataFrame:
+def train(
+    simulator: FedReconSimulator,
+    clients: PackedClients,
+    sampler,
+    num_rounds: int,
+    *,
+    eval_client_ids: Sequence[int] | None = None,
+    eval_every: int = 0,
+    progress: bool = True,
+    desc: str = "Training",
+    **evaluate_options,
+) -> pd.DataFrame:
     """Runs ``num_rounds`` rounds, each on the clients ``sampler.sample()`` returns.
 
     Returns a table indexed by round (1 to ``num_rounds``) with the round's training
@@ -851,22 +947,27 @@ def train(simulator: FedReconSimulator, clients: PackedClients, sampler, num_rou
 
         from tqdm import tqdm
 
-        bar = tqdm(total=num_rounds, desc=desc, unit="round", file=sys.stdout,
-                   mininterval=1.0)
+        bar = tqdm(total=num_rounds, desc=desc, unit="round", file=sys.stdout, mininterval=1.0)
     rows, postfix = [], {}
     try:
         for round_num in rounds:
             row = {"round": round_num, **simulator.run_round(clients, sampler.sample())}
             if evaluating and (round_num % eval_every == 0 or round_num == num_rounds):
                 metrics = simulator.evaluate(clients, eval_client_ids, **evaluate_options)
-                row.update({f"val_{name}": metrics[name]
-                            for name in ("loss", "rmse", "rating_accuracy")})
+                row.update(
+                    {f"val_{name}": metrics[name] for name in ("loss", "rmse", "rating_accuracy")}
+                )
                 postfix["val_accuracy"] = f"{metrics['rating_accuracy']:.3f}"
             rows.append(row)
             if bar is not None:
-                bar.set_postfix({"loss": f"{row['loss']:.3f}",
-                                 "accuracy": f"{row['rating_accuracy']:.3f}", **postfix},
-                                refresh=False)
+                bar.set_postfix(
+                    {
+                        "loss": f"{row['loss']:.3f}",
+                        "accuracy": f"{row['rating_accuracy']:.3f}",
+                        **postfix,
+                    },
+                    refresh=False,
+                )
                 bar.update()
     finally:
         if bar is not None:
@@ -874,8 +975,9 @@ def train(simulator: FedReconSimulator, clients: PackedClients, sampler, num_rou
     history = pd.DataFrame(rows).set_index("round")
     if evaluating:
         columns = ["val_loss", "val_rmse", "val_rating_accuracy"]
-        history = history.reindex(columns=[*history.columns.drop(columns, errors="ignore"),
-                                           *columns])
+        history = history.reindex(
+            columns=[*history.columns.drop(columns, errors="ignore"), *columns]
+        )
     return history
 
 
@@ -892,17 +994,22 @@ def run_config(run, num_items: int, num_latent_factors: int) -> FedReconConfig:
     ``exercises.evaluation_split_fn`` does with TFF.
     """
     return FedReconConfig(
-        num_items, num_latent_factors,
-        server_lr=run.server_lr, client_lr=run.client_lr, recon_lr=run.reconstruction_lr,
+        num_items,
+        num_latent_factors,
+        server_lr=run.server_lr,
+        client_lr=run.client_lr,
+        recon_lr=run.reconstruction_lr,
         batch_size=run.batch_size,
-        train_split=DatasetSplit(run.recon_epochs, run.recon_steps_max,
-                                 run.post_recon_epochs, run.post_recon_steps_max),
+        train_split=DatasetSplit(
+            run.recon_epochs, run.recon_steps_max, run.post_recon_epochs, run.post_recon_steps_max
+        ),
         eval_split=DatasetSplit(run.recon_epochs, run.recon_steps_max),
     )
 
 
-def simulate_run(run, ratings_df: pd.DataFrame, num_items: int, base, *,
-                 seed: int, progress: bool = False) -> dict:
+def simulate_run(
+    run, ratings_df: pd.DataFrame, num_items: int, base, *, seed: int, progress: bool = False
+) -> dict:
     """Trains and scores ``run`` with the simulator, as ``exercises.train_and_evaluate``
     does with TFF, in seconds instead of minutes.
 
@@ -914,16 +1021,21 @@ def simulate_run(run, ratings_df: pd.DataFrame, num_items: int, base, *,
     Returns ``{"validation": metrics, "test": metrics, "history": training table}``; a run
     that diverged has NaN losses and zero accuracy.
     """
-    clients = datasets.RatingClients(ratings_df, batch_size=run.batch_size,
-                                     max_examples_per_user=base.max_examples_per_user,
-                                     max_clients=base.max_clients)
+    clients = datasets.RatingClients(
+        ratings_df,
+        batch_size=run.batch_size,
+        max_examples_per_user=base.max_examples_per_user,
+        max_clients=base.max_clients,
+    )
     train_ids, val_ids, test_ids = datasets.split_clients(clients.client_ids, seed=base.seed)
     packed = PackedClients.from_rating_clients(clients)
-    simulator = FedReconSimulator(run_config(run, num_items, base.num_latent_factors),
-                                  seed=seed)
-    sampler = datasets.ClientSampler(train_ids, min(run.clients_per_round, len(train_ids)),
-                                     seed=seed)
+    simulator = FedReconSimulator(run_config(run, num_items, base.num_latent_factors), seed=seed)
+    sampler = datasets.ClientSampler(
+        train_ids, min(run.clients_per_round, len(train_ids)), seed=seed
+    )
     history = train(simulator, packed, sampler, run.num_rounds, progress=progress)
-    scores = {name: simulator.evaluate(packed, ids, reshuffle_each_pass=False, seed=seed)
-              for name, ids in (("validation", val_ids), ("test", test_ids))}
+    scores = {
+        name: simulator.evaluate(packed, ids, reshuffle_each_pass=False, seed=seed)
+        for name, ids in (("validation", val_ids), ("test", test_ids))
+    }
     return {**scores, "history": history}

@@ -21,7 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from tutorial_utils import model, runtime
-from tutorial_utils.datasets import ClientSampler, RatingClients
+from tutorial_utils.datasets import ClientSampler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +167,9 @@ def train(
         state, metrics = training_process.next(state, create_datasets(sampler.sample()))
         row = {"round": round_num, **round_metrics(metrics)}
         rows.append(row)
-        shown = {"loss": row.get("loss"), "accuracy": row.get("rating_accuracy", row.get("accuracy"))}
+        shown = {
+            "loss": row.get("loss"),
+            "accuracy": row.get("rating_accuracy", row.get("accuracy")),
+        }
         bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if v is not None}, refresh=False)
     return state, pd.DataFrame(rows).set_index("round")

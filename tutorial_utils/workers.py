@@ -102,9 +102,7 @@ class WorkerPool:
             )
             for connection in self.connections
         ]
-        self.context = tff.backends.native.create_mergeable_comp_execution_context(
-            async_contexts
-        )
+        self.context = tff.backends.native.create_mergeable_comp_execution_context(async_contexts)
         self._exit_stack.enter_context(runtime.installed(self.context))
 
     @property
@@ -129,9 +127,7 @@ class WorkerPool:
         return f"WorkerPool({', '.join(self.addresses)})"
 
 
-def start_local(
-    num_workers: int, *, timeout: float = runtime.READY_TIMEOUT_SECONDS
-) -> WorkerPool:
+def start_local(num_workers: int, *, timeout: float = runtime.READY_TIMEOUT_SECONDS) -> WorkerPool:
     """Starts ``num_workers`` worker services on free ports of 127.0.0.1 and uses them."""
     if num_workers < 1:
         raise ValueError(f"num_workers must be at least 1, got {num_workers}.")
@@ -218,9 +214,7 @@ def _parser():
         "private network.",
     )
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument(
-        "--workers", type=_positive_int, metavar="N", help="start N local workers"
-    )
+    where.add_argument("--workers", type=_positive_int, metavar="N", help="start N local workers")
     where.add_argument(
         "--connect",
         type=_addresses,
@@ -237,9 +231,7 @@ def _parser():
         default=defaults.max_clients or 0,
         help="users loaded as clients, the first ones by id; 0 for all (default: %(default)s)",
     )
-    parser.add_argument(
-        "--latent-factors", type=_positive_int, default=defaults.num_latent_factors
-    )
+    parser.add_argument("--latent-factors", type=_positive_int, default=defaults.num_latent_factors)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
         "--timeout",

@@ -14,7 +14,9 @@ class _HideTFF:
     @staticmethod
     def find_spec(name, path=None, target=None):
         if name == "tensorflow_federated" or name.startswith("tensorflow_federated."):
-            raise ModuleNotFoundError(f"No module named {name!r} (hidden by tests/without_tff)", name=name)
+            raise ModuleNotFoundError(
+                f"No module named {name!r} (hidden by tests/without_tff)", name=name
+            )
         return None
 
 
