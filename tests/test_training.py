@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tutorial_utils import datasets, model, training
+from tutorial_utils import model, splits, training
+from tutorial_utils.clients import ClientSampler, RatingClients
 
 tff = pytest.importorskip("tensorflow_federated")
 
@@ -20,7 +21,7 @@ def clients():
         movies = rng.choice(NUM_ITEMS // 2, size=12, replace=False) + (user % 2) * (NUM_ITEMS // 2)
         rows += [(user, int(m), int(rng.integers(1, 6))) for m in movies]
     frame = pd.DataFrame(rows, columns=["UserID", "MovieID", "Rating"])
-    return datasets.RatingClients(frame, batch_size=3)
+    return RatingClients(frame, batch_size=3)
 
 
 def run(clients, rounds):
@@ -28,7 +29,7 @@ def run(clients, rounds):
     model_fn = model.reconstruction_model_fn(NUM_ITEMS, 4)
     process = training.build_training_process(model_fn)
     evaluation = training.build_evaluation_process(model_fn)
-    sampler = datasets.ClientSampler(clients.client_ids, 3, seed=0)
+    sampler = ClientSampler(clients.client_ids, 3, seed=0)
     state, history = training.train(process, clients, sampler, rounds, progress=False)
     result = training.evaluate(
         evaluation, process.get_model_weights(state), clients.create_tf_datasets(range(12))
@@ -38,7 +39,7 @@ def run(clients, rounds):
 
 def test_training_reports_one_row_per_round_and_evaluation_reports_loss_and_accuracy(clients):
     _, _, history, result = run(clients, 3)
-    assert list(history.index) == [0, 1, 2]
+    assert list(history.index) == [1, 2, 3]
     assert set(history.columns) == {"loss", "rating_accuracy"}
     assert set(result) == {"loss", "rating_accuracy"}
     assert np.isfinite(history.to_numpy()).all() and 0 <= result["rating_accuracy"] <= 1
@@ -74,7 +75,7 @@ def test_train_also_takes_a_function_that_makes_the_datasets(clients):
     _, _, history, _ = run(clients, 2)
     tf.keras.utils.set_random_seed(3)
     process = training.build_training_process(model.reconstruction_model_fn(NUM_ITEMS, 4))
-    sampler = datasets.ClientSampler(clients.client_ids, 3, seed=0)
+    sampler = ClientSampler(clients.client_ids, 3, seed=0)
     _, again = training.train(
         process, lambda ids: clients.create_tf_datasets(ids), sampler, 2, progress=False
     )
@@ -87,21 +88,16 @@ def test_builders_take_another_loss_and_metrics(clients):
         loss_fn=tf.keras.losses.MeanAbsoluteError,
         metrics_fn=lambda: [tf.keras.metrics.MeanSquaredError(name="mse")],
     )
-    sampler = datasets.ClientSampler(clients.client_ids, 3, seed=0)
+    sampler = ClientSampler(clients.client_ids, 3, seed=0)
     _, history = training.train(process, clients, sampler, 1, progress=False)
     assert set(history.columns) == {"loss", "mse"}
 
 
-def test_fixed_order_replays_the_first_pass():
-    clients = datasets.RatingClients(
+def test_default_evaluation_split_is_disjoint_on_data_that_is_not_reshuffled():
+    clients = RatingClients(
         pd.DataFrame({"UserID": [0] * 7, "MovieID": range(7), "Rating": [3] * 7}), batch_size=3
     )
-    dataset = training.fixed_order(clients.create_tf_dataset_for_client(0))
-    passes = [[b["x"].numpy().ravel().tolist() for b in dataset] for _ in range(2)]
-    assert passes[0] == passes[1] and [len(b) for b in passes[0]] == [3, 3, 1]
-    assert sorted(sum(passes[0], [])) == list(range(7))
-    assert dataset.element_spec["x"].shape.as_list() == [None, 1]
-    # The default split of evaluation is then disjoint, as it is not on reshuffled data.
+    dataset = clients.create_tf_dataset_for_client(0, reshuffle_each_pass=False)
     split_fn = tff.learning.models.ReconstructionModel.build_dataset_split_fn(split_dataset=True)
     recon, post = split_fn(dataset)
-    assert datasets.shared_examples(recon, post)[0] == 0
+    assert splits.shared_ratings(splits.movie_ids(recon), splits.movie_ids(post)) == (0, 3)

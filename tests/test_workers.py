@@ -16,7 +16,16 @@ import portpicker
 import tensorflow as tf
 from conftest import wait_gone
 
-from tutorial_utils import data, datasets, model, runtime, training, workers
+from tutorial_utils import (
+    data,
+    model,
+    runtime,
+    synthetic_movielens,
+    train_on_workers,
+    training,
+    workers,
+)
+from tutorial_utils.clients import ClientSampler, RatingClients, split_clients
 from tutorial_utils.runtime import WorkerUnavailableError
 
 LATENT_FACTORS = 4
@@ -47,18 +56,18 @@ def call_with_deadline(fn, seconds: float):
 
 @pytest.fixture(scope="module")
 def small_movielens(tmp_path_factory):
-    folder = data.make_synthetic_movielens(
+    folder = synthetic_movielens.make_synthetic_movielens(
         tmp_path_factory.mktemp("data") / "ml", num_users=80, num_movies=60
     )
     ratings, movies = data.load_movielens(folder)
-    clients = datasets.RatingClients(ratings)
-    train_ids, val_ids, _ = datasets.split_clients(clients.client_ids)
+    clients = RatingClients(ratings)
+    train_ids, val_ids, _ = split_clients(clients.client_ids)
     return clients, train_ids, val_ids, len(movies)
 
 
 def train_and_evaluate(training_process, evaluation_process, clients, train_ids, val_ids):
     """Two rounds of 8 clients from a fixed seed, then an evaluation: every number out."""
-    sampler = datasets.ClientSampler(train_ids, 8, seed=7)
+    sampler = ClientSampler(train_ids, 8, seed=7)
     state, history = training.train(training_process, clients, sampler, 2, progress=False)
     weights = training_process.get_model_weights(state)
     evaluation = training.evaluate(evaluation_process, weights, clients.create_tf_datasets(val_ids))
@@ -86,7 +95,7 @@ def test_malformed_addresses_are_refused(text):
 
 def test_command_line_refuses_a_malformed_address(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        workers.main(["--connect", "127.0.0.1"])
+        train_on_workers.main(["--connect", "127.0.0.1"])
     assert exit_info.value.code == 2
     assert "Not a worker address: '127.0.0.1'" in capsys.readouterr().err
 
@@ -155,7 +164,7 @@ def test_a_worker_killed_mid_round_ends_the_command_with_a_clear_error():
     command = [
         sys.executable,
         "-m",
-        "tutorial_utils.workers",
+        "tutorial_utils.train_on_workers",
         "--workers",
         "2",
         "--rounds",

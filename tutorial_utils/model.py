@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from tutorial_utils import metrics
+
 NUM_LATENT_FACTORS = 50
 
 
@@ -119,7 +121,7 @@ def reconstruction_model_fn(
 
 
 class RatingAccuracy(tf.keras.metrics.Mean):
-    """Share of predictions that round to the true rating (``|y - y_pred| <= 0.5``)."""
+    """Share of predictions that round to the true rating (``metrics.is_correct``)."""
 
     def __init__(self, name: str = "rating_accuracy", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -127,7 +129,7 @@ class RatingAccuracy(tf.keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = tf.cast(y_true, tf.float32)
         y_pred = tf.cast(y_pred, tf.float32)
-        correct = tf.less_equal(tf.abs(y_true - y_pred), 0.5)
+        correct = metrics.is_correct(y_true, y_pred)
         return super().update_state(correct, sample_weight=sample_weight)
 
 

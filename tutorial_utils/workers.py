@@ -25,21 +25,17 @@ The worker speaks insecure gRPC (no encryption, no authentication) and listens o
 network interface: anyone who can reach its port can run TensorFlow computations in it,
 which can read and write its files. Keep workers on a private network.
 
-Command line: ``python -m tutorial_utils.workers --workers 2`` (or ``--connect
-host:port,host:port``) trains and evaluates FedRecon on them and prints the metrics.
+The command line ``python -m tutorial_utils.train_on_workers --workers 2`` (or ``--connect
+host:port,host:port``) trains and scores FedRecon on them and prints the metrics.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import re
-import sys
-import time
 from collections.abc import Sequence
 
 from tutorial_utils import runtime
-from tutorial_utils.runtime import WorkerUnavailableError
 
 CONNECT_TIMEOUT_SECONDS = 30.0
 
@@ -172,130 +168,3 @@ def connect(
         for connection in connections:
             connection.close()
         raise
-
-
-# --------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------
-
-
-def _number(kind, minimum):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _number(int, 1)
-
-
-def _addresses(text: str) -> list[str]:
-    try:
-        return parse_addresses(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _parser():
-    from tutorial_utils import config
-
-    defaults = config.current()
-    parser = argparse.ArgumentParser(
-        prog="python -m tutorial_utils.workers",
-        description="Train and evaluate FedRecon (matrix factorization on MovieLens 1M) "
-        "with the clients of every round spread over several TFF workers.",
-        epilog="The workers speak insecure gRPC on every interface: keep them on a "
-        "private network.",
-    )
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--workers", type=_positive_int, metavar="N", help="start N local workers")
-    where.add_argument(
-        "--connect",
-        type=_addresses,
-        metavar="HOST:PORT,...",
-        help="use workers already running (worker_binary --port=PORT)",
-    )
-    parser.add_argument("--rounds", type=_positive_int, default=defaults.num_rounds)
-    parser.add_argument(
-        "--clients-per-round", type=_positive_int, default=defaults.clients_per_round
-    )
-    parser.add_argument(
-        "--max-clients",
-        type=_number(int, 0),
-        default=defaults.max_clients or 0,
-        help="users loaded as clients, the first ones by id; 0 for all (default: %(default)s)",
-    )
-    parser.add_argument("--latent-factors", type=_positive_int, default=defaults.num_latent_factors)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument(
-        "--timeout",
-        type=_number(float, 0.1),
-        default=CONNECT_TIMEOUT_SECONDS,
-        help="seconds to wait for each worker to answer (default: %(default)s)",
-    )
-    return parser
-
-
-def run(args: argparse.Namespace) -> None:
-    """Trains for ``args.rounds`` rounds on the workers, then evaluates; prints as it goes."""
-    import numpy as np
-    import tensorflow as tf
-
-    from tutorial_utils import config, data, datasets, model, training
-
-    defaults = config.current()
-    np.random.seed(args.seed)
-    tf.keras.utils.set_random_seed(args.seed)
-    if args.connect:
-        pool = connect(args.connect, timeout=args.timeout)
-    else:
-        pool = start_local(args.workers, timeout=args.timeout)
-    with pool:
-        for connection in pool.connections:
-            started = f" (pid {connection.worker.pid})" if connection.worker else ""
-            print(f"Worker: {connection.address}{started}")
-        ratings, movies = data.load_movielens(data.find_movielens())
-        clients = datasets.RatingClients(
-            ratings,
-            batch_size=defaults.batch_size,
-            max_examples_per_user=defaults.max_examples_per_user,
-            max_clients=args.max_clients or None,
-        )
-        train_ids, val_ids, test_ids = datasets.split_clients(clients.client_ids, seed=args.seed)
-        sampler = datasets.ClientSampler(train_ids, args.clients_per_round, seed=args.seed)
-        print(f"Users: {len(train_ids)} train, {len(val_ids)} validation, {len(test_ids)} test")
-        model_fn = model.reconstruction_model_fn(len(movies), args.latent_factors)
-        training_process = training.build_training_process(model_fn)
-        evaluation_process = training.build_evaluation_process(model_fn)
-        start = time.perf_counter()
-        state, history = training.train(
-            training_process, clients, sampler, args.rounds, progress=False
-        )
-        seconds = time.perf_counter() - start
-        print(history.to_string(float_format="{:.4f}".format))
-        print(f"{args.rounds} rounds of {args.clients_per_round} clients in {seconds:.1f} s")
-        weights = training_process.get_model_weights(state)
-        for name, ids in (("Validation", val_ids), ("Test", test_ids)):
-            datasets_of_users = clients.create_tf_datasets(ids)
-            metrics = training.evaluate(evaluation_process, weights, datasets_of_users)
-            print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        run(args)
-    except (WorkerUnavailableError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,8 +15,15 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tutorial_utils import datasets, environment
-from tutorial_utils import simulation as sim
+from tutorial_utils import clients, config, environment, runs, splits
+from tutorial_utils import simulator as sim
+from tutorial_utils.batches import (
+    PackedClients,
+    RoundBatches,
+    batches_from_datasets,
+    stage_overlap,
+    step_schedule,
+)
 
 requires_tff = pytest.mark.skipif(
     not environment.installed("tensorflow_federated"),
@@ -24,8 +31,17 @@ requires_tff = pytest.mark.skipif(
 )
 
 NUM_USERS, NUM_ITEMS, NUM_FACTORS = 40, 60, 8
-OPTIONS_SPLIT = sim.DatasetSplit(recon_epochs=2, recon_steps_max=3, post_recon_steps_max=2)
-NO_SPLIT = sim.DatasetSplit(recon_epochs=2, post_recon_epochs=2, split_dataset=False)
+OPTIONS_SPLIT = splits.DatasetSplit(recon_epochs=2, recon_steps_max=3, post_recon_steps_max=2)
+NO_SPLIT = splits.DatasetSplit(recon_epochs=2, post_recon_epochs=2, split_dataset=False)
+
+
+def small_run(**fields) -> config.FedReconRun:
+    """The walkthrough's run with this file's latent factors and ``fields`` changed."""
+    return config.FedReconRun(num_latent_factors=NUM_FACTORS, **fields)
+
+
+# A run whose training split is OPTIONS_SPLIT.
+OPTIONS_RUN = small_run(recon_epochs=2, recon_steps_max=3, post_recon_steps_max=2)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +59,8 @@ def ratings_df() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def rating_clients(ratings_df) -> datasets.RatingClients:
-    return datasets.RatingClients(ratings_df, batch_size=5)
+def rating_clients(ratings_df) -> clients.RatingClients:
+    return clients.RatingClients(ratings_df, batch_size=5)
 
 
 def batch(items, ratings):
@@ -73,21 +89,21 @@ def test_bucket_rounds_up_by_at_most_a_quarter():
 
 
 def test_step_schedule_default_split_alternates_batches():
-    schedule = sim.step_schedule(np.array([7, 1, 4]), sim.DatasetSplit(), "recon")
+    schedule = step_schedule(np.array([7, 1, 4]), splits.DatasetSplit(), "recon")
     np.testing.assert_array_equal(schedule.active, [[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0]])
     np.testing.assert_array_equal(schedule.batch[schedule.active], [0, 2, 4, 6, 0, 0, 2])
-    post = sim.step_schedule(np.array([7, 1, 4]), sim.DatasetSplit(), "post_recon")
+    post = step_schedule(np.array([7, 1, 4]), splits.DatasetSplit(), "post_recon")
     np.testing.assert_array_equal(post.active.sum(axis=1), [3, 0, 2])
     np.testing.assert_array_equal(post.batch[post.active], [1, 3, 5, 1, 3])
     assert not post.epoch.any()
 
 
 def test_step_schedule_epochs_then_steps_max():
-    schedule = sim.step_schedule(np.array([7, 4]), OPTIONS_SPLIT, "recon")
+    schedule = step_schedule(np.array([7, 4]), OPTIONS_SPLIT, "recon")
     np.testing.assert_array_equal(schedule.active.sum(axis=1), [3, 3])
     np.testing.assert_array_equal(schedule.batch, [[0, 2, 4], [0, 2, 0]])
     np.testing.assert_array_equal(schedule.epoch, [[0, 0, 0], [0, 0, 1]])
-    post = sim.step_schedule(np.array([7, 4]), NO_SPLIT, "post_recon")
+    post = step_schedule(np.array([7, 4]), NO_SPLIT, "post_recon")
     np.testing.assert_array_equal(post.active.sum(axis=1), [14, 8])
     np.testing.assert_array_equal(post.batch[1, :8], [0, 1, 2, 3, 0, 1, 2, 3])
     np.testing.assert_array_equal(post.epoch[1, :8], [0] * 4 + [1] * 4)
@@ -96,19 +112,19 @@ def test_step_schedule_epochs_then_steps_max():
 @pytest.mark.parametrize(
     "split",
     [
-        sim.DatasetSplit(),
+        splits.DatasetSplit(),
         OPTIONS_SPLIT,
         NO_SPLIT,
-        sim.DatasetSplit(recon_epochs=3, post_recon_epochs=2, post_recon_steps_max=5),
+        splits.DatasetSplit(recon_epochs=3, post_recon_epochs=2, post_recon_steps_max=5),
     ],
 )
 def test_step_schedule_matches_the_tf_data_split(split):
     """The schedule picks the batches that split_dataset_fn's tf.data pipelines yield."""
     for num_batches in (1, 2, 5, 8):
         dataset = tf.data.Dataset.range(num_batches)  # batch i is the number i
-        recon, post = sim.split_dataset_fn(split)(dataset)
+        recon, post = splits.split_dataset_fn(split)(dataset)
         for phase, phase_dataset in (("recon", recon), ("post_recon", post)):
-            schedule = sim.step_schedule(np.array([num_batches]), split, phase)
+            schedule = step_schedule(np.array([num_batches]), split, phase)
             expected = [int(i) for i in phase_dataset]
             assert schedule.batch[schedule.active].tolist() == expected
 
@@ -122,15 +138,15 @@ def test_split_dataset_fn_reads_a_reshuffling_dataset_once_per_stage():
     dataset = shuffled_batches()
     first_pass, second_pass = [[b.tolist() for b in dataset.as_numpy_iterator()] for _ in range(2)]
     assert first_pass != second_pass
-    recon, post = sim.split_dataset_fn(sim.DatasetSplit())(shuffled_batches())
+    recon, post = splits.split_dataset_fn(splits.DatasetSplit())(shuffled_batches())
     assert [b.tolist() for b in recon.as_numpy_iterator()] == first_pass[0::2]
     assert [b.tolist() for b in post.as_numpy_iterator()] == second_pass[1::2]
 
 
-def packed_example() -> sim.PackedClients:
+def packed_example() -> PackedClients:
     """Three clients whose rating of item i is always i % 5 + 1."""
     items = [np.arange(12), np.arange(20, 23), np.arange(30, 53)]
-    return sim.PackedClients([7, 3, 9], items, [i % 5 + 1.0 for i in items])
+    return PackedClients([7, 3, 9], items, [i % 5 + 1.0 for i in items])
 
 
 def test_packed_clients_pad_and_find_rows():
@@ -142,7 +158,7 @@ def test_packed_clients_pad_and_find_rows():
 
 
 def test_packed_clients_from_rating_clients(rating_clients):
-    packed = sim.PackedClients.from_rating_clients(rating_clients)
+    packed = PackedClients.from_rating_clients(rating_clients)
     assert packed.client_ids == rating_clients.client_ids
     row = packed.rows([5])[0]
     items, ratings = rating_clients.client_arrays(5)
@@ -153,7 +169,9 @@ def test_packed_clients_from_rating_clients(rating_clients):
 def test_round_batches_masks_and_contents():
     packed = packed_example()
     rng = np.random.default_rng(0)
-    batches = packed.round_batches([7, 3, 9], sim.DatasetSplit(), 5, rng, reshuffle_each_pass=False)
+    batches = packed.round_batches(
+        [7, 3, 9], splits.DatasetSplit(), 5, rng, reshuffle_each_pass=False
+    )
     # 12 ratings -> batches of 5, 5, 2: recon gets batches 0 and 2, post batch 1.
     np.testing.assert_array_equal(batches.recon.mask.sum(axis=(1, 2)), [7, 3, 13])
     np.testing.assert_array_equal(batches.post_recon.mask.sum(axis=(1, 2)), [5, 0, 10])
@@ -173,8 +191,8 @@ def test_round_batches_masks_and_contents():
 
 
 def test_round_batches_reshuffle_each_pass_draws_new_orders():
-    packed = sim.PackedClients([0], [np.arange(300)], [np.ones(300)])
-    split = sim.DatasetSplit(recon_epochs=2, split_dataset=False)
+    packed = PackedClients([0], [np.arange(300)], [np.ones(300)])
+    split = splits.DatasetSplit(recon_epochs=2, split_dataset=False)
     batches = packed.round_batches([0], split, 5, np.random.default_rng(0))
     recon = batches.recon.items[0].reshape(-1)
     first, second = recon[:300], recon[300:]
@@ -185,7 +203,7 @@ def test_round_batches_reshuffle_each_pass_draws_new_orders():
 
 
 def test_round_inputs_number_local_item_rows():
-    batches = sim.RoundBatches.from_lists(
+    batches = RoundBatches.from_lists(
         recon=[[batch([4, 4, 1], [1, 2, 3])], [batch([4], [5])]],
         post_recon=[[batch([1, 2], [1, 1]), batch([2], [3])], []],
         batch_size=3,
@@ -211,7 +229,7 @@ def test_round_inputs_number_local_item_rows():
 # --------------------------------------------------------------------------------------
 
 
-def reference_round(item_matrix, recon, post_recon, config, user_init, train=True):
+def reference_round(item_matrix, recon, post_recon, run, user_init, train=True):
     """FedRecon written out with loops, in float64: one client, one batch at a time.
 
     With ``train=False``, the evaluation: post-reconstruction batches are only measured.
@@ -224,7 +242,7 @@ def reference_round(item_matrix, recon, post_recon, config, user_init, train=Tru
         user = np.full(k, user_init)
         for items, ratings in recon_batches:
             error = items_local[items] @ user - ratings
-            user -= config.recon_lr * 2 * error @ items_local[items] / len(items)
+            user -= run.reconstruction_lr * 2 * error @ items_local[items] / len(items)
         for items, ratings in post_batches:
             error = items_local[items] @ user - ratings
             loss_sum += np.mean(error**2)
@@ -234,11 +252,11 @@ def reference_round(item_matrix, recon, post_recon, config, user_init, train=Tru
             squared_error += np.sum(error**2)
             gradient = np.zeros_like(items_local)
             np.add.at(gradient, items, 2 * error[:, None] * user / len(items))
-            items_local -= config.client_lr * gradient * train
+            items_local -= run.client_lr * gradient * train
         weight = sum(len(items) for items, _ in post_batches)
         weighted_deltas += weight * (items_local - item_matrix)
         weights += weight
-    updated = item_matrix + config.server_lr * weighted_deltas / weights
+    updated = item_matrix + run.server_lr * weighted_deltas / weights
     metrics = {
         "loss": loss_sum / num_batches,
         "rating_accuracy": correct / examples,
@@ -263,14 +281,16 @@ def random_client_batches(rng, num_clients, max_batches, batch_size=5):
 
 def test_training_round_matches_the_reference():
     rng = np.random.default_rng(1)
-    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, user_init_range=(0.3, 0.3))
+    run = small_run()
     item_matrix = rng.uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS)).astype(np.float32)
     recon = random_client_batches(rng, 6, 4)
     post_recon = random_client_batches(rng, 6, 6)
     post_recon[0] = []  # a client without post-reconstruction batches weighs nothing
-    simulator = sim.FedReconSimulator(config, item_matrix=item_matrix)
-    metrics = simulator.run_round_batches(sim.RoundBatches.from_lists(recon, post_recon, 5))
-    expected_matrix, expected = reference_round(item_matrix, recon, post_recon, config, 0.3)
+    simulator = sim.FedReconSimulator(
+        run, NUM_ITEMS, item_matrix=item_matrix, user_init_range=(0.3, 0.3)
+    )
+    metrics = simulator.run_round_batches(RoundBatches.from_lists(recon, post_recon, 5))
+    expected_matrix, expected = reference_round(item_matrix, recon, post_recon, run, 0.3)
     np.testing.assert_allclose(simulator.item_matrix, expected_matrix, atol=1e-5)
     assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     assert metrics["rating_accuracy"] == pytest.approx(expected["rating_accuracy"])
@@ -279,13 +299,15 @@ def test_training_round_matches_the_reference():
 
 def test_evaluation_matches_the_reference_and_changes_nothing():
     rng = np.random.default_rng(2)
-    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, user_init_range=(0.3, 0.3))
+    run = small_run()
     item_matrix = rng.uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS)).astype(np.float32)
     recon = random_client_batches(rng, 5, 4)
     post_recon = random_client_batches(rng, 5, 6)
-    simulator = sim.FedReconSimulator(config, item_matrix=item_matrix)
-    metrics = simulator.evaluate_batches(sim.RoundBatches.from_lists(recon, post_recon, 5))
-    _, expected = reference_round(item_matrix, recon, post_recon, config, 0.3, train=False)
+    simulator = sim.FedReconSimulator(
+        run, NUM_ITEMS, item_matrix=item_matrix, user_init_range=(0.3, 0.3)
+    )
+    metrics = simulator.evaluate_batches(RoundBatches.from_lists(recon, post_recon, 5))
+    _, expected = reference_round(item_matrix, recon, post_recon, run, 0.3, train=False)
     np.testing.assert_array_equal(simulator.item_matrix, item_matrix)
     for name in ("loss", "rating_accuracy", "rmse"):
         assert metrics[name] == pytest.approx(expected[name], rel=1e-5), name
@@ -293,25 +315,25 @@ def test_evaluation_matches_the_reference_and_changes_nothing():
 
 
 def test_round_without_post_reconstruction_examples_leaves_items_unchanged():
-    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS)
-    simulator = sim.FedReconSimulator(config, seed=0)
+    simulator = sim.FedReconSimulator(small_run(), NUM_ITEMS, seed=0)
     before = simulator.item_matrix
-    batches = sim.RoundBatches.from_lists([[batch([1, 2], [3, 4])]], [[]], 5)
+    batches = RoundBatches.from_lists([[batch([1, 2], [3, 4])]], [[]], 5)
     metrics = simulator.run_round_batches(batches)
     assert metrics == {"loss": 0.0, "rating_accuracy": 0.0, "num_examples": 0}
     np.testing.assert_array_equal(simulator.item_matrix, before)
 
 
 def test_client_with_non_finite_update_is_dropped():
-    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, user_init_range=(0.1, 0.1))
+    options = {"item_matrix": None, "user_init_range": (0.1, 0.1)}
     item_matrix = np.random.default_rng(3).uniform(-0.05, 0.05, (NUM_ITEMS, NUM_FACTORS))
     good = ([batch([1, 2], [3, 4])], [batch([3, 4, 5], [5, 1, 2])])
     bad = ([batch([6], [3e38])], [batch([3, 7], [3e38, 3e38])])  # overflows to inf
-    alone = sim.FedReconSimulator(config, item_matrix=item_matrix)
-    alone.run_round_batches(sim.RoundBatches.from_lists([good[0]], [good[1]], 5))
-    both = sim.FedReconSimulator(config, item_matrix=item_matrix)
+    options["item_matrix"] = item_matrix
+    alone = sim.FedReconSimulator(small_run(), NUM_ITEMS, **options)
+    alone.run_round_batches(RoundBatches.from_lists([good[0]], [good[1]], 5))
+    both = sim.FedReconSimulator(small_run(), NUM_ITEMS, **options)
     metrics = both.run_round_batches(
-        sim.RoundBatches.from_lists([good[0], bad[0]], [good[1], bad[1]], 5)
+        RoundBatches.from_lists([good[0], bad[0]], [good[1], bad[1]], 5)
     )
     assert np.isfinite(both.item_matrix).all()
     np.testing.assert_array_equal(both.item_matrix, alone.item_matrix)
@@ -319,14 +341,13 @@ def test_client_with_non_finite_update_is_dropped():
 
 
 @pytest.fixture(scope="module")
-def packed_clients(rating_clients) -> sim.PackedClients:
-    return sim.PackedClients.from_rating_clients(rating_clients)
+def packed_clients(rating_clients) -> PackedClients:
+    return PackedClients.from_rating_clients(rating_clients)
 
 
 def simulate(packed_clients, seed, rounds=3):
-    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, train_split=OPTIONS_SPLIT)
-    simulator = sim.FedReconSimulator(config, seed=seed)
-    sampler = datasets.ClientSampler(packed_clients.client_ids, 10, seed=0)
+    simulator = sim.FedReconSimulator(OPTIONS_RUN, NUM_ITEMS, seed=seed)
+    sampler = clients.ClientSampler(packed_clients.client_ids, 10, seed=0)
     history = [simulator.run_round(packed_clients, sampler.sample()) for _ in range(rounds)]
     history.append(simulator.evaluate(packed_clients, packed_clients.client_ids))
     return history, simulator.item_matrix
@@ -342,8 +363,7 @@ def test_same_seed_same_results(packed_clients):
 
 
 def test_training_lowers_the_loss(packed_clients):
-    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, client_lr=0.1)
-    simulator = sim.FedReconSimulator(config, seed=0)
+    simulator = sim.FedReconSimulator(small_run(client_lr=0.1), NUM_ITEMS, seed=0)
     everyone = packed_clients.client_ids
     before = simulator.evaluate(packed_clients, everyone)
     for _ in range(30):
@@ -355,19 +375,23 @@ def test_training_lowers_the_loss(packed_clients):
 
 def test_config_checks_its_values():
     with pytest.raises(ValueError, match="recon_epochs"):
-        sim.DatasetSplit(recon_epochs=0)
+        splits.DatasetSplit(recon_epochs=0)
     with pytest.raises(ValueError, match="post_recon_steps_max"):
-        sim.DatasetSplit(post_recon_steps_max=0)
+        splits.DatasetSplit(post_recon_steps_max=0)
     with pytest.raises(ValueError, match="batch_size"):
-        sim.FedReconConfig(10, batch_size=0)
+        config.FedReconRun(batch_size=0)
     with pytest.raises(ValueError, match="shape"):
-        sim.FedReconSimulator(sim.FedReconConfig(10, 4), item_matrix=np.zeros((10, 5)))
+        sim.FedReconSimulator(
+            config.FedReconRun(num_latent_factors=4), 10, item_matrix=np.zeros((10, 5))
+        )
+    with pytest.raises(ValueError, match="num_items"):
+        sim.FedReconSimulator(config.FedReconRun(), 0)
 
 
 def test_imports_neither_tff_nor_keras_model():
     """The simulator needs plain TensorFlow only (it must run where TFF cannot be installed)."""
     code = (
-        "import sys, tutorial_utils.simulation; "
+        "import sys, tutorial_utils.simulator, tutorial_utils.runs; "
         "print(sorted({'tensorflow_federated', 'tutorial_utils.model'} & set(sys.modules)))"
     )
     result = subprocess.run(
@@ -388,7 +412,7 @@ def relative_difference(a: float, b: float) -> float:
 @requires_tff
 @pytest.mark.parametrize(
     "split, client_lr",
-    [(sim.DatasetSplit(), 0.5), (OPTIONS_SPLIT, 0.5), (NO_SPLIT, 0.1)],
+    [(splits.DatasetSplit(), 0.5), (OPTIONS_SPLIT, 0.5), (NO_SPLIT, 0.1)],
     ids=["default-split", "epochs-and-steps-max", "no-split"],
 )
 def test_matches_tff(rating_clients, split, client_lr):
@@ -400,32 +424,26 @@ def test_matches_tff(rating_clients, split, client_lr):
     model_fn = model.reconstruction_model_fn(
         NUM_ITEMS, NUM_FACTORS, user_initializer=tf.keras.initializers.Constant(0.01)
     )
-    split_options = dataclasses.asdict(split)
     process = training.build_training_process(
-        model_fn,
-        training.LearningRates(client=client_lr),
-        dataset_split_fn=tff.learning.models.ReconstructionModel.build_dataset_split_fn(
-            **split_options
-        ),
+        model_fn, config.FedReconRun(client_lr=client_lr), splits.tff_split_fn(split)
     )
     initial = np.random.default_rng(1).uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS))
     initial = initial.astype(np.float32)
     state = process.set_model_weights(
         process.initialize(), tff.learning.models.ModelWeights([initial], [])
     )
-    config = sim.FedReconConfig(
-        NUM_ITEMS, NUM_FACTORS, client_lr=client_lr, train_split=split, user_init_range=(0.01, 0.01)
+    simulator = sim.FedReconSimulator(
+        small_run(client_lr=client_lr), NUM_ITEMS, item_matrix=initial, user_init_range=(0.01, 0.01)
     )
-    simulator = sim.FedReconSimulator(config, item_matrix=initial)
 
-    sampler = datasets.ClientSampler(rating_clients.client_ids, 10, seed=3)
+    sampler = clients.ClientSampler(rating_clients.client_ids, 10, seed=3)
     metric_diffs, matrix_diffs = [], []
     for _ in range(5):
         client_ids = sampler.sample()
         state, tff_metrics = process.next(state, rating_clients.create_tf_datasets(client_ids))
         tff_metrics = training.round_metrics(tff_metrics)
         ours = simulator.run_round_batches(
-            sim.batches_from_datasets(
+            batches_from_datasets(
                 rating_clients.create_tf_datasets(client_ids), split, rating_clients.batch_size
             )
         )
@@ -444,9 +462,9 @@ def test_matches_tff(rating_clients, split, client_lr):
         evaluation, process.get_model_weights(state), rating_clients.create_tf_datasets(everyone)
     )
     ours_eval = simulator.evaluate_batches(
-        sim.batches_from_datasets(
+        batches_from_datasets(
             rating_clients.create_tf_datasets(everyone),
-            sim.DatasetSplit(),
+            splits.DatasetSplit(),
             rating_clients.batch_size,
         )
     )
@@ -469,9 +487,9 @@ def test_matches_tff(rating_clients, split, client_lr):
 
 
 def test_evaluate_with_a_seed_leaves_the_training_rounds_unchanged(packed_clients):
-    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, train_split=OPTIONS_SPLIT)
     ids = packed_clients.client_ids
-    plain, evaluated = sim.FedReconSimulator(config, seed=4), sim.FedReconSimulator(config, seed=4)
+    plain = sim.FedReconSimulator(OPTIONS_RUN, NUM_ITEMS, seed=4)
+    evaluated = sim.FedReconSimulator(OPTIONS_RUN, NUM_ITEMS, seed=4)
     plain.run_round(packed_clients, ids[:10])
     evaluated.run_round(packed_clients, ids[:10])
     first = evaluated.evaluate(packed_clients, ids[10:], seed=7)
@@ -483,8 +501,7 @@ def test_evaluate_with_a_seed_leaves_the_training_rounds_unchanged(packed_client
 
 
 def test_evaluate_reshuffle_option_overrides_the_config(packed_clients):
-    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, reshuffle_each_pass=True)
-    simulator = sim.FedReconSimulator(config, seed=0)
+    simulator = sim.FedReconSimulator(small_run(), NUM_ITEMS, seed=0, reshuffle_each_pass=True)
     ids = packed_clients.client_ids
     reshuffled = simulator.evaluate(packed_clients, ids, seed=1)
     assert simulator.evaluate(packed_clients, ids, seed=1, reshuffle_each_pass=True) == reshuffled
@@ -494,14 +511,14 @@ def test_evaluate_reshuffle_option_overrides_the_config(packed_clients):
 @pytest.mark.parametrize(
     "split",
     [
-        sim.DatasetSplit(),
+        splits.DatasetSplit(),
         OPTIONS_SPLIT,
-        sim.DatasetSplit(recon_epochs=5, recon_steps_max=50, post_recon_steps_max=50),
+        splits.DatasetSplit(recon_epochs=5, recon_steps_max=50, post_recon_steps_max=50),
     ],
 )
 def test_stage_overlap_one_order_keeps_the_halves_disjoint(split):
     packed = packed_example()
-    overlap = sim.stage_overlap(packed, [9, 7, 3], split, 5, reshuffle_each_pass=False, seed=0)
+    overlap = stage_overlap(packed, [9, 7, 3], split, 5, reshuffle_each_pass=False, seed=0)
     assert overlap.index.tolist() == [9, 7, 3]
     assert not overlap["shared"].any()
     assert (overlap["reconstruction"] + overlap["evaluation"] <= packed.counts[[2, 0, 1]]).all()
@@ -510,9 +527,9 @@ def test_stage_overlap_one_order_keeps_the_halves_disjoint(split):
 def test_stage_overlap_counts_the_batches_that_evaluate_draws():
     """Items are distinct within each client of packed_example, so items identify ratings."""
     packed = packed_example()
-    split = sim.DatasetSplit(recon_epochs=3)
+    split = splits.DatasetSplit(recon_epochs=3)
     for reshuffle in (False, True):
-        overlap = sim.stage_overlap(packed, [7, 9], split, 5, reshuffle_each_pass=reshuffle, seed=3)
+        overlap = stage_overlap(packed, [7, 9], split, 5, reshuffle_each_pass=reshuffle, seed=3)
         batches = packed.round_batches([7, 9], split, 5, np.random.default_rng(3), reshuffle)
         for c, client in enumerate([7, 9]):
             recon = set(batches.recon.items[c][batches.recon.mask[c]].tolist())
@@ -523,10 +540,9 @@ def test_stage_overlap_counts_the_batches_that_evaluate_draws():
 
 
 def test_train_returns_one_row_per_round_and_evaluates_on_schedule(packed_clients, capsys):
-    config = sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS, train_split=OPTIONS_SPLIT)
     ids = packed_clients.client_ids
-    simulator = sim.FedReconSimulator(config, seed=0)
-    sampler = datasets.ClientSampler(ids[:30], 10, seed=0)
+    simulator = sim.FedReconSimulator(OPTIONS_RUN, NUM_ITEMS, seed=0)
+    sampler = clients.ClientSampler(ids[:30], 10, seed=0)
     history = sim.train(
         simulator,
         packed_clients,
@@ -549,8 +565,8 @@ def test_train_returns_one_row_per_round_and_evaluates_on_schedule(packed_client
     assert history["val_rmse"].notna().tolist() == [False, True, False, True, True]
     assert "Training" in capsys.readouterr().out
     # The same rounds as run_round by hand (evaluating with a seed changes nothing).
-    again = sim.FedReconSimulator(config, seed=0)
-    sampler = datasets.ClientSampler(ids[:30], 10, seed=0)
+    again = sim.FedReconSimulator(OPTIONS_RUN, NUM_ITEMS, seed=0)
+    sampler = clients.ClientSampler(ids[:30], 10, seed=0)
     by_hand = [again.run_round(packed_clients, sampler.sample()) for _ in range(5)]
     assert history["loss"].tolist() == [m["loss"] for m in by_hand]
     np.testing.assert_array_equal(simulator.item_matrix, again.item_matrix)
@@ -559,15 +575,15 @@ def test_train_returns_one_row_per_round_and_evaluates_on_schedule(packed_client
 
 
 def test_train_without_evaluation_or_progress_bar(packed_clients, capsys):
-    simulator = sim.FedReconSimulator(sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS), seed=0)
-    sampler = datasets.ClientSampler(packed_clients.client_ids, 5, seed=0)
+    simulator = sim.FedReconSimulator(small_run(), NUM_ITEMS, seed=0)
+    sampler = clients.ClientSampler(packed_clients.client_ids, 5, seed=0)
     history = sim.train(simulator, packed_clients, sampler, 2, progress=False)
     assert history.columns.tolist() == ["loss", "rating_accuracy", "num_examples"]
     assert capsys.readouterr().out == ""
 
 
 def test_evaluate_groups_makes_one_row_per_group(packed_clients):
-    simulator = sim.FedReconSimulator(sim.FedReconConfig(NUM_ITEMS, NUM_FACTORS), seed=0)
+    simulator = sim.FedReconSimulator(small_run(), NUM_ITEMS, seed=0)
     ids = packed_clients.client_ids
     table = sim.evaluate_groups(
         simulator, packed_clients, {"validation": ids[:10], "test": ids[10:25]}, seed=2
@@ -579,72 +595,47 @@ def test_evaluate_groups_makes_one_row_per_group(packed_clients):
     assert table.loc["test", "rmse"] == expected["rmse"]
 
 
-def test_paper_protocol_is_the_papers_and_smoke_is_smaller(monkeypatch):
-    paper = sim.PAPER_PROTOCOL
-    assert (paper.clients_per_round, paper.num_rounds) == (100, 500)
-    assert paper.split == sim.DatasetSplit(
-        recon_epochs=5,
-        recon_steps_max=50,
-        post_recon_epochs=1,
-        post_recon_steps_max=50,
-        split_dataset=True,
-    )
-    config = paper.simulator_config(num_items=3706)
-    assert config.train_split == config.eval_split == paper.split
-    assert (config.num_latent_factors, config.batch_size) == (50, 5)
-    assert (config.server_lr, config.client_lr, config.recon_lr) == (1.0, 0.5, 0.1)
-    monkeypatch.setenv("FEDRECON_CONFIG", "full")
-    assert sim.protocol() is paper
-    monkeypatch.setenv("FEDRECON_CONFIG", "smoke")
-    smoke = sim.protocol()
-    assert smoke is sim.SMOKE_PROTOCOL and smoke.split == paper.split
-    assert smoke.num_rounds * smoke.clients_per_round < paper.num_rounds * paper.clients_per_round
-    assert smoke.num_rounds % smoke.eval_every == 0
-
-
 # --------------------------------------------------------------------------------------
-# Exercise 1's runs
+# runs.train_and_score with the simulator
 # --------------------------------------------------------------------------------------
 
 
-def test_run_config_trains_as_the_run_says_and_scores_one_uncapped_pass():
-    from tutorial_utils import config
+def test_simulated_runs_repeat_with_their_seed_and_learn(ratings_df):
+    base = dataclasses.replace(config.SMOKE, max_clients=None)
+    run = small_run(client_lr=0.1, clients_per_round=20, num_rounds=1)
+    source = type("Source", (), {"kind": "synthetic"})()
+    movies = pd.DataFrame(index=range(NUM_ITEMS))
 
-    run = dataclasses.replace(
-        config.SPLIT_ALONE,
-        recon_epochs=5,
-        reconstruction_lr=0.3,
-        client_lr=0.2,
-        server_lr=1.5,
-        batch_size=7,
-    )
-    got = sim.run_config(run, NUM_ITEMS, NUM_FACTORS)
-    assert (got.num_items, got.num_latent_factors, got.batch_size) == (NUM_ITEMS, NUM_FACTORS, 7)
-    assert (got.server_lr, got.client_lr, got.recon_lr) == (1.5, 0.2, 0.3)
-    assert got.train_split == sim.DatasetSplit(
-        recon_epochs=5, recon_steps_max=50, post_recon_epochs=1, post_recon_steps_max=50
-    )
-    assert got.eval_split == sim.DatasetSplit(recon_epochs=5, recon_steps_max=50)
+    def scores(seed, run=run):
+        result = runs.train_and_score(
+            run,
+            source,
+            ratings_df,
+            movies,
+            engine="simulator",
+            base=base,
+            seed=seed,
+            progress=False,
+        )
+        assert result.engine == "simulator" and list(result.history.index) == list(
+            range(1, run.num_rounds + 1)
+        )
+        return {"validation": result.validation, "test": result.test}
 
-
-def test_simulate_run_repeats_with_its_seed_and_learns(ratings_df):
-    from tutorial_utils import config
-
-    base = dataclasses.replace(config.SMOKE, max_clients=None, num_latent_factors=NUM_FACTORS)
-    run = config.FedReconRun(client_lr=0.1, clients_per_round=20, num_rounds=1)
-
-    def scores(result):
-        return {name: result[name] for name in ("validation", "test")}
-
-    first = sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=3)
-    assert set(first) == {"validation", "test", "history"}
-    assert list(first["history"].index) == [1]
-    assert scores(first) == scores(sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=3))
-    assert scores(first) != scores(sim.simulate_run(run, ratings_df, NUM_ITEMS, base, seed=4))
-    longer = sim.simulate_run(
-        dataclasses.replace(run, num_rounds=40), ratings_df, NUM_ITEMS, base, seed=3
-    )
-    first = scores(first)
+    first = scores(3)
+    assert first == scores(3)
+    assert first != scores(4)
+    longer = scores(3, dataclasses.replace(run, num_rounds=40))
     for name in first:
         assert longer[name]["num_examples"] == first[name]["num_examples"]
         assert longer[name]["loss"] < first[name]["loss"]
+
+
+def test_train_and_score_refuses_unknown_engines_and_tff_only_options(ratings_df):
+    source = type("Source", (), {"kind": "synthetic"})()
+    with pytest.raises(ValueError, match="engine"):
+        runs.train_and_score(small_run(), source, ratings_df, pd.DataFrame(), engine="jax")
+    with pytest.raises(ValueError, match="split_fn"):
+        runs.train_and_score(
+            small_run(), source, ratings_df, pd.DataFrame(), engine="simulator", split_fn=print
+        )

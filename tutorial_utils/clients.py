@@ -11,11 +11,13 @@ TFF's ``ClientData`` does. The per-client semantics are the original's:
 
 Clients are split into train, validation and test by user with the original's
 permutation (``numpy`` seed 42), so that evaluation users are never seen in training.
+:func:`user_split` does all of it in one call: the clients, and their split by user.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -30,7 +32,7 @@ SHUFFLE_SEED = 42
 _SHUFFLE_SEED_PAIR = (87654321, SHUFFLE_SEED)
 
 
-def _shuffle(dataset: tf.data.Dataset, buffer_size: int, reshuffle: bool) -> tf.data.Dataset:
+def _shuffle(dataset: tf.data.Dataset, buffer_size: int) -> tf.data.Dataset:
     """``dataset.shuffle(buffer_size, seed=42)`` as the walkthrough ran it, whatever the
     global seed."""
     variant = tf.raw_ops.ShuffleDatasetV3(
@@ -41,7 +43,7 @@ def _shuffle(dataset: tf.data.Dataset, buffer_size: int, reshuffle: bool) -> tf.
         seed_generator=tf.raw_ops.DummySeedGenerator(),
         output_types=[spec.dtype for spec in tf.nest.flatten(dataset.element_spec)],
         output_shapes=[spec.shape for spec in tf.nest.flatten(dataset.element_spec)],
-        reshuffle_each_iteration=reshuffle,
+        reshuffle_each_iteration=True,
     )
     return tf.data.experimental.from_variant(variant, dataset.element_spec)
 
@@ -60,18 +62,19 @@ class RatingClients:
         batch_size: int = 5,
         max_examples_per_user: int | None = 300,
         max_clients: int | None = None,
-        reshuffle_each_iteration: bool = True,
+        reshuffle_each_pass: bool = True,
     ):
         """Groups ``ratings_df`` (remapped ``UserID``, ``MovieID``, ``Rating``) by user.
 
         Users are the ids ``0 .. n-1`` of the remapped table; ``max_clients`` keeps the
         first ones, as the walkthrough's ``max_clients`` did.
 
-        ``reshuffle_each_iteration=True`` is the walkthrough's behaviour: every pass over a
+        ``reshuffle_each_pass=True`` is the walkthrough's behaviour: every pass over a
         client's dataset has a new order. TFF's default split reads the dataset twice
         (even batches to reconstruct, odd batches to train or evaluate), so the two halves
-        come from different orders and share examples. ``False`` fixes one order per
-        client, which makes the halves disjoint.
+        come from different orders and share examples. ``False`` replays the first pass's
+        order on every pass, which makes the halves disjoint; ``create_tf_datasets`` can
+        choose per call.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
@@ -92,7 +95,7 @@ class RatingClients:
             self._counts = np.minimum(self._counts, max_examples_per_user)
         self.batch_size = batch_size
         self.max_examples_per_user = max_examples_per_user
-        self.reshuffle_each_iteration = reshuffle_each_iteration
+        self.reshuffle_each_pass = reshuffle_each_pass
         self.client_ids: list[int] = [int(u) for u in np.flatnonzero(self._counts)]
 
     def __len__(self) -> int:
@@ -111,46 +114,37 @@ class RatingClients:
         rows = self._rows(client_id)
         return self._x[rows, 0], self._y[rows, 0].astype(np.int64)
 
-    def create_tf_dataset_for_client(self, client_id: int) -> tf.data.Dataset:
-        """The client's shuffled, batched ``tf.data.Dataset``."""
+    def create_tf_dataset_for_client(
+        self, client_id: int, reshuffle_each_pass: bool | None = None
+    ) -> tf.data.Dataset:
+        """The client's shuffled, batched ``tf.data.Dataset``.
+
+        ``reshuffle_each_pass`` (default: the one given to the constructor): when False,
+        every pass yields the batches of the first pass, in the same order, so that the two
+        halves of TFF's split are disjoint. Those batches are held in memory.
+        """
         rows = self._rows(client_id)
         if rows.start == rows.stop:
             raise KeyError(f"User {client_id} has no ratings.")
-        dataset = tf.data.Dataset.from_tensor_slices(
-            collections.OrderedDict(x=self._x[rows], y=self._y[rows])
-        )
+        examples = collections.OrderedDict(x=self._x[rows], y=self._y[rows])
         count = rows.stop - rows.start
-        return _shuffle(dataset, count, self.reshuffle_each_iteration).batch(self.batch_size)
+        dataset = tf.data.Dataset.from_tensor_slices(examples)
+        dataset = _shuffle(dataset, count).batch(self.batch_size)
+        if reshuffle_each_pass is None:
+            reshuffle_each_pass = self.reshuffle_each_pass
+        if reshuffle_each_pass:
+            return dataset
+        # The first pass of the walkthrough's pipeline, replayed: the same batches as a
+        # client sees the first time its data is read, whatever else reads it.
+        first_pass = list(dataset.as_numpy_iterator())
+        replay = tf.nest.map_structure(lambda *parts: np.concatenate(parts), *first_pass)
+        return tf.data.Dataset.from_tensor_slices(replay).batch(self.batch_size)
 
-    def create_tf_datasets(self, client_ids: Iterable[int]) -> list[tf.data.Dataset]:
+    def create_tf_datasets(
+        self, client_ids: Iterable[int], reshuffle_each_pass: bool | None = None
+    ) -> list[tf.data.Dataset]:
         """The datasets of several clients, e.g. the ones sampled for a round."""
-        return [self.create_tf_dataset_for_client(int(c)) for c in client_ids]
-
-
-def shared_examples(first: tf.data.Dataset, second: tf.data.Dataset) -> tuple[int, int]:
-    """How many of ``second``'s examples also occur in ``first``, and how many it has.
-
-    Within one client every movie is rated once, so an example is known by its movie id
-    ``x``. Used to check that reconstruction and evaluation data are disjoint.
-    """
-    seen = {int(x) for batch in first for x in batch["x"].numpy().ravel()}
-    movies = [int(x) for batch in second for x in batch["x"].numpy().ravel()]
-    return sum(movie in seen for movie in movies), len(movies)
-
-
-def split_overlap(client_datasets: Sequence[tf.data.Dataset], dataset_split_fn) -> tuple[int, int]:
-    """How many scored examples were also used for reconstruction, over all clients.
-
-    ``dataset_split_fn`` maps a client's dataset to its (reconstruction, post-reconstruction)
-    datasets, as TFF's ``ReconstructionModel.build_dataset_split_fn`` does. Returns the
-    shared count and the number of post-reconstruction (scored) examples.
-    """
-    shared = total = 0
-    for dataset in client_datasets:
-        reconstruction, scored = dataset_split_fn(dataset)
-        client_shared, client_total = shared_examples(reconstruction, scored)
-        shared, total = shared + client_shared, total + client_total
-    return shared, total
+        return [self.create_tf_dataset_for_client(int(c), reshuffle_each_pass) for c in client_ids]
 
 
 def split_clients(
@@ -189,3 +183,40 @@ class ClientSampler:
         """The client ids of the next round."""
         picks = self._rng.choice(len(self.client_ids), self.clients_per_round, replace=False)
         return [self.client_ids[i] for i in picks]
+
+
+@dataclasses.dataclass
+class UserSplit:
+    """The clients of a run and their split by user: who trains, who validates, who tests."""
+
+    clients: RatingClients
+    train_ids: list[int]
+    val_ids: list[int]
+    test_ids: list[int]
+
+    def packed(self):
+        """Every client's ratings in one padded table, for the simulator
+        (:class:`tutorial_utils.batches.PackedClients`)."""
+        from tutorial_utils.batches import PackedClients
+
+        return PackedClients.from_rating_clients(self.clients)
+
+
+def user_split(
+    ratings_df: pd.DataFrame,
+    *,
+    batch_size: int = 5,
+    max_examples_per_user: int | None = 300,
+    max_clients: int | None = None,
+    seed: int = 42,
+) -> UserSplit:
+    """One client per user of ``ratings_df`` (:class:`RatingClients`), split 80/10/10 into
+    train, validation and test users with the walkthrough's permutation (``seed``)."""
+    clients = RatingClients(
+        ratings_df,
+        batch_size=batch_size,
+        max_examples_per_user=max_examples_per_user,
+        max_clients=max_clients,
+    )
+    train_ids, val_ids, test_ids = split_clients(clients.client_ids, seed=seed)
+    return UserSplit(clients, train_ids, val_ids, test_ids)

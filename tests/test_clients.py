@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from conftest import real_data_dir, requires_real_data
 
-from tutorial_utils import datasets
+from tutorial_utils.clients import ClientSampler, RatingClients, split_clients, user_split
 
 
 def all_examples(dataset):
@@ -18,7 +18,7 @@ def all_examples(dataset):
 
 
 def test_client_holds_first_ratings_in_file_order(small_ratings):
-    clients = datasets.RatingClients(small_ratings, batch_size=2, max_examples_per_user=5)
+    clients = RatingClients(small_ratings, batch_size=2, max_examples_per_user=5)
     movies, ratings = clients.client_arrays(0)
     expected = small_ratings[small_ratings.UserID == 0].head(5)
     np.testing.assert_array_equal(movies, expected.MovieID)
@@ -27,7 +27,7 @@ def test_client_holds_first_ratings_in_file_order(small_ratings):
 
 
 def test_dataset_is_a_shuffle_of_the_client_data_with_the_right_types(small_ratings):
-    clients = datasets.RatingClients(small_ratings, batch_size=4, max_examples_per_user=None)
+    clients = RatingClients(small_ratings, batch_size=4, max_examples_per_user=None)
     dataset = clients.create_tf_dataset_for_client(2)
     assert dataset.element_spec == collections.OrderedDict(
         x=tf.TensorSpec([None, 1], tf.int64), y=tf.TensorSpec([None, 1], tf.float32)
@@ -41,7 +41,7 @@ def test_dataset_is_a_shuffle_of_the_client_data_with_the_right_types(small_rati
 
 
 def test_shuffle_order_does_not_depend_on_the_global_seed(small_ratings):
-    clients = datasets.RatingClients(small_ratings, batch_size=3)
+    clients = RatingClients(small_ratings, batch_size=3)
     before = all_examples(clients.create_tf_dataset_for_client(2))[0]
     tf.keras.utils.set_random_seed(1234)
     after = all_examples(clients.create_tf_dataset_for_client(2))[0]
@@ -51,7 +51,7 @@ def test_shuffle_order_does_not_depend_on_the_global_seed(small_ratings):
 def test_shuffle_matches_tensorflow_shuffle_with_seed_42_and_no_global_seed(small_ratings):
     # The walkthrough called dataset.shuffle(n, seed=42) without a global seed: TensorFlow
     # then uses the seed pair (87654321, 42). Rebuild that in a graph with that graph seed.
-    clients = datasets.RatingClients(small_ratings, batch_size=12)
+    clients = RatingClients(small_ratings, batch_size=12)
     movies, ratings = clients.client_arrays(2)
     ours = all_examples(clients.create_tf_dataset_for_client(2))[0]
     with tf.Graph().as_default() as graph:
@@ -64,79 +64,61 @@ def test_shuffle_matches_tensorflow_shuffle_with_seed_42_and_no_global_seed(smal
 
 
 def test_each_pass_reshuffles(small_ratings):
-    dataset = datasets.RatingClients(small_ratings, batch_size=12).create_tf_dataset_for_client(2)
+    dataset = RatingClients(small_ratings, batch_size=12).create_tf_dataset_for_client(2)
     first, second = (all_examples(dataset)[0] for _ in range(2))
     assert sorted(first) == sorted(second) and first.tolist() != second.tolist()
 
 
 def test_without_reshuffling_every_pass_has_one_shuffled_order(small_ratings):
-    fixed = datasets.RatingClients(small_ratings, batch_size=12, reshuffle_each_iteration=False)
+    fixed = RatingClients(small_ratings, batch_size=12, reshuffle_each_pass=False)
     dataset = fixed.create_tf_dataset_for_client(2)
     first, second = (all_examples(dataset)[0] for _ in range(2))
     np.testing.assert_array_equal(first, second)
     assert first.tolist() != fixed.client_arrays(2)[0].tolist()
 
 
-def test_shared_examples_counts_overlap_of_two_halves():
-    # One user who rated 12 different movies: a movie id identifies an example.
-    ratings = pd.DataFrame(
-        {
-            "UserID": [0] * 12,
-            "MovieID": np.arange(12),
-            "Rating": np.arange(12) % 5 + 1,
-            "Timestamp": np.arange(12),
-        }
-    )
-    clients = datasets.RatingClients(ratings, batch_size=2, reshuffle_each_iteration=False)
-    dataset = clients.create_tf_dataset_for_client(0)
-    even = dataset.enumerate().filter(lambda i, _: i % 2 == 0).map(lambda _, batch: batch)
-    odd = dataset.enumerate().filter(lambda i, _: i % 2 == 1).map(lambda _, batch: batch)
-    assert datasets.shared_examples(even, odd) == (0, 6)
-    assert datasets.shared_examples(dataset, odd) == (6, 6)
+def test_without_reshuffling_each_pass_replays_the_first_pass_of_the_reshuffled_data():
+    ratings = pd.DataFrame({"UserID": [0] * 7, "MovieID": range(7), "Rating": [3] * 7})
+    clients = RatingClients(ratings, batch_size=3)
+    reshuffled = clients.create_tf_dataset_for_client(0)
+    first_pass = [b["x"].numpy().ravel().tolist() for b in reshuffled]
+    fixed = clients.create_tf_dataset_for_client(0, reshuffle_each_pass=False)
+    passes = [[b["x"].numpy().ravel().tolist() for b in fixed] for _ in range(2)]
+    assert passes[0] == passes[1] == first_pass and [len(b) for b in first_pass] == [3, 3, 1]
+    assert sorted(sum(first_pass, [])) == list(range(7))
+    assert fixed.element_spec == reshuffled.element_spec
+    # The constructor's choice is the default of every call.
+    constructed = RatingClients(ratings, batch_size=3, reshuffle_each_pass=False)
+    again = constructed.create_tf_datasets([0])[0]
+    assert [b["x"].numpy().ravel().tolist() for b in again] == first_pass
 
 
-def test_split_overlap_sums_over_clients_and_sees_reshuffling():
-    ratings = pd.DataFrame(
-        {
-            "UserID": np.repeat([0, 1], 20),
-            "MovieID": np.tile(np.arange(20), 2),
-            "Rating": 3,
-            "Timestamp": np.arange(40),
-        }
-    )
-
-    def even_odd(dataset):  # TFF's default split: two passes over the dataset
-        even = dataset.enumerate().filter(lambda i, _: i % 2 == 0).map(lambda _, batch: batch)
-        odd = dataset.enumerate().filter(lambda i, _: i % 2 == 1).map(lambda _, batch: batch)
-        return even, odd
-
-    def reuse(dataset):
-        return dataset, dataset
-
-    fixed = datasets.RatingClients(ratings, batch_size=2, reshuffle_each_iteration=False)
-    reshuffled = datasets.RatingClients(ratings, batch_size=2)
-    assert datasets.split_overlap(fixed.create_tf_datasets([0, 1]), even_odd) == (0, 20)
-    assert datasets.split_overlap(fixed.create_tf_datasets([0, 1]), reuse) == (40, 40)
-    shared, total = datasets.split_overlap(reshuffled.create_tf_datasets([0, 1]), even_odd)
-    assert total == 20 and 0 < shared < 20
+def test_user_split_builds_the_clients_and_splits_them_by_user(small_ratings):
+    users = user_split(small_ratings, batch_size=2, max_examples_per_user=5, seed=42)
+    assert users.clients.batch_size == 2 and users.clients.max_examples_per_user == 5
+    expected = split_clients(users.clients.client_ids, seed=42)
+    assert (users.train_ids, users.val_ids, users.test_ids) == expected
+    packed = users.packed()
+    assert packed.client_ids == users.clients.client_ids
+    assert packed.counts.tolist() == [users.clients.num_examples(c) for c in packed.client_ids]
 
 
 def test_max_clients_keeps_the_first_users(small_ratings):
-    clients = datasets.RatingClients(small_ratings, max_clients=2)
+    clients = RatingClients(small_ratings, max_clients=2)
     assert clients.client_ids == [0, 1]
     assert len(clients) == 2
 
 
 def test_bad_arguments_are_rejected(small_ratings):
     with pytest.raises(ValueError, match="batch_size"):
-        datasets.RatingClients(small_ratings, batch_size=0)
+        RatingClients(small_ratings, batch_size=0)
     with pytest.raises(ValueError, match="max_examples_per_user"):
-        datasets.RatingClients(small_ratings, max_examples_per_user=0)
+        RatingClients(small_ratings, max_examples_per_user=0)
 
 
 def test_split_uses_the_walkthrough_permutation():
     ids = list(range(2000))
-    train, val, test = datasets.split_clients(ids, 0.8, 0.1, seed=42)
+    train, val, test = split_clients(ids, 0.8, 0.1, seed=42)
     np.random.seed(42)
     reference = list(range(2000))
     np.random.shuffle(reference)
@@ -148,20 +130,20 @@ def test_split_uses_the_walkthrough_permutation():
 
 def test_split_rejects_fractions_that_do_not_fit():
     with pytest.raises(ValueError):
-        datasets.split_clients(range(10), 0.8, 0.3)
+        split_clients(range(10), 0.8, 0.3)
 
 
 def test_sampler_is_seeded_and_samples_without_replacement():
     ids = list(range(100, 200))
-    first = datasets.ClientSampler(ids, 30, seed=7)
-    second = datasets.ClientSampler(ids, 30, seed=7)
+    first = ClientSampler(ids, 30, seed=7)
+    second = ClientSampler(ids, 30, seed=7)
     rounds = [first.sample() for _ in range(3)]
     assert rounds == [second.sample() for _ in range(3)]
     for sample in rounds:
         assert len(set(sample)) == 30 and set(sample) <= set(ids)
     assert rounds[0] != rounds[1]
     with pytest.raises(ValueError):
-        datasets.ClientSampler(ids, 101)
+        ClientSampler(ids, 101)
 
 
 @requires_real_data
@@ -169,10 +151,8 @@ def test_first_training_batch_matches_the_walkthrough():
     from tutorial_utils import data
 
     ratings_df, _ = data.load_movielens(real_data_dir())
-    clients = datasets.RatingClients(
-        ratings_df, batch_size=5, max_examples_per_user=300, max_clients=2000
-    )
-    train, val, test = datasets.split_clients(clients.client_ids)
+    clients = RatingClients(ratings_df, batch_size=5, max_examples_per_user=300, max_clients=2000)
+    train, val, test = split_clients(clients.client_ids)
     assert (len(train), len(val), len(test)) == (1600, 200, 200)
     batch = next(iter(clients.create_tf_dataset_for_client(train[0])))
     assert batch["x"].numpy().ravel().tolist() == [1907, 2891, 1574, 2785, 2775]

@@ -1,0 +1,290 @@
+"""The batches of a simulated round: which ratings each client uses at each step.
+
+The simulator (``tutorial_utils.simulator``) takes a round's data as padded arrays
+(:class:`RoundBatches`), and this module makes them, in one of two ways:
+
+- :func:`batches_from_datasets` iterates the clients' ``tf.data`` pipelines exactly as
+  TFF does, so the simulator sees the same batches in the same order as TFF: use it
+  to compare with TFF (tests/test_simulation.py does, to 1e-7).
+- :meth:`PackedClients.round_batches`, which :meth:`FedReconSimulator.run_round` and
+  :meth:`~FedReconSimulator.evaluate` use, shuffles with the simulator's own seeded
+  numpy generator: fast, and the same in distribution, but not the same orders as
+  ``tf.data``'s shuffle. Only the data order differs, not the algorithm. (One more
+  difference: ``RatingClients`` shuffles with a fixed seed and its datasets are made
+  afresh each round, so a client sees the same orders every round it is sampled; the
+  simulator draws new ones.)
+
+Likewise the user embeddings: TFF's clients draw them from the Keras initializer, the
+simulator from its generator (``FedReconSimulator(user_init_range=...)``); a constant
+initializer makes both the same.
+
+The tutorial's pipelines (``RatingClients``) reshuffle on every pass by default:
+every pass over a client's data (each reconstruction epoch, then each
+post-reconstruction epoch) sees a new order. With ``split_dataset=True`` the
+"reconstruction half" (even batches) and "post-reconstruction half" (odd batches) are
+therefore taken from different orders and overlap, as TFF's documentation of
+``build_dataset_split_fn`` warns. :class:`PackedClients` reproduces that by default;
+``reshuffle_each_pass=False`` uses one order per round instead, which makes the halves
+disjoint, as the paper intends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tutorial_utils.splits import DatasetSplit, shared_ratings, split_dataset_fn
+
+
+class PhaseBatches(NamedTuple):
+    """The batches of one stage for every client of a round, padded.
+
+    ``items`` (int), ``ratings`` (float32) and ``mask`` (bool) are ``[clients, steps,
+    batch_size]``: ``items[c, t]`` is the batch client ``c`` uses at its step ``t``.
+    ``mask`` marks real examples; a step whose mask is all False is no step at all.
+    """
+
+    items: np.ndarray
+    ratings: np.ndarray
+    mask: np.ndarray
+
+
+class RoundBatches(NamedTuple):
+    """The reconstruction and post-reconstruction batches of every client of a round."""
+
+    recon: PhaseBatches
+    post_recon: PhaseBatches
+
+    @property
+    def num_clients(self) -> int:
+        return self.recon.items.shape[0]
+
+    @classmethod
+    def from_lists(
+        cls,
+        recon: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]],
+        post_recon: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]],
+        batch_size: int,
+    ) -> RoundBatches:
+        """Pads per-client lists of ``(item_ids, ratings)`` batches, in step order.
+
+        ``recon[c]`` and ``post_recon[c]`` are client ``c``'s batches for each stage;
+        no batch may hold more than ``batch_size`` examples.
+        """
+        if len(recon) != len(post_recon):
+            raise ValueError("recon and post_recon must list the same clients.")
+        return cls(_pad_phase(recon, batch_size), _pad_phase(post_recon, batch_size))
+
+
+def _pad_phase(
+    client_batches: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], batch_size: int
+) -> PhaseBatches:
+    """Pads lists of ``(items, ratings)`` batches, one list per client, into arrays."""
+    num_steps = max((len(batches) for batches in client_batches), default=0)
+    shape = (len(client_batches), num_steps, batch_size)
+    items = np.zeros(shape, np.int64)
+    ratings = np.zeros(shape, np.float32)
+    mask = np.zeros(shape, bool)
+    for c, batches in enumerate(client_batches):
+        for t, (batch_items, batch_ratings) in enumerate(batches):
+            size = len(batch_items)
+            if size > batch_size:
+                raise ValueError(f"A batch of {size} examples exceeds batch_size={batch_size}.")
+            items[c, t, :size] = batch_items
+            ratings[c, t, :size] = batch_ratings
+            mask[c, t, :size] = True
+    return PhaseBatches(items, ratings, mask)
+
+
+def batches_from_datasets(
+    datasets: Iterable[tf.data.Dataset], split: DatasetSplit, batch_size: int
+) -> RoundBatches:
+    """The batches TFF would use, read from the clients' ``tf.data`` pipelines.
+
+    Each dataset (elements ``x``: item ids ``[b, 1]``, ``y``: ratings ``[b, 1]``) is
+    split with :func:`split_dataset_fn` and iterated as TFF's client update does:
+    reconstruction first, then post-reconstruction. Pass freshly made datasets (e.g.
+    ``RatingClients.create_tf_datasets``): a dataset's shuffle order depends on how many
+    times it has been iterated. Slow (one eager pass per client); use it to compare with
+    TFF, and :meth:`PackedClients.round_batches` to simulate many rounds.
+    """
+    dataset_split = split_dataset_fn(split)
+    recon, post = [], []
+    for dataset in datasets:
+        recon_dataset, post_dataset = dataset_split(dataset)
+        for batches, phase_dataset in ((recon, recon_dataset), (post, post_dataset)):
+            batches.append(
+                [
+                    (batch["x"].numpy().reshape(-1), batch["y"].numpy().reshape(-1))
+                    for batch in phase_dataset
+                ]
+            )
+    return RoundBatches.from_lists(recon, post, batch_size)
+
+
+class Schedule(NamedTuple):
+    """Which batch each client uses at each step of a stage (arrays ``[clients, steps]``).
+
+    ``epoch``: the pass over the client's data; ``batch``: the batch's index within that
+    pass (before splitting); ``active``: False for the padding after a client's last step
+    (where ``epoch`` and ``batch`` are 0).
+    """
+
+    epoch: np.ndarray
+    batch: np.ndarray
+    active: np.ndarray
+
+
+def step_schedule(num_batches: np.ndarray, split: DatasetSplit, phase: str) -> Schedule:
+    """The batches that ``split`` gives each client in ``phase``, step by step.
+
+    ``num_batches[c]`` is how many batches one pass over client ``c``'s data makes. With
+    ``split_dataset`` a pass yields the even batches for reconstruction and the odd ones
+    for post-reconstruction; the passes are repeated ``epochs`` times and the result cut
+    at ``steps_max``, exactly as ``repeat(epochs).take(steps_max)``.
+    """
+    num_batches = np.asarray(num_batches, np.int64)
+    epochs, steps_max = split.epochs_and_steps_max(phase)
+    if split.split_dataset:
+        first, stride = (0, 2) if phase == "recon" else (1, 2)
+        per_pass = (num_batches - first + 1) // 2
+    else:
+        first, stride = 0, 1
+        per_pass = num_batches
+    num_steps = per_pass * epochs
+    if steps_max is not None:
+        num_steps = np.minimum(num_steps, steps_max)
+    step = np.arange(num_steps.max(initial=0))[None, :]
+    active = step < num_steps[:, None]
+    per_pass = np.maximum(per_pass, 1)[:, None]  # clients without batches take no step
+    return Schedule(
+        epoch=np.where(active, step // per_pass, 0),
+        batch=np.where(active, first + stride * (step % per_pass), 0),
+        active=active,
+    )
+
+
+class PackedClients:
+    """Every client's ratings in one padded table, so that a round's data is a gather.
+
+    Row ``r`` holds the item ids and ratings of ``client_ids[r]``, in the client's order,
+    padded to the largest client.
+    """
+
+    def __init__(
+        self, client_ids: Sequence[int], items: Sequence[np.ndarray], ratings: Sequence[np.ndarray]
+    ):
+        if not len(client_ids) == len(items) == len(ratings):
+            raise ValueError("client_ids, items and ratings must have the same length.")
+        self.client_ids = [int(c) for c in client_ids]
+        self._row = {c: r for r, c in enumerate(self.client_ids)}
+        self.counts = np.array([len(i) for i in items], np.int64)
+        if len(items) and self.counts.min() == 0:
+            raise ValueError("Every client needs at least one rating.")
+        valid = np.arange(self.counts.max(initial=1))[None, :] < self.counts[:, None]
+        self.items = np.zeros(valid.shape, np.int64)
+        self.ratings = np.zeros(valid.shape, np.float32)
+        if len(items):
+            self.items[valid] = np.concatenate(items)
+            self.ratings[valid] = np.concatenate(ratings)
+
+    @classmethod
+    def from_rating_clients(cls, clients) -> PackedClients:
+        """Packs a ``tutorial_utils.datasets.RatingClients`` (its capped, unshuffled arrays)."""
+        arrays = [clients.client_arrays(c) for c in clients.client_ids]
+        return cls(clients.client_ids, [a[0] for a in arrays], [a[1] for a in arrays])
+
+    def __len__(self) -> int:
+        return len(self.client_ids)
+
+    def rows(self, client_ids: Iterable[int]) -> np.ndarray:
+        """The table rows of ``client_ids``."""
+        return np.array([self._row[int(c)] for c in client_ids], np.int64)
+
+    def round_batches(
+        self,
+        client_ids: Sequence[int],
+        split: DatasetSplit,
+        batch_size: int,
+        rng: np.random.Generator,
+        reshuffle_each_pass: bool = True,
+    ) -> RoundBatches:
+        """The batches of ``client_ids`` for one round, shuffled with ``rng``.
+
+        Like the tutorial's pipelines: each pass over a client's ratings is a uniformly
+        random order (a new one per pass, unless ``reshuffle_each_pass`` is False), cut into
+        batches of ``batch_size``, the last one possibly smaller; then ``split`` chooses
+        the batches of each stage (:func:`step_schedule`).
+        """
+        rows = self.rows(client_ids)
+        counts = self.counts[rows]
+        num_batches = -(-counts // batch_size)
+        width = self.items.shape[1]
+        num_passes = split.recon_epochs + split.post_recon_epochs if reshuffle_each_pass else 1
+        # A uniform permutation of each client's ratings per pass: sort random keys,
+        # with the padding's keys above every real one so it stays at the end.
+        keys = rng.random((len(rows), num_passes, width))
+        keys = np.where(np.arange(width) < counts[:, None, None], keys, 2.0)
+        orders = np.argsort(keys, axis=2)
+
+        def phase_batches(phase: str, first_pass: int) -> PhaseBatches:
+            schedule = step_schedule(num_batches, split, phase)
+            passes = schedule.epoch + first_pass  # the order each step's batch comes from
+            if not reshuffle_each_pass:
+                passes = np.zeros_like(passes)
+            position = schedule.batch[..., None] * batch_size + np.arange(batch_size)
+            mask = schedule.active[..., None] & (position < counts[:, None, None])
+            position = np.where(mask, position, 0)
+            client = np.arange(len(rows))[:, None, None]
+            example = orders[client, passes[..., None], position]
+            return PhaseBatches(
+                items=np.where(mask, self.items[rows[:, None, None], example], 0),
+                ratings=np.where(mask, self.ratings[rows[:, None, None], example], 0),
+                mask=mask,
+            )
+
+        return RoundBatches(
+            recon=phase_batches("recon", 0),
+            post_recon=phase_batches("post_recon", split.recon_epochs),
+        )
+
+
+def stage_overlap(
+    clients: PackedClients,
+    client_ids: Sequence[int],
+    split: DatasetSplit,
+    batch_size: int,
+    *,
+    reshuffle_each_pass: bool,
+    seed: int,
+) -> pd.DataFrame:
+    """How many of each client's ratings the two stages share, for one draw of batches.
+
+    Draws the batches that ``FedReconSimulator.evaluate(clients, client_ids, split,
+    reshuffle_each_pass=..., seed=seed)`` uses (same generator, same draws), but with each
+    rating replaced by its position in the client's data, so that ratings are compared
+    as ratings, not as movie ids. Returns one row per client: ``reconstruction`` and
+    ``evaluation``, the distinct ratings each stage uses, and ``shared``, those used by both.
+    """
+    positions = [np.arange(count) for count in clients.counts]
+    numbered = PackedClients(
+        clients.client_ids, positions, [np.zeros(count, np.float32) for count in clients.counts]
+    )
+    batches = numbered.round_batches(
+        client_ids, split, batch_size, np.random.default_rng(seed), reshuffle_each_pass
+    )
+    rows = []
+    for c in range(batches.num_clients):
+        recon = batches.recon.items[c][batches.recon.mask[c]].tolist()
+        post = batches.post_recon.items[c][batches.post_recon.mask[c]].tolist()
+        shared, scored = shared_ratings(recon, post)
+        rows.append((len(set(recon)), scored, shared))
+    return pd.DataFrame(
+        rows,
+        columns=["reconstruction", "evaluation", "shared"],
+        index=pd.Index([int(c) for c in client_ids], name="client"),
+    )

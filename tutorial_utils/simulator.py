@@ -1,0 +1,551 @@
+"""A vectorized Federated Reconstruction simulator for matrix factorization.
+
+TensorFlow Federated runs FedRecon one client at a time, through a serialized
+computation and a C++ worker: on two cores a round of 50 clients takes seconds, while
+its arithmetic takes well under a millisecond. This module runs the same algorithm as
+``tff.learning.algorithms.build_fed_recon`` and ``build_fed_recon_eval`` with plain
+TensorFlow ops, every client of a round at once, and needs no TFF.
+
+The algorithm (one round)
+-------------------------
+The model predicts a rating as ``user_embedding . item_embedding``. The item matrix
+``V`` (``[num_items, k]``) is global; each user's embedding ``u`` (``[k]``) is local and
+never leaves the device. Every sampled client:
+
+1. receives the global item matrix;
+2. splits its batches into a reconstruction part and a post-reconstruction part
+   (:class:`DatasetSplit`, as ``ReconstructionModel.build_dataset_split_fn``);
+3. **reconstructs** ``u``: starts from the initializer (a fresh draw each round, since
+   clients keep no state), and takes one SGD step per reconstruction batch, with ``V``
+   frozen, at the reconstruction learning rate;
+4. **trains** ``V``: one SGD step per post-reconstruction batch, with ``u`` frozen, at
+   the client learning rate; the loss and accuracy of those batches, computed before
+   each step, are the round's metrics;
+5. sends back ``delta = V_trained - V`` and a weight: its number of
+   post-reconstruction examples (TFF's default ``ClientWeighting.NUM_EXAMPLES``; a
+   client without post-reconstruction batches has weight 0; a client whose delta is
+   not finite is dropped, weight 0, though its metrics still count).
+
+The server adds the example-weighted mean of the deltas, scaled by the server
+learning rate: ``V += server_lr * sum(w_c * delta_c) / sum(w_c)`` (TFF's SGD applied
+to ``-mean_delta`` as the gradient). If that mean is not finite (e.g. every weight was
+0) the round leaves ``V`` unchanged, as TFF's finalizer does.
+
+The loss of a batch is Keras' mean squared error over the batch. The reported
+``loss`` is what TFF reports: the *mean over batches* of those batch losses (Keras'
+``MeanMetricWrapper`` counts one value per batch), summed over clients before the
+division. ``rating_accuracy`` (``|y - prediction| <= 0.5``) is a mean over examples.
+Both use post-reconstruction batches only. Evaluation reconstructs ``u`` the same way
+and then measures the post-reconstruction batches without training; it also reports
+``rmse``, the square root of the mean squared error over examples.
+
+How it is vectorized
+--------------------
+A client only touches the item rows it rated, so its local copy of ``V`` is just those
+rows. The local copies of all clients in a round are stacked into one table with one
+row per (client, item) pair; every rating points at its row. Batches are padded to
+``[clients, steps, batch_size]`` with a mask, so step ``t`` of every client runs at
+once: gather the rows, predict, take the gradient of the masked mean squared error,
+and update (``u`` for reconstruction; the table rows, by scatter-add, for training).
+Padded examples have zero gradient and point at one scratch row, so a client that has
+run out of batches is left as it is. At the end the deltas of the table rows are
+weighted and summed into the item rows they came from (``unsorted_segment_sum``).
+
+Host-side bookkeeping (choosing batches, numbering the table rows) is done with numpy;
+the arithmetic is one ``tf.function`` per round, compiled with XLA
+(``jit_compile=True``), which fuses each step's few small ops: the steps are sequential,
+and without XLA the per-op overhead of TensorFlow's executor dominates. XLA compiles a
+program per input shape, so shapes are rounded up to a few sizes (:func:`_bucket`); the
+first rounds of each new size take about a second to compile.
+
+The batches come from ``tutorial_utils.batches``; the training loop is
+:func:`rounds.run_rounds`, through :func:`train`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tutorial_utils import metrics, rounds
+from tutorial_utils.batches import PackedClients, RoundBatches
+from tutorial_utils.config import FedReconRun
+from tutorial_utils.splits import DatasetSplit
+
+# The per-client sums that the TensorFlow part returns, one column each.
+_LOSS_SUM, _NUM_BATCHES, _NUM_CORRECT, _NUM_EXAMPLES, _SQUARED_ERROR = range(5)
+_NUM_SUMS = 5
+
+
+def _bucket(size: int) -> int:
+    """``size`` rounded up to 4, 5, 6 or 7 times a power of two (at least 1).
+
+    XLA compiles one program per input shape; rounding the shapes up (by at most 25%)
+    keeps the number of programs small when client counts and steps vary by round.
+    """
+    if size <= 4:
+        return max(size, 1)
+    unit = 2 ** (int(size).bit_length() - 3)  # size is in [4 * unit, 8 * unit)
+    return -(-size // unit) * unit
+
+
+class _RoundInputs(NamedTuple):
+    """A round's batches renumbered onto the table of (client, item) rows, and padded.
+
+    The table has one row per distinct (client, item) pair of the round: the clients'
+    local copies of their item rows. ``*_rows`` give each example's table row; padded
+    examples point one past the table's end, at a scratch row.
+    """
+
+    table_items: np.ndarray  # [rows] int32: the item of each table row
+    table_clients: np.ndarray  # [rows] int32: the client of each table row
+    recon_rows: np.ndarray  # [clients, steps, batch] int32
+    recon_ratings: np.ndarray  # [clients, steps, batch] float32
+    recon_mask: np.ndarray  # [clients, steps, batch] float32, 1 for real examples
+    post_recon_rows: np.ndarray
+    post_recon_ratings: np.ndarray
+    post_recon_mask: np.ndarray
+
+
+def _round_inputs(batches: RoundBatches, num_items: int) -> _RoundInputs:
+    """Numbers the distinct (client, item) pairs of a round and pads every dimension.
+
+    Clients, steps and table rows are padded to :func:`_bucket` sizes; padding clients
+    and steps have no examples, padding table rows belong to no example.
+    """
+    phases = (batches.recon, batches.post_recon)
+    for phase in phases:
+        real_items = phase.items[phase.mask]
+        if real_items.size and (real_items.min() < 0 or real_items.max() >= num_items):
+            raise ValueError(f"Item ids must be in [0, {num_items}).")
+    client = np.arange(batches.num_clients, dtype=np.int64)[:, None, None]
+    keys = [(client * num_items + phase.items)[phase.mask] for phase in phases]
+    pairs, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    num_rows = _bucket(len(pairs))
+    num_clients = _bucket(batches.num_clients)
+    padded = []
+    for phase, phase_inverse in zip(phases, np.split(inverse, [len(keys[0])])):
+        clients, steps, batch_size = phase.mask.shape
+        shape = (num_clients, _bucket(steps), batch_size)
+        rows = np.full(shape, num_rows, np.int32)
+        rows[:clients, :steps][phase.mask] = phase_inverse
+        ratings = np.zeros(shape, np.float32)
+        ratings[:clients, :steps] = phase.ratings
+        mask = np.zeros(shape, np.float32)
+        mask[:clients, :steps] = phase.mask
+        padded += [rows, ratings, mask]
+    table_items = np.zeros(num_rows, np.int32)
+    table_items[: len(pairs)] = pairs % num_items
+    table_clients = np.zeros(num_rows, np.int32)
+    table_clients[: len(pairs)] = pairs // num_items
+    return _RoundInputs(table_items, table_clients, *padded)
+
+
+# ---------------------------------------------------------------------------------------
+# The arithmetic, in TensorFlow: every client at once
+# ---------------------------------------------------------------------------------------
+
+
+def _predict(table, user, rows):
+    """Item vectors ``[C, ..., B, k]`` of ``rows`` and predictions ``u . v``."""
+    vectors = tf.gather(table, rows)
+    return vectors, tf.einsum("c...k,ck->c...", vectors, user)
+
+
+def _loss_gradient(predictions, ratings, mask):
+    """d(batch loss)/d(prediction) for the masked mean squared error: ``2 (p - y) / n``.
+
+    Padded examples get exactly 0 (``tf.where``, not a product with the mask, so that a
+    diverged client's NaN in the shared scratch row cannot leak into other clients).
+    """
+    count = tf.reduce_sum(mask, axis=-1, keepdims=True)
+    return tf.where(mask > 0, 2.0 * (predictions - ratings) / tf.maximum(count, 1.0), 0.0)
+
+
+def _metric_sums(predictions, ratings, mask):
+    """Per client ``[C, 5]``: sum of batch losses, batches, correct, examples, squared error.
+
+    Works on one step (``[C, B]``) or on all steps (``[C, S, B]``).
+    """
+    real = mask > 0
+    squared_error = tf.where(real, tf.square(predictions - ratings), 0.0)
+    count = tf.reduce_sum(mask, axis=-1)
+    correct = tf.cast(real & metrics.is_correct(ratings, predictions), tf.float32)
+    per_batch = tf.stack(
+        [
+            tf.math.divide_no_nan(tf.reduce_sum(squared_error, axis=-1), count),
+            tf.cast(count > 0, tf.float32),
+            tf.reduce_sum(correct, axis=-1),
+            count,
+            tf.reduce_sum(squared_error, axis=-1),
+        ],
+        axis=-1,
+    )
+    return tf.reduce_sum(tf.reshape(per_batch, [tf.shape(mask)[0], -1, _NUM_SUMS]), axis=1)
+
+
+def _reconstruct(table, user, rows, ratings, mask, learning_rate):
+    """SGD on the user embeddings, one step per reconstruction batch, items frozen."""
+    for t in tf.range(tf.shape(rows)[1]):
+        vectors, predictions = _predict(table, user, rows[:, t])
+        gradient = tf.einsum(
+            "cb,cbk->ck", _loss_gradient(predictions, ratings[:, t], mask[:, t]), vectors
+        )
+        user = user - learning_rate * gradient
+    return user
+
+
+def _train_items(table, user, rows, ratings, mask, learning_rate):
+    """SGD on the local item rows, one step per post-reconstruction batch, users frozen.
+
+    Returns the trained table and the per-client metric sums, measured before each step.
+    """
+    sums = tf.zeros([tf.shape(user)[0], _NUM_SUMS])
+    for t in tf.range(tf.shape(rows)[1]):
+        vectors, predictions = _predict(table, user, rows[:, t])
+        sums += _metric_sums(predictions, ratings[:, t], mask[:, t])
+        d_predictions = _loss_gradient(predictions, ratings[:, t], mask[:, t])
+        gradient = d_predictions[..., None] * user[:, None, :]  # d loss / d item row
+        table = tf.tensor_scatter_nd_add(table, rows[:, t, :, None], -learning_rate * gradient)
+    return table, sums
+
+
+def _local_table(item_matrix, table_items):
+    """The clients' local item rows, plus one scratch row for padded examples."""
+    return tf.concat(
+        [tf.gather(item_matrix, table_items), tf.zeros([1, tf.shape(item_matrix)[1]])], axis=0
+    )
+
+
+_PHASE_SPECS = [
+    tf.TensorSpec([None, None, None], tf.int32),  # table rows
+    tf.TensorSpec([None, None, None], tf.float32),  # ratings
+    tf.TensorSpec([None, None, None], tf.float32),  # mask
+]
+_COMMON_SPECS = [
+    tf.TensorSpec([None, None], tf.float32),  # item matrix
+    tf.TensorSpec([None], tf.int32),  # item of each table row
+    tf.TensorSpec([None, None], tf.float32),  # initial user embeddings
+    *_PHASE_SPECS,  # reconstruction
+    *_PHASE_SPECS,  # post-reconstruction
+    tf.TensorSpec([], tf.float32),  # reconstruction learning rate
+]
+
+
+@tf.function(
+    input_signature=[
+        *_COMMON_SPECS,
+        tf.TensorSpec([None], tf.int32),  # client of each table row
+        tf.TensorSpec([], tf.float32),  # client learning rate
+        tf.TensorSpec([], tf.float32),  # server learning rate
+    ],
+    jit_compile=True,
+)
+def _training_round(
+    item_matrix,
+    table_items,
+    user,
+    recon_rows,
+    recon_ratings,
+    recon_mask,
+    post_rows,
+    post_ratings,
+    post_mask,
+    recon_lr,
+    table_clients,
+    client_lr,
+    server_lr,
+):
+    """One FedRecon round: local reconstruction and training, then the server update."""
+    table = _local_table(item_matrix, table_items)
+    user = _reconstruct(table, user, recon_rows, recon_ratings, recon_mask, recon_lr)
+    trained, sums = _train_items(table, user, post_rows, post_ratings, post_mask, client_lr)
+    delta = (trained - table)[:-1]
+    num_clients = tf.shape(user)[0]
+    # A client whose update is not finite is dropped (zero delta, zero weight).
+    row_finite = tf.cast(tf.reduce_all(tf.math.is_finite(delta), axis=1), tf.int32)
+    client_finite = tf.math.unsorted_segment_min(row_finite, table_clients, num_clients) > 0
+    weights = tf.where(client_finite, sums[:, _NUM_EXAMPLES], 0.0)
+    row_weights = tf.gather(weights, table_clients)[:, None]
+    delta = tf.where(row_weights > 0, delta, 0.0)
+    weighted_sum = tf.math.unsorted_segment_sum(
+        delta * row_weights, table_items, tf.shape(item_matrix)[0]
+    )
+    mean_delta = weighted_sum / tf.reduce_sum(weights)
+    # Server SGD with -mean_delta as the gradient; a non-finite mean is rejected.
+    accept = tf.reduce_all(tf.math.is_finite(mean_delta))
+    return tf.where(accept, item_matrix + server_lr * mean_delta, item_matrix), sums
+
+
+@tf.function(input_signature=_COMMON_SPECS, jit_compile=True)
+def _evaluation(
+    item_matrix,
+    table_items,
+    user,
+    recon_rows,
+    recon_ratings,
+    recon_mask,
+    post_rows,
+    post_ratings,
+    post_mask,
+    recon_lr,
+):
+    """Reconstruction, then the metric sums of the post-reconstruction batches."""
+    table = _local_table(item_matrix, table_items)
+    user = _reconstruct(table, user, recon_rows, recon_ratings, recon_mask, recon_lr)
+    _, predictions = _predict(table, user, post_rows)
+    return _metric_sums(predictions, post_ratings, post_mask)
+
+
+# ---------------------------------------------------------------------------------------
+# The simulator
+# ---------------------------------------------------------------------------------------
+
+
+# Keras' "uniform" initializer: the bounds TFF's clients draw embeddings from.
+UNIFORM_INIT_RANGE = (-0.05, 0.05)
+
+
+class FedReconSimulator:
+    """Runs FedRecon rounds and evaluations on every client of a round at once.
+
+    ``run`` gives the model size, the learning rates, the batch size and the splits of
+    training (``run.train_split``) and evaluation (``run.eval_split``). ``seed`` fixes
+    everything random: the initial item matrix (unless ``item_matrix`` is given), each
+    round's user embeddings (drawn afresh for every client, as TFF's clients do) and the
+    shuffling of :class:`PackedClients`. Two simulators with the same arguments and calls
+    give the same results.
+
+    ``user_init_range`` and ``item_init_range`` are the bounds of uniform initializers
+    (``(c, c)`` is the constant ``c``); ``reshuffle_each_pass`` is how
+    :meth:`PackedClients.round_batches` shuffles (see ``tutorial_utils.batches``).
+    """
+
+    def __init__(
+        self,
+        run: FedReconRun,
+        num_items: int,
+        seed: int = 0,
+        *,
+        item_matrix: np.ndarray | None = None,
+        user_init_range: tuple[float, float] = UNIFORM_INIT_RANGE,
+        item_init_range: tuple[float, float] = UNIFORM_INIT_RANGE,
+        reshuffle_each_pass: bool = True,
+    ):
+        if num_items < 1:
+            raise ValueError(f"num_items must be at least 1, got {num_items}.")
+        self.run = run
+        self.num_items = num_items
+        self.user_init_range = user_init_range
+        self.item_init_range = item_init_range
+        self.reshuffle_each_pass = reshuffle_each_pass
+        self.rng = np.random.default_rng(seed)
+        if item_matrix is None:
+            shape = (num_items, run.num_latent_factors)
+            item_matrix = self.rng.uniform(*item_init_range, size=shape)
+        self.item_matrix = item_matrix
+
+    def snapshot(self) -> FedReconSimulator:
+        """A copy of this model (same run and item matrix), unaffected by further training."""
+        return FedReconSimulator(
+            self.run,
+            self.num_items,
+            item_matrix=self.item_matrix,
+            user_init_range=self.user_init_range,
+            item_init_range=self.item_init_range,
+            reshuffle_each_pass=self.reshuffle_each_pass,
+        )
+
+    @property
+    def item_matrix(self) -> np.ndarray:
+        """The global item matrix ``[num_items, num_latent_factors]``."""
+        return self._item_matrix.numpy()
+
+    @item_matrix.setter
+    def item_matrix(self, value: np.ndarray):
+        value = np.asarray(value, np.float32)
+        expected = (self.num_items, self.run.num_latent_factors)
+        if value.shape != expected:
+            raise ValueError(f"item_matrix must have shape {expected}, got {value.shape}.")
+        self._item_matrix = tf.constant(value)
+
+    def _arguments(
+        self, batches: RoundBatches, rng: np.random.Generator | None = None
+    ) -> tuple[_RoundInputs, list]:
+        """The round's inputs, and the arguments that both TensorFlow functions take.
+
+        The user embeddings are drawn from ``rng`` (default: the simulator's generator).
+        """
+        rng = self.rng if rng is None else rng
+        inputs = _round_inputs(batches, self.num_items)
+        k = self.run.num_latent_factors
+        users = np.zeros((len(inputs.recon_rows), k), np.float32)
+        users[: batches.num_clients] = rng.uniform(
+            *self.user_init_range, size=(batches.num_clients, k)
+        )
+        arguments = [
+            self._item_matrix,
+            inputs.table_items,
+            users,
+            inputs.recon_rows,
+            inputs.recon_ratings,
+            inputs.recon_mask,
+            inputs.post_recon_rows,
+            inputs.post_recon_ratings,
+            inputs.post_recon_mask,
+            self.run.reconstruction_lr,
+        ]
+        return inputs, arguments
+
+    def run_round_batches(self, batches: RoundBatches) -> dict[str, float]:
+        """One training round on explicit batches; updates :attr:`item_matrix`.
+
+        Returns TFF's round metrics ``loss`` and ``rating_accuracy``, and
+        ``num_examples``: the post-reconstruction examples, which weigh the clients.
+        """
+        inputs, arguments = self._arguments(batches)
+        self._item_matrix, sums = _training_round(
+            *arguments, inputs.table_clients, self.run.client_lr, self.run.server_lr
+        )
+        return _round_metrics(sums.numpy())
+
+    def run_round(self, clients: PackedClients, client_ids: Sequence[int]) -> dict[str, float]:
+        """One training round on ``client_ids``, shuffled with the simulator's generator."""
+        batches = clients.round_batches(
+            client_ids,
+            self.run.train_split,
+            self.run.batch_size,
+            self.rng,
+            self.reshuffle_each_pass,
+        )
+        return self.run_round_batches(batches)
+
+    def evaluate_batches(
+        self, batches: RoundBatches, rng: np.random.Generator | None = None
+    ) -> dict[str, float]:
+        """Reconstructs and evaluates on explicit batches, as ``build_fed_recon_eval``.
+
+        Returns ``loss``, ``rating_accuracy``, ``rmse`` and ``num_examples``. The initial
+        user embeddings come from ``rng`` (default: the simulator's generator).
+        """
+        _, arguments = self._arguments(batches, rng)
+        sums = _evaluation(*arguments).numpy()
+        result = _round_metrics(sums)
+        totals = sums.astype(np.float64).sum(axis=0)
+        result["rmse"] = metrics.rmse(totals[_SQUARED_ERROR], totals[_NUM_EXAMPLES])
+        return result
+
+    def evaluate(
+        self,
+        clients: PackedClients,
+        client_ids: Sequence[int],
+        split: DatasetSplit | None = None,
+        *,
+        reshuffle_each_pass: bool | None = None,
+        seed: int | None = None,
+    ) -> dict[str, float]:
+        """Evaluates on ``client_ids`` with ``split`` (default: ``run.eval_split``).
+
+        ``reshuffle_each_pass`` (default: the simulator's) chooses how the clients' data are
+        shuffled (:meth:`PackedClients.round_batches`); pass False to keep the
+        reconstruction and evaluation halves disjoint. With a ``seed``, the shuffling and
+        the initial user embeddings come from a new generator with that seed: the
+        simulator's own generator is left untouched, so evaluating in the middle of
+        training does not change the rounds that follow, and two evaluations with the same
+        seed use the same batches.
+        """
+        rng = self.rng if seed is None else np.random.default_rng(seed)
+        if reshuffle_each_pass is None:
+            reshuffle_each_pass = self.reshuffle_each_pass
+        batches = clients.round_batches(
+            client_ids,
+            split or self.run.eval_split,
+            self.run.batch_size,
+            rng,
+            reshuffle_each_pass,
+        )
+        return self.evaluate_batches(batches, rng)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, 0 when the denominator is 0 (Keras' ``divide_no_nan``)."""
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def _round_metrics(sums: np.ndarray) -> dict[str, float]:
+    """Sums the clients' metric sums, then divides: TFF's ``sum_then_finalize``."""
+    totals = sums.astype(np.float64).sum(axis=0)
+    return {
+        "loss": _ratio(totals[_LOSS_SUM], totals[_NUM_BATCHES]),
+        "rating_accuracy": _ratio(totals[_NUM_CORRECT], totals[_NUM_EXAMPLES]),
+        "num_examples": int(totals[_NUM_EXAMPLES]),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Training and evaluating, for the notebooks
+# ---------------------------------------------------------------------------------------
+
+
+def evaluate_groups(
+    simulator: FedReconSimulator,
+    clients: PackedClients,
+    groups: dict[str, Sequence[int]],
+    **evaluate_options,
+) -> pd.DataFrame:
+    """One row per group of users (e.g. ``{"validation": ids, "test": ids}``).
+
+    Columns: ``users``, ``loss``, ``rmse``, ``rating_accuracy`` and ``num_examples``
+    (the evaluated ratings). ``evaluate_options`` go to :meth:`FedReconSimulator.evaluate`.
+    """
+    rows = {}
+    for name, client_ids in groups.items():
+        metrics = simulator.evaluate(clients, client_ids, **evaluate_options)
+        rows[name] = {"users": len(client_ids), **metrics}
+    columns = ["users", "loss", "rmse", "rating_accuracy", "num_examples"]
+    table = pd.DataFrame.from_dict(rows, orient="index")[columns]
+    return table.astype({"users": int, "num_examples": int})
+
+
+def train(
+    simulator,
+    clients: PackedClients,
+    sampler,
+    num_rounds: int,
+    *,
+    eval_client_ids: Sequence[int] | None = None,
+    eval_every: int = 0,
+    progress: bool = True,
+    desc: str = "Training",
+    **evaluate_options,
+) -> pd.DataFrame:
+    """Runs ``num_rounds`` rounds of ``simulator`` (a :class:`FedReconSimulator`, or any
+    object with its ``run_round`` and ``evaluate``) through :func:`rounds.run_rounds`.
+
+    Returns a table indexed by round (1 to ``num_rounds``) with the round's training
+    metrics ``loss``, ``rating_accuracy`` and ``num_examples``. With ``eval_client_ids``
+    and ``eval_every``, the users ``eval_client_ids`` are evaluated after every
+    ``eval_every``-th round and after the last one: columns ``val_loss``, ``val_rmse``
+    and ``val_rating_accuracy``, empty (NaN) in the other rows. ``evaluate_options`` go
+    to :meth:`FedReconSimulator.evaluate`; give a ``seed`` so that evaluating does not
+    change the training rounds (and every evaluation draws the same batches).
+    """
+    evaluate = None
+    if eval_client_ids is not None:
+
+        def evaluate():
+            return simulator.evaluate(clients, eval_client_ids, **evaluate_options)
+
+    return rounds.run_rounds(
+        lambda client_ids: simulator.run_round(clients, client_ids),
+        sampler,
+        num_rounds,
+        evaluate=evaluate,
+        eval_every=eval_every,
+        progress=progress,
+        desc=desc,
+    )
