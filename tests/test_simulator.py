@@ -21,6 +21,8 @@ from tutorial_utils.batches import (
     PackedClients,
     RoundBatches,
     batches_from_datasets,
+    bucket,
+    round_inputs,
     stage_overlap,
     step_schedule,
 )
@@ -73,7 +75,7 @@ def batch(items, ratings):
 
 
 def test_bucket_rounds_up_by_at_most_a_quarter():
-    assert [sim._bucket(n) for n in (0, 1, 4, 5, 8, 9, 50, 100, 4832)] == [
+    assert [bucket(n) for n in (0, 1, 4, 5, 8, 9, 50, 100, 4832)] == [
         1,
         1,
         4,
@@ -85,7 +87,7 @@ def test_bucket_rounds_up_by_at_most_a_quarter():
         5120,
     ]
     for n in range(1, 3000):
-        assert n <= sim._bucket(n) <= max(4, 1.25 * n)
+        assert n <= bucket(n) <= max(4, 1.25 * n)
 
 
 def test_step_schedule_default_split_alternates_batches():
@@ -208,7 +210,7 @@ def test_round_inputs_number_local_item_rows():
         post_recon=[[batch([1, 2], [1, 1]), batch([2], [3])], []],
         batch_size=3,
     )
-    inputs = sim._round_inputs(batches, num_items=6)
+    inputs = round_inputs(batches, num_items=6)
     num_rows = len(inputs.table_items)
     # Client 0 holds items 1, 2, 4; client 1 its own copy of item 4.
     pairs = {(int(c), int(i)) for c, i in zip(inputs.table_clients, inputs.table_items)}
@@ -221,7 +223,7 @@ def test_round_inputs_number_local_item_rows():
     assert (inputs.post_recon_rows[inputs.post_recon_mask == 0] == num_rows).all()
     assert inputs.post_recon_mask.sum() == 3 and inputs.recon_mask.sum() == 4
     with pytest.raises(ValueError, match="Item ids"):
-        sim._round_inputs(batches, num_items=4)
+        round_inputs(batches, num_items=4)
 
 
 # --------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ Host-side bookkeeping (choosing batches, numbering the table rows) is done with 
 the arithmetic is one ``tf.function`` per round, compiled with XLA
 (``jit_compile=True``), which fuses each step's few small ops: the steps are sequential,
 and without XLA the per-op overhead of TensorFlow's executor dominates. XLA compiles a
-program per input shape, so shapes are rounded up to a few sizes (:func:`_bucket`); the
+program per input shape, so shapes are rounded up to a few sizes (``batches.bucket``); the
 first rounds of each new size take about a second to compile.
 
 The batches come from ``tutorial_utils.batches``; the training loop is
@@ -65,84 +65,19 @@ The batches come from ``tutorial_utils.batches``; the training loop is
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
 from tutorial_utils import metrics, rounds
-from tutorial_utils.batches import PackedClients, RoundBatches
+from tutorial_utils.batches import PackedClients, RoundBatches, RoundInputs, round_inputs
 from tutorial_utils.config import FedReconRun
 from tutorial_utils.splits import DatasetSplit
 
 # The per-client sums that the TensorFlow part returns, one column each.
 _LOSS_SUM, _NUM_BATCHES, _NUM_CORRECT, _NUM_EXAMPLES, _SQUARED_ERROR = range(5)
 _NUM_SUMS = 5
-
-
-def _bucket(size: int) -> int:
-    """``size`` rounded up to 4, 5, 6 or 7 times a power of two (at least 1).
-
-    XLA compiles one program per input shape; rounding the shapes up (by at most 25%)
-    keeps the number of programs small when client counts and steps vary by round.
-    """
-    if size <= 4:
-        return max(size, 1)
-    unit = 2 ** (int(size).bit_length() - 3)  # size is in [4 * unit, 8 * unit)
-    return -(-size // unit) * unit
-
-
-class _RoundInputs(NamedTuple):
-    """A round's batches renumbered onto the table of (client, item) rows, and padded.
-
-    The table has one row per distinct (client, item) pair of the round: the clients'
-    local copies of their item rows. ``*_rows`` give each example's table row; padded
-    examples point one past the table's end, at a scratch row.
-    """
-
-    table_items: np.ndarray  # [rows] int32: the item of each table row
-    table_clients: np.ndarray  # [rows] int32: the client of each table row
-    recon_rows: np.ndarray  # [clients, steps, batch] int32
-    recon_ratings: np.ndarray  # [clients, steps, batch] float32
-    recon_mask: np.ndarray  # [clients, steps, batch] float32, 1 for real examples
-    post_recon_rows: np.ndarray
-    post_recon_ratings: np.ndarray
-    post_recon_mask: np.ndarray
-
-
-def _round_inputs(batches: RoundBatches, num_items: int) -> _RoundInputs:
-    """Numbers the distinct (client, item) pairs of a round and pads every dimension.
-
-    Clients, steps and table rows are padded to :func:`_bucket` sizes; padding clients
-    and steps have no examples, padding table rows belong to no example.
-    """
-    phases = (batches.recon, batches.post_recon)
-    for phase in phases:
-        real_items = phase.items[phase.mask]
-        if real_items.size and (real_items.min() < 0 or real_items.max() >= num_items):
-            raise ValueError(f"Item ids must be in [0, {num_items}).")
-    client = np.arange(batches.num_clients, dtype=np.int64)[:, None, None]
-    keys = [(client * num_items + phase.items)[phase.mask] for phase in phases]
-    pairs, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-    num_rows = _bucket(len(pairs))
-    num_clients = _bucket(batches.num_clients)
-    padded = []
-    for phase, phase_inverse in zip(phases, np.split(inverse, [len(keys[0])])):
-        clients, steps, batch_size = phase.mask.shape
-        shape = (num_clients, _bucket(steps), batch_size)
-        rows = np.full(shape, num_rows, np.int32)
-        rows[:clients, :steps][phase.mask] = phase_inverse
-        ratings = np.zeros(shape, np.float32)
-        ratings[:clients, :steps] = phase.ratings
-        mask = np.zeros(shape, np.float32)
-        mask[:clients, :steps] = phase.mask
-        padded += [rows, ratings, mask]
-    table_items = np.zeros(num_rows, np.int32)
-    table_items[: len(pairs)] = pairs % num_items
-    table_clients = np.zeros(num_rows, np.int32)
-    table_clients[: len(pairs)] = pairs // num_items
-    return _RoundInputs(table_items, table_clients, *padded)
 
 
 # ---------------------------------------------------------------------------------------
@@ -375,13 +310,13 @@ class FedReconSimulator:
 
     def _arguments(
         self, batches: RoundBatches, rng: np.random.Generator | None = None
-    ) -> tuple[_RoundInputs, list]:
+    ) -> tuple[RoundInputs, list]:
         """The round's inputs, and the arguments that both TensorFlow functions take.
 
         The user embeddings are drawn from ``rng`` (default: the simulator's generator).
         """
         rng = self.rng if rng is None else rng
-        inputs = _round_inputs(batches, self.num_items)
+        inputs = round_inputs(batches, self.num_items)
         k = self.run.num_latent_factors
         users = np.zeros((len(inputs.recon_rows), k), np.float32)
         users[: batches.num_clients] = rng.uniform(
