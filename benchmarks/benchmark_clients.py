@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tutorial_utils import data, datasets
+from tutorial_utils import clients, data, reporting
 
 
 def walkthrough_load(directory) -> pd.DataFrame:
@@ -72,37 +72,51 @@ def main() -> None:
     # This package: every client loaded and available, parse included.
     def ours_all():
         ratings, _ = data.load_movielens(source)
-        return datasets.RatingClients(
+        return clients.user_split(
             ratings, batch_size=5, max_examples_per_user=300, max_clients=args.max_clients
         )
 
-    clients, ours_load = timed(ours_all)
-    sampler = datasets.ClientSampler(clients.client_ids, args.clients_per_round, seed=0)
-    clients.create_tf_datasets(sampler.sample())  # warm up TensorFlow once
-    round_times = [timed(clients.create_tf_datasets, sampler.sample())[1] for _ in range(10)]
+    users, ours_load = timed(ours_all)
+    rating_clients = users.clients
+    sampler = clients.ClientSampler(rating_clients.client_ids, args.clients_per_round, seed=0)
+    rating_clients.create_tf_datasets(sampler.sample())  # warm up TensorFlow once
+    round_times = [timed(rating_clients.create_tf_datasets, sampler.sample())[1] for _ in range(10)]
     ours_round = float(np.median(round_times))
 
     ratings, parse = timed(walkthrough_load, source.directory)
     built, build = timed(walkthrough_datasets, ratings, args.max_clients)
-    assert len(built) == len(clients)
+    assert len(built) == len(rating_clients)
     theirs = parse + build
 
     # The walkthrough's cost for one round's worth of pipelines (filter + build each).
     theirs_round = build * args.clients_per_round / len(built)
-    rows = [
-        ("all clients ready (parse included)", theirs, ours_load),
-        (f"pipelines of one round ({args.clients_per_round} clients)", theirs_round, ours_round),
-    ]
-    print(f"\n{len(clients)} clients, {source.description}")
+    table = pd.DataFrame(
+        [
+            ("all clients ready (parse included)", theirs, ours_load),
+            (
+                f"pipelines of one round ({args.clients_per_round} clients)",
+                theirs_round,
+                ours_round,
+            ),
+        ],
+        columns=["step", "walkthrough (s)", "this package (s)"],
+    )
+    table["speed-up"] = table["walkthrough (s)"] / table["this package (s)"]
+    print(f"\n{len(rating_clients)} clients, {source.description}")
     print(f"walkthrough: parse {parse:.2f} s + build every pipeline {build:.2f} s = {theirs:.2f} s")
     print(
-        f"this package: parse and group {ours_load:.3f} s; one round's datasets "
+        f"this package: parse, group and split {ours_load:.3f} s; one round's datasets "
         f"{ours_round:.3f} s (median of 10)"
     )
-    print("\n| step | walkthrough (s) | this package (s) | speed-up |")
-    print("|---|---:|---:|---:|")
-    for name, before, after in rows:
-        print(f"| {name} | {before:.2f} | {after:.3f} | {before / after:.0f}x |")
+    markdown = reporting.markdown_table(
+        table,
+        formats={
+            "walkthrough (s)": "{:.2f}",
+            "this package (s)": "{:.3f}",
+            "speed-up": "{:.0f}x",
+        },
+    )
+    print("\n" + markdown)
 
 
 if __name__ == "__main__":

@@ -2,47 +2,44 @@
 
     FEDRECON_DATA_DIR=/path/to/ml-1m python benchmarks/benchmark_simulation.py [--skip-tff]
 
-Without FEDRECON_DATA_DIR the data are read from ``../shared/data/ml-1m`` beside the
-repository. In one process, this measures:
+The data are found as everywhere in the tutorial (``data.find_movielens``:
+``FEDRECON_DATA_DIR``, else the cache folder, else a download); the benchmark needs the
+real MovieLens 1M, not the synthetic stand-in. In one process, this measures:
 
 - rounds per second at 50 clients a round with the tutorial's settings (TFF's default
   split), for TFF (after a warm-up round) and for the simulator (after warm-up rounds
   that compile its programs), and the ratio;
 - the paper's protocol with the simulator: 80% of the users (4832) for training, 100
   clients a round, 500 rounds, reconstruction for up to 5 epochs capped at 50 steps,
-  post-reconstruction 1 epoch capped at 50 steps, split data (``simulation.PAPER_PROTOCOL``);
+  post-reconstruction 1 epoch capped at 50 steps, split data (``config.PAPER_PROTOCOL``);
   its wall time (compilation included), and the metrics on the 604 test users before and
-  after training, with ``build_fed_recon_eval``'s default split and with the protocol's
-  split, both with disjoint reconstruction and evaluation halves. TFF's time for the same
-  protocol is estimated from a few of its rounds;
+  after training, with ``build_fed_recon_eval``'s default split and with the run's
+  evaluation split (``run.eval_split``), both with disjoint reconstruction and evaluation
+  halves. TFF's time for the same protocol is estimated from a few of its rounds;
 - one round over every training user;
 - peak memory (maximum resident set size) of this process once the data are loaded,
   after the simulator's part and after TFF's, and of TFF's worker process. (TensorFlow
   has no memory statistics for the CPU device, so the process's are the measure.)
 
 Every round's batches are drawn as part of the round: ``create_tf_datasets`` for TFF,
-:meth:`PackedClients.round_batches` for the simulator.
+:meth:`batches.PackedClients.round_batches` for the simulator.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import resource
 import time
 from pathlib import Path
 
-from tutorial_utils import data, datasets
-from tutorial_utils import simulation as sim
+import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tutorial_utils import clients, config, data, reporting, simulator, splits
+from tutorial_utils.config import FedReconRun
+
 TUTORIAL_CLIENTS_PER_ROUND = 50
-PAPER = sim.PAPER_PROTOCOL
-
-
-def data_folder() -> Path:
-    value = os.environ.get("FEDRECON_DATA_DIR", "").strip()
-    return Path(value).expanduser() if value else REPO_ROOT.parent / "shared" / "data" / "ml-1m"
+PAPER = config.PAPER_PROTOCOL
 
 
 def peak_rss_mib() -> float:
@@ -58,36 +55,30 @@ def worker_peak_rss_mib(pid: int) -> float:
     raise RuntimeError(f"No VmHWM for process {pid}.")
 
 
-def simulator_seconds_per_round(simulator, packed, sampler, rounds: int, warmup: int) -> float:
+def simulator_seconds_per_round(fedrecon, packed, sampler, rounds: int, warmup: int) -> float:
     for _ in range(warmup):
-        simulator.run_round(packed, sampler.sample())
+        fedrecon.run_round(packed, sampler.sample())
     start = time.perf_counter()
     for _ in range(rounds):
-        simulator.run_round(packed, sampler.sample())
+        fedrecon.run_round(packed, sampler.sample())
     return (time.perf_counter() - start) / rounds
 
 
-def tff_seconds_per_round(
-    clients, sampler, num_items: int, split: sim.DatasetSplit, rounds: int
-) -> float:
-    """Mean time of ``rounds`` TFF rounds after one warm-up round."""
-    import dataclasses
-
-    import tensorflow_federated as tff
-
+def tff_seconds_per_round(rating_clients, sampler, num_items: int, run: FedReconRun, rounds: int):
+    """Mean time of ``rounds`` TFF rounds of ``run`` (its rates and training split) after
+    one warm-up round."""
     from tutorial_utils import model, training
 
     process = training.build_training_process(
-        model.reconstruction_model_fn(num_items),
-        dataset_split_fn=tff.learning.models.ReconstructionModel.build_dataset_split_fn(
-            **dataclasses.asdict(split)
-        ),
+        model.reconstruction_model_fn(num_items, run.num_latent_factors),
+        run,
+        splits.tff_split_fn(run.train_split),
     )
     state = process.initialize()
-    state, _ = process.next(state, clients.create_tf_datasets(sampler.sample()))
+    state, _ = process.next(state, rating_clients.create_tf_datasets(sampler.sample()))
     start = time.perf_counter()
     for _ in range(rounds):
-        state, _ = process.next(state, clients.create_tf_datasets(sampler.sample()))
+        state, _ = process.next(state, rating_clients.create_tf_datasets(sampler.sample()))
     return (time.perf_counter() - start) / rounds
 
 
@@ -100,12 +91,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-tff", action="store_true", help="time the simulator only")
     parser.add_argument(
-        "--rounds", type=int, default=PAPER.num_rounds, help="rounds of the paper's protocol"
+        "--rounds", type=int, default=PAPER.run.num_rounds, help="rounds of the paper's protocol"
     )
     parser.add_argument(
         "--clients-per-round",
         type=int,
-        default=PAPER.clients_per_round,
+        default=PAPER.run.clients_per_round,
         help="clients a round in the paper's protocol",
     )
     parser.add_argument("--tff-rounds", type=int, default=5, help="timed TFF rounds")
@@ -115,48 +106,55 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
+    source = data.find_movielens(choice="movielens")
     start = time.perf_counter()
-    ratings, _ = data.load_movielens(data_folder())
-    clients = datasets.RatingClients(
-        ratings, batch_size=PAPER.batch_size, max_examples_per_user=PAPER.max_examples_per_user
+    ratings, movies = data.load_movielens(source)
+    users = clients.user_split(
+        ratings,
+        batch_size=PAPER.run.batch_size,
+        max_examples_per_user=PAPER.max_examples_per_user,
+        seed=PAPER.seed,
     )
-    packed = sim.PackedClients.from_rating_clients(clients)
-    train_ids, _, test_ids = datasets.split_clients(clients.client_ids)
-    num_items = int(ratings["MovieID"].max()) + 1
+    packed = users.packed()
+    train_ids, test_ids = users.train_ids, users.test_ids
+    num_items = len(movies)
     load_seconds = time.perf_counter() - start
     loaded_rss = peak_rss_mib()
     print(
-        f"MovieLens 1M from {data_folder()}: {len(ratings)} ratings, {len(clients)} users "
+        f"{source.description}: {len(ratings)} ratings, {len(users.clients)} users "
         f"({len(train_ids)} train, {len(test_ids)} test), {num_items} movies; "
         f"loaded and packed in {load_seconds:.2f} s"
     )
 
     # The tutorial's round: 50 clients, TFF's default split.
-    tutorial = sim.FedReconConfig(num_items=num_items)
-    simulator = sim.FedReconSimulator(tutorial, seed=args.seed)
-    sampler = datasets.ClientSampler(train_ids, TUTORIAL_CLIENTS_PER_ROUND, seed=args.seed)
+    tutorial = config.WALKTHROUGH_RUN
+    fedrecon = simulator.FedReconSimulator(tutorial, num_items, seed=args.seed)
+    sampler = clients.ClientSampler(train_ids, TUTORIAL_CLIENTS_PER_ROUND, seed=args.seed)
     sim_tutorial = simulator_seconds_per_round(
-        simulator, packed, sampler, args.simulator_rounds, warmup=20
+        fedrecon, packed, sampler, args.simulator_rounds, warmup=20
     )
 
     # The paper's protocol. Evaluation keeps reconstruction and evaluation data disjoint.
-    simulator = sim.FedReconSimulator(PAPER.simulator_config(num_items), seed=args.seed)
+    paper = dataclasses.replace(
+        PAPER.run, num_rounds=args.rounds, clients_per_round=args.clients_per_round
+    )
+    fedrecon = simulator.FedReconSimulator(paper, num_items, seed=args.seed)
     disjoint = {"reshuffle_each_pass": False, "seed": args.seed}
-    before = simulator.evaluate(packed, test_ids, sim.DatasetSplit(), **disjoint)
-    sampler = datasets.ClientSampler(train_ids, args.clients_per_round, seed=args.seed)
+    before = fedrecon.evaluate(packed, test_ids, splits.DatasetSplit(), **disjoint)
+    sampler = clients.ClientSampler(train_ids, paper.clients_per_round, seed=args.seed)
     start = time.perf_counter()
-    for _ in range(args.rounds):
-        last_round = simulator.run_round(packed, sampler.sample())
+    for _ in range(paper.num_rounds):
+        last_round = fedrecon.run_round(packed, sampler.sample())
     sim_protocol = time.perf_counter() - start
-    after = simulator.evaluate(packed, test_ids, sim.DatasetSplit(), **disjoint)
-    after_paper_split = simulator.evaluate(packed, test_ids, **disjoint)
+    after = fedrecon.evaluate(packed, test_ids, splits.DatasetSplit(), **disjoint)
+    after_paper_split = fedrecon.evaluate(packed, test_ids, **disjoint)
 
     # One round over every training user (the first one includes compilation).
     start = time.perf_counter()
-    simulator.run_round(packed, train_ids)
+    fedrecon.run_round(packed, train_ids)
     all_users_first = time.perf_counter() - start
     start = time.perf_counter()
-    simulator.run_round(packed, train_ids)
+    fedrecon.run_round(packed, train_ids)
     all_users = time.perf_counter() - start
     simulator_rss = peak_rss_mib()
 
@@ -164,13 +162,13 @@ def main() -> None:
     if not args.skip_tff:
         from tutorial_utils import runtime
 
-        sampler = datasets.ClientSampler(train_ids, TUTORIAL_CLIENTS_PER_ROUND, seed=args.seed)
+        sampler = clients.ClientSampler(train_ids, TUTORIAL_CLIENTS_PER_ROUND, seed=args.seed)
         tff_tutorial = tff_seconds_per_round(
-            clients, sampler, num_items, sim.DatasetSplit(), args.tff_rounds
+            users.clients, sampler, num_items, tutorial, args.tff_rounds
         )
-        sampler = datasets.ClientSampler(train_ids, args.clients_per_round, seed=args.seed)
-        tff_protocol = args.rounds * tff_seconds_per_round(
-            clients, sampler, num_items, PAPER.split, args.tff_rounds
+        sampler = clients.ClientSampler(train_ids, paper.clients_per_round, seed=args.seed)
+        tff_protocol = paper.num_rounds * tff_seconds_per_round(
+            users.clients, sampler, num_items, paper, args.tff_rounds
         )
         tff_rss = peak_rss_mib()
         worker_rss = max(worker_peak_rss_mib(w.pid) for w in runtime.running_workers())
@@ -196,7 +194,7 @@ def main() -> None:
             "",
         ),
         (
-            f"paper protocol: {args.rounds} rounds x {args.clients_per_round} clients (s)",
+            f"paper protocol: {paper.num_rounds} rounds x {paper.clients_per_round} clients (s)",
             cell(tff_protocol, 0) + (" (estimated)" if tff_protocol else ""),
             cell(sim_protocol, 1),
             speedup(tff_protocol, sim_protocol),
@@ -220,13 +218,11 @@ def main() -> None:
     print(f"\nSimulator, paper protocol: last round {metrics_text(last_round)}")
     print(f"Test users ({len(test_ids)}) before training: {metrics_text(before)}")
     print(
-        f"Test users ({len(test_ids)}) after {args.rounds} rounds: {metrics_text(after)}; "
-        f"with the protocol's split: {metrics_text(after_paper_split)}"
+        f"Test users ({len(test_ids)}) after {paper.num_rounds} rounds: {metrics_text(after)}; "
+        f"with the run's evaluation split: {metrics_text(after_paper_split)}"
     )
-    print("\n| measure | TFF 0.87 | simulator | speed-up |")
-    print("|---|---:|---:|---:|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    table = pd.DataFrame(rows, columns=["measure", "TFF 0.87", "simulator", "speed-up"])
+    print("\n" + reporting.markdown_table(table, align="lrrr"))
 
 
 if __name__ == "__main__":

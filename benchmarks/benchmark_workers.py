@@ -21,9 +21,10 @@ import os
 import time
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
-from tutorial_utils import config, data, datasets, model, training, workers
+from tutorial_utils import clients, config, data, model, reporting, training, workers
 
 CLIENTS_PER_ROUND = (50, 200, 1000)
 WORKER_COUNTS = (1, 2, 4)
@@ -52,25 +53,29 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     full = config.FULL
+    run = full.run
     np.random.seed(full.seed)
     tf.keras.utils.set_random_seed(full.seed)
     ratings, movies = data.load_movielens(data.find_movielens())
-    clients = datasets.RatingClients(
-        ratings, batch_size=full.batch_size, max_examples_per_user=full.max_examples_per_user
+    users = clients.user_split(
+        ratings,
+        batch_size=run.batch_size,
+        max_examples_per_user=full.max_examples_per_user,
+        seed=full.seed,
     )
-    train_ids, _, _ = datasets.split_clients(clients.client_ids, seed=full.seed)
-    model_fn = model.reconstruction_model_fn(len(movies), full.num_latent_factors)
-    training_process = training.build_training_process(model_fn)  # starts the usual worker
+    train_ids = users.train_ids
+    model_fn = model.reconstruction_model_fn(len(movies), run.num_latent_factors)
+    training_process = training.build_training_process(model_fn, run)  # starts the usual worker
     print(
-        f"{len(train_ids)} training users, {full.num_latent_factors} latent factors; "
+        f"{len(train_ids)} training users, {run.num_latent_factors} latent factors; "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start"
     )
 
     table = {}
     for size in CLIENTS_PER_ROUND:
         timed = args.timed_rounds or TIMED_ROUNDS[size]
-        sampler = datasets.ClientSampler(train_ids, size, seed=full.seed)
-        rounds = [clients.create_tf_datasets(sampler.sample()) for _ in range(1 + timed)]
+        sampler = clients.ClientSampler(train_ids, size, seed=full.seed)
+        rounds = [users.clients.create_tf_datasets(sampler.sample()) for _ in range(1 + timed)]
         table[size, "plain"] = rounds_per_second(training_process, rounds)
         print(f"{size} clients, usual single worker: {table[size, 'plain']:.3f} rounds/s")
         for count in WORKER_COUNTS:
@@ -79,18 +84,18 @@ def main() -> None:
             print(f"{size} clients, {count} worker(s): {table[size, count]:.3f} rounds/s")
 
     print(f"\nLoad average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
-    header = ["clients a round", "usual single worker"] + [
-        f"{count} worker{'s' if count > 1 else ''}" for count in WORKER_COUNTS
+    columns = {"plain": "usual single worker"} | {
+        count: f"{count} worker{'s' if count > 1 else ''}" for count in WORKER_COUNTS
+    }
+    rows = [
+        {"clients a round": size}
+        | {
+            name: f"{table[size, key]:.3f} ({table[size, key] / table[size, 1]:.2f}x)"
+            for key, name in columns.items()
+        }
+        for size in CLIENTS_PER_ROUND
     ]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" + "---:|" * (len(header) - 1))
-    for size in CLIENTS_PER_ROUND:
-        base = table[size, 1]
-        cells = [
-            f"{table[size, key]:.3f} ({table[size, key] / base:.2f}x)"
-            for key in ("plain", *WORKER_COUNTS)
-        ]
-        print(f"| {size} | " + " | ".join(cells) + " |")
+    print(reporting.markdown_table(pd.DataFrame(rows), align="l" + "r" * len(columns)))
     print("\nRounds per second (ratio to 1 worker).")
 
 

@@ -6,7 +6,7 @@
 
 Every run trains with TFF 0.87 from the same seed, on the 2000 users of the full
 configuration (1600 train, 200 validation, 200 test), and is scored by
-``exercises.train_and_evaluate``: the embedding of each validation and test user is
+``runs.train_and_score``: the embedding of each validation and test user is
 reconstructed on half of their ratings and scored on the other half. Choose on the
 validation accuracy; the test accuracy is reported, not tuned on.
 
@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
 
 import pandas as pd
 
-from tutorial_utils import config, data, exercises, runtime, settings
+from tutorial_utils import config, data, reporting, runs, runtime
 
 SPLIT = config.SPLIT_ALONE
 
@@ -53,23 +52,26 @@ def changes(run: config.FedReconRun) -> str:
     return config.changes_from(run, SPLIT)
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    """The results as a Markdown table, one run per row, in the order of ``table``."""
-    lines = [
-        "| run | changed from the split alone | val accuracy | test accuracy | val loss "
-        "| test loss | minutes |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, row in table.iterrows():
-        if pd.isna(row.val_loss):  # the loss became NaN: training diverged
-            scores = "diverged | diverged | NaN | NaN"
-        else:
-            scores = (
-                f"{row.val_accuracy:.4f} | {row.test_accuracy:.4f} | {row.val_loss:.4f} "
-                f"| {row.test_loss:.4f}"
-            )
-        lines.append(f"| {name} | {changes(RUNS[name])} | {scores} | {row.minutes:.1f} |")
-    return "\n".join(lines)
+def tuning_markdown(table: pd.DataFrame) -> str:
+    """The results as a Markdown table, one run per row, in the order of ``table``.
+
+    A run whose loss became NaN diverged: its accuracies read ``diverged``.
+    """
+    diverged = table["val_loss"].isna()
+    shown = pd.DataFrame(
+        {
+            "changed from the split alone": [changes(RUNS[name]) for name in table.index],
+            "val accuracy": table["val_accuracy"].astype(object).mask(diverged, "diverged"),
+            "test accuracy": table["test_accuracy"].astype(object).mask(diverged, "diverged"),
+            "val loss": table["val_loss"],
+            "test loss": table["test_loss"],
+            "minutes": table["minutes"],
+        },
+        index=table.index.rename("run"),
+    )
+    return reporting.markdown_table(
+        shown, index=True, formats={"minutes": "{:.1f}"}, missing="NaN", align="llrrrrr"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,12 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(RUNS),
         help="which runs (default: all, in order)",
     )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=settings.output_dir().parent / "tables",
-        help="folder for exercise1_tuning.csv and .md (default: output/tables)",
-    )
+    reporting.add_output_option(parser, "exercise1_tuning")
     args = parser.parse_args(argv)
 
     source = data.find_movielens()
@@ -101,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: already in {csv_path}, skipped")
             continue
         print(f"{name}: {RUNS[name]}", flush=True)
-        result = exercises.train_and_evaluate(
-            RUNS[name], source, ratings_df, movies_df, base=config.FULL
-        )
+        result = runs.train_and_score(RUNS[name], source, ratings_df, movies_df, base=config.FULL)
         row = pd.DataFrame([result.summary()], index=pd.Index([name], name="run"))
         print(row.to_string(), flush=True)
         # Re-read the file first: another sweep may have added rows in the meantime.
@@ -111,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         done = pd.concat([done.drop(index=name, errors="ignore"), row])
         done.to_csv(csv_path)
     table = done.loc[[name for name in RUNS if name in done.index]]
-    markdown = markdown_table(table)
+    markdown = tuning_markdown(table)
     (args.output / "exercise1_tuning.md").write_text(markdown + "\n")
     print(markdown)
     best = table["val_accuracy"].idxmax()

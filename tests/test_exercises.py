@@ -1,4 +1,7 @@
-"""The exercise checks pass right answers and catch wrong ones, in plain words."""
+"""The exercise checks pass right answers and catch wrong ones, in plain words.
+
+The tools they share are tested in test_feedback.py, exercise 4's EMNIST in test_emnist.py.
+"""
 
 import re
 import types
@@ -11,7 +14,7 @@ import tensorflow as tf
 
 tff = pytest.importorskip("tensorflow_federated")
 
-from tutorial_utils import config, datasets, exercises, model, training  # noqa: E402
+from tutorial_utils import config, exercises, feedback, model, runs  # noqa: E402
 
 ReconstructionModel = tff.learning.models.ReconstructionModel
 split = ReconstructionModel.build_dataset_split_fn
@@ -23,28 +26,14 @@ def verdict(capsys):
 
 def fails(check, *answer, match):
     """The check raises AnswerIncorrect and its explanation matches ``match``."""
-    with pytest.raises(exercises.AnswerIncorrect) as caught:
+    with pytest.raises(feedback.AnswerIncorrect) as caught:
         check(*answer)
     assert str(caught.value).startswith("❌ Not yet")
     assert re.search(match, caught.value.explanation), caught.value.explanation
     return caught.value.explanation
 
 
-# --- Looking inside a split --------------------------------------------------------------
-
-
-def test_trace_split_lists_the_batches_of_each_part():
-    recon, post = exercises.trace_split(split(split_dataset=True), exercises.numbered_batches(5))
-    assert (recon, post) == ([0, 2, 4], [1, 3])
-    recon, post = exercises.trace_split(split(recon_epochs=2), exercises.numbered_batches(3))
-    assert (recon, post) == ([0, 1, 2, 0, 1, 2], [0, 1, 2])
-
-
-def test_tff_split_overlaps_on_a_dataset_reshuffled_every_pass():
-    recon, post = exercises.trace_split(
-        split(split_dataset=True), exercises.numbered_batches(20, reshuffle=True)
-    )
-    assert set(recon) & set(post)
+# --- Any answer that is not a split -------------------------------------------------------
 
 
 @pytest.mark.parametrize("answer", [42, lambda d: d, lambda d: (d,), lambda d: 1 / 0])
@@ -100,13 +89,20 @@ def test_exercise_1_catches_data_left_unused():
     fails(exercises.check_exercise_1, drops_a_batch, match=r"batches \[0\] are used neither")
 
 
-def run_result(validation, test=None, kind="movielens", name="full"):
+def run_result(validation, test=None, kind="movielens", name="full", engine="TFF"):
     def metrics(accuracy):
         return {"loss": 1.0, "rating_accuracy": accuracy}
 
     test = validation if test is None else test
-    return exercises.RunResult(
-        config.SPLIT_ALONE, name, kind, metrics(validation), metrics(test), pd.DataFrame(), 1.0
+    return runs.RunResult(
+        config.SPLIT_ALONE,
+        name,
+        kind,
+        metrics(validation),
+        metrics(test),
+        pd.DataFrame(),
+        1.0,
+        engine,
     )
 
 
@@ -129,8 +125,13 @@ def test_exercise_1_tuning_decides_on_validation_and_only_reports_test(capsys):
     exercises.check_exercise_1_tuning(run_result(0.42, test=0.35))
     out = verdict(capsys)
     assert out.startswith("✅ Correct") and "validation rating accuracy 0.4200" in out
-    assert "test rating accuracy, reported only: 0.3500" in out
+    assert "test rating accuracy, reported only: 0.3500" in out and "(TFF)" in out
     fails(exercises.check_exercise_1_tuning, run_result(0.39, test=0.45), match="validation")
+
+
+def test_exercise_1_tuning_names_the_engine_in_prose(capsys):
+    exercises.check_exercise_1_tuning(run_result(0.42, engine="simulator"), baseline=0.39)
+    assert "0.4200 (the simulator)" in verdict(capsys)
 
 
 def test_the_split_baseline_of_the_check_is_the_measured_one():
@@ -145,9 +146,12 @@ def test_exercise_2_passes_reuse_in_training_and_a_disjoint_evaluation(capsys):
         ReconstructionModel.simple_dataset_split_fn, split(split_dataset=True)
     )
     out = verdict(capsys)
-    assert out.startswith("✅ Correct")
+    assert out.startswith("✅ Correct: both splits are correct.")
     assert "reconstruction [0, 2, 4], scored [1, 3, 5]" in out
     assert "Note: " in out and "reshuffled" in out  # TFF's split relies on a fixed order
+    note = " ".join(out[out.index("Note: ") :].split())
+    assert "not your splits" in note and "reshuffle_each_pass=False" in note
+    assert "fixed_order" not in out
 
 
 def test_exercise_2_accepts_more_epochs_in_both(capsys):
@@ -406,77 +410,10 @@ def test_exercise_4_comparison_needs_both_methods(capsys):
     assert verdict(capsys).startswith("⏳ Not done yet")
 
 
-# --- EMNIST data -----------------------------------------------------------------------------
-
-
-def test_synthetic_emnist_is_repeatable_with_personal_digits():
-    first = exercises.synthetic_emnist(3, 12, seed=5)
-    again = exercises.synthetic_emnist(3, 12, seed=5)
-    assert first.client_ids == again.client_ids == ["writer_000", "writer_001", "writer_002"]
-    for client in first.client_ids:
-        a = list(first.create_tf_dataset_for_client(client).as_numpy_iterator())
-        b = list(again.create_tf_dataset_for_client(client).as_numpy_iterator())
-        assert all(np.array_equal(x["pixels"], y["pixels"]) for x, y in zip(a, b))
-        assert len(a) == 12 and len({int(x["label"]) for x in a}) <= 3
-        assert (
-            a[0]["pixels"].shape == (28, 28)
-            and 0 <= a[0]["pixels"].min() <= a[0]["pixels"].max() <= 1
-        )
-
-
-def test_emnist_batches_have_a_fixed_order_and_the_input_spec():
-    client_data = exercises.synthetic_emnist(1, 9)
-    dataset = exercises.emnist_batches(client_data.create_tf_dataset_for_client("writer_000"), 4)
-    first, second = ([b["y"].numpy().ravel().tolist() for b in dataset] for _ in range(2))
-    assert first == second and [len(b) for b in first] == [4, 4, 1]
-    spec = exercises.emnist_input_spec()
-    assert dataset.element_spec["x"].shape.as_list() == spec["x"].shape.as_list()
-    assert dataset.element_spec["y"].dtype == spec["y"].dtype
-
-
-def test_load_emnist_says_the_data_are_synthetic_by_default(capsys, monkeypatch):
-    monkeypatch.delenv(exercises.EMNIST_VARIABLE, raising=False)
-    data = exercises.load_emnist(config.EXERCISES_SMOKE)
-    out = verdict(capsys)
-    assert "SYNTHETIC" in out and "FEDRECON_EMNIST=real" in out and "network access" in out
-    assert data.kind == "synthetic" and data.num_classes == 10
-    assert len(data.train_ids) == config.EXERCISES_SMOKE.emnist_train_clients
-    assert not set(data.train_ids) & set(data.test_ids)
-    monkeypatch.setenv(exercises.EMNIST_VARIABLE, "imaginary")
-    with pytest.raises(ValueError, match="FEDRECON_EMNIST"):
-        exercises.emnist_choice()
-
-
-def test_a_fedavg_model_is_scored_by_fedrecon_evaluation_on_the_same_half():
-    """How notebook 04 compares FedAvg with FedRecon: same network, same scored batches."""
-    tf.keras.utils.set_random_seed(0)
-    data = exercises.synthetic_emnist(2, 8)
-    client_datasets = [
-        exercises.emnist_batches(data.create_tf_dataset_for_client(c), 4) for c in data.client_ids
-    ]
-    fed_avg = training.build_fed_avg_process(
-        lambda: exercises.global_keras_model(personal_cnn(10, 0)),
-        training.LearningRates(server=1.0, client=0.05),
-    )
-    everyone = datasets.ClientSampler([0, 1], 2)
-    state, history = training.train(
-        fed_avg, lambda ids: [client_datasets[i] for i in ids], everyone, 2, progress=False
-    )
-    assert len(history) == 2 and "loss" in history.columns
-    evaluation = training.build_evaluation_process(
-        lambda: exercises.personal_reconstruction_model(personal_cnn(10, 0)),
-        dataset_split_fn=split(split_dataset=True),
-        loss_fn=exercises.emnist_loss_fn,
-        metrics_fn=exercises.emnist_metrics_fn,
-    )
-    scores = training.evaluate(evaluation, fed_avg.get_model_weights(state), client_datasets)
-    assert set(scores) == {"loss", "accuracy"} and 0 <= scores["accuracy"] <= 1
-
-
 # --- Exercise 1's runs -------------------------------------------------------------------------
 
 
-def test_train_and_evaluate_runs_a_configuration_on_tiny_data():
+def test_train_and_score_runs_an_exercise_configuration_on_tiny_data():
     rng = np.random.default_rng(3)
     ratings = pd.DataFrame(
         [
@@ -487,13 +424,20 @@ def test_train_and_evaluate_runs_a_configuration_on_tiny_data():
         columns=["UserID", "MovieID", "Rating"],
     )
     movies = pd.DataFrame({"MovieID": range(15)})
-    base = config.TutorialConfig("tiny", None, 2, 300, 3, 4, 2)
-    run = config.FedReconRun(recon_epochs=2, recon_steps_max=3, num_rounds=2, clients_per_round=4)
+    run = config.FedReconRun(
+        recon_epochs=2,
+        recon_steps_max=3,
+        batch_size=2,
+        clients_per_round=4,
+        num_rounds=2,
+        num_latent_factors=3,
+    )
+    base = config.TutorialConfig("tiny", None, 300, run)
     source = types.SimpleNamespace(kind="synthetic")
-    result = exercises.train_and_evaluate(run, source, ratings, movies, base=base, progress=False)
-    assert list(result.history.index) == [0, 1]
+    result = runs.train_and_score(run, source, ratings, movies, base=base, progress=False)
+    assert list(result.history.index) == [1, 2]  # rounds are numbered from 1
     row = result.summary()
     assert row["recon_epochs"] == 2 and 0 <= row["test_accuracy"] <= 1 and row["minutes"] > 0
-    assert (result.config_name, result.data_kind) == ("tiny", "synthetic")
-    again = exercises.train_and_evaluate(run, source, ratings, movies, base=base, progress=False)
+    assert (result.config_name, result.data_kind, result.engine) == ("tiny", "synthetic", "TFF")
+    again = runs.train_and_score(run, source, ratings, movies, base=base, progress=False)
     assert again.test == result.test  # seeded: a run repeats exactly

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import baselines, datasets, experiments
-from tutorial_utils import simulation as sim
+from tutorial_utils import baselines, clients, config, experiments, plotting, reporting, simulator
+from tutorial_utils.batches import PackedClients, PhaseBatches
+from tutorial_utils.splits import DatasetSplit
 
 NUM_USERS, NUM_ITEMS = 40, 50
 
 
 @pytest.fixture
-def clients() -> sim.PackedClients:
+def packed() -> PackedClients:
     """40 users, each rating 12-40 distinct movies."""
     rng = np.random.default_rng(0)
     rated = [rng.choice(NUM_ITEMS, rng.integers(12, 41), replace=False) for _ in range(NUM_USERS)]
-    return sim.PackedClients(
+    return PackedClients(
         range(NUM_USERS), rated, [rng.integers(1, 6, len(r)).astype(np.float32) for r in rated]
     )
 
@@ -28,49 +31,56 @@ def output_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def user_ratings(packed: sim.PackedClients, client_id: int) -> set:
-    row = packed.rows([client_id])[0]
-    count = packed.counts[row]
-    return set(zip(packed.items[row, :count].tolist(), packed.ratings[row, :count].tolist()))
+def user_ratings(users: PackedClients, client_id: int) -> set:
+    row = users.rows([client_id])[0]
+    count = users.counts[row]
+    return set(zip(users.items[row, :count].tolist(), users.ratings[row, :count].tolist()))
 
 
-def phase_pairs(phase: sim.PhaseBatches, c: int) -> list:
+def phase_pairs(phase: PhaseBatches, c: int) -> list:
     return list(
         zip(phase.items[c][phase.mask[c]].tolist(), phase.ratings[c][phase.mask[c]].tolist())
     )
 
 
 def test_configuration_follows_the_setting(monkeypatch):
+    """Notebook 06's settings (now ``config.beyond()``): the paper's splits, the steps swept."""
     monkeypatch.setenv("FEDRECON_CONFIG", "smoke")
-    assert experiments.current() is experiments.SMOKE
+    assert config.beyond() is config.BEYOND_SMOKE
     monkeypatch.setenv("FEDRECON_CONFIG", "full")
-    assert experiments.current() is experiments.FULL
-    assert experiments.FULL.reconstruction_steps == (0, 1, 2, 5, 10, 20, 50)
+    assert config.beyond() is config.BEYOND_FULL
+    assert config.BEYOND_FULL.reconstruction_steps == (0, 1, 2, 5, 10, 20, 50)
+    for cfg in (config.BEYOND_FULL, config.BEYOND_SMOKE):
+        assert cfg.run.train_split == DatasetSplit(
+            recon_epochs=5, recon_steps_max=50, post_recon_steps_max=50
+        )
+        assert cfg.run.eval_split == DatasetSplit(recon_epochs=5, recon_steps_max=50)
 
 
-def test_hold_out_ratings_splits_each_user(clients):
-    seen = experiments.hold_out_ratings(clients, [3, 5, 8], fraction=0.25, seed=0)
+def test_hold_out_ratings_splits_each_user(packed):
+    seen = experiments.hold_out_ratings(packed, [3, 5, 8], fraction=0.25, seed=0)
     for user in (3, 5, 8):
         fit, held = user_ratings(seen.fit, user), user_ratings(seen.held_out, user)
-        assert not fit & held and fit | held == user_ratings(clients, user)
-        assert len(held) == round(0.25 * len(user_ratings(clients, user)))
-    one = sim.PackedClients([0], [np.array([1])], [np.array([5.0], np.float32)])
+        assert not fit & held and fit | held == user_ratings(packed, user)
+        assert len(held) == round(0.25 * len(user_ratings(packed, user)))
+    one = PackedClients([0], [np.array([1])], [np.array([5.0], np.float32)])
     with pytest.raises(ValueError, match="fewer than 2"):
         experiments.hold_out_ratings(one, [0], 0.2, 0)
 
 
-def test_seen_batches_reconstruct_on_training_ratings_and_measure_held_out_ones(clients):
-    seen = experiments.hold_out_ratings(clients, range(10), 0.2, seed=0)
-    batches = experiments.seen_batches(seen, [2, 4], experiments.FULL.eval_split, 5, seed=1)
+def test_seen_batches_reconstruct_on_training_ratings_and_measure_held_out_ones(packed):
+    seen = experiments.hold_out_ratings(packed, range(10), 0.2, seed=0)
+    split = config.BEYOND_FULL.run.eval_split
+    batches = experiments.seen_batches(seen, [2, 4], split, 5, seed=1)
     for c, user in enumerate((2, 4)):
         assert set(phase_pairs(batches.recon, c)) == user_ratings(seen.fit, user)
         held = phase_pairs(batches.post_recon, c)
         assert sorted(held) == sorted(user_ratings(seen.held_out, user))  # each exactly once
 
 
-def test_reconstruction_steps_change_only_the_reconstruction(clients):
+def test_reconstruction_steps_change_only_the_reconstruction(packed):
     def batches_of(split):
-        return experiments.unseen_batches(clients, [0, 1, 2], split, 5, seed=4)
+        return experiments.unseen_batches(packed, [0, 1, 2], split, 5, seed=4)
 
     evaluated = None
     for steps in (0, 1, 3, 12):
@@ -84,35 +94,35 @@ def test_reconstruction_steps_change_only_the_reconstruction(clients):
             assert not set(phase_pairs(batches.recon, c)) & set(post[c])
 
 
-def small_config() -> experiments.BeyondConfig:
-    return experiments.BeyondConfig(
+def small_config() -> config.BeyondConfig:
+    return config.BeyondConfig(
         name="test",
         max_clients=None,
-        num_latent_factors=4,
-        clients_per_round=5,
+        run=dataclasses.replace(
+            config.BEYOND_FULL.run, num_latent_factors=4, clients_per_round=5, num_rounds=3
+        ),
         budgets=(1, 3),
         reconstruction_steps=(0, 2),
         als_iterations=2,
     )
 
 
-def test_runs_tables_and_figures(clients, output_dir, capsys):
-    config = small_config()
+def test_runs_tables_and_figures(packed, output_dir, capsys):
+    cfg = small_config()
     train_ids, test_ids = list(range(30)), list(range(30, 40))
-    seen = experiments.hold_out_ratings(clients, train_ids, config.held_out_fraction, 0)
-    fedrecon_config = config.fedrecon_config(NUM_ITEMS)
+    seen = experiments.hold_out_ratings(packed, train_ids, cfg.held_out_fraction, 0)
     fedrecon = experiments.train_with_checkpoints(
-        sim.FedReconSimulator(fedrecon_config, seed=0),
+        simulator.FedReconSimulator(cfg.run, NUM_ITEMS, seed=0, reshuffle_each_pass=False),
         seen.fit,
-        datasets.ClientSampler(train_ids, 5, seed=0),
-        config.budgets,
+        clients.ClientSampler(train_ids, 5, seed=0),
+        cfg.budgets,
         "FedRecon",
     )
     stateful = experiments.train_with_checkpoints(
-        baselines.StatefulSimulator(fedrecon_config, NUM_USERS, seed=0),
+        baselines.StatefulSimulator(cfg.run, NUM_ITEMS, NUM_USERS, seed=0),
         seen.fit,
-        datasets.ClientSampler(train_ids, 5, seed=0),
-        config.budgets,
+        clients.ClientSampler(train_ids, 5, seed=0),
+        cfg.budgets,
         "Stateful",
     )
     assert "FedRecon,    3 rounds" in capsys.readouterr().out
@@ -120,11 +130,11 @@ def test_runs_tables_and_figures(clients, output_dir, capsys):
     assert not np.array_equal(fedrecon[1].item_matrix, fedrecon[3].item_matrix)
     assert stateful[1].trained.sum() == 5 and stateful[3].trained.sum() > 5
 
-    steps = experiments.by_reconstruction_steps(config, fedrecon, clients, test_ids, seed=0)
+    steps = experiments.by_reconstruction_steps(cfg, fedrecon, packed, test_ids, seed=0)
     assert steps[["rounds", "steps"]].values.tolist() == [[1, 0], [1, 2], [3, 0], [3, 2]]
     centralized = baselines.centralized_als(seen.fit, NUM_ITEMS, 4, iterations=2)
     table = experiments.compare_methods(
-        config, fedrecon, stateful, centralized, seen, train_ids[:10], clients, test_ids, seed=0
+        cfg, fedrecon, stateful, centralized, seen, train_ids[:10], packed, test_ids, seed=0
     )
     assert table["method"].tolist() == ["FedRecon (stateless)"] * 2 + ["Stateful"] * 2 + [
         "Centralized (ALS)"
@@ -136,18 +146,34 @@ def test_runs_tables_and_figures(clients, output_dir, capsys):
     ]
     assert pd.isna(table["rounds"].iloc[-1])
     # Unseen users of the stateful model are measured with the initializer's embeddings.
-    unseen_half = experiments.unseen_batches(clients, test_ids, config.eval_split, 5, 0).post_recon
+    unseen_half = experiments.unseen_batches(packed, test_ids, cfg.run.eval_split, 5, 0).post_recon
     initial = baselines.phase_metrics(
         stateful[3].item_matrix, stateful[3].embeddings(test_ids, 0), unseen_half
     )
     assert stateful_rows["unseen rmse"].iloc[-1] == pytest.approx(initial["rmse"])
 
-    experiments.plot_reconstruction_steps(steps)
-    experiments.plot_comparison(table)
-    experiments.save_table(table, "comparison")
+    plotting.reconstruction_steps(steps)
+    plotting.method_comparison(table)
+    reporting.save_table(table, "comparison")
     assert {p.name for p in output_dir.iterdir()} == {
         "06_reconstruction_steps.png",
         "06_stateless_vs_stateful.png",
         "comparison.csv",
     }
     assert len(pd.read_csv(output_dir / "comparison.csv")) == len(table)
+
+
+def test_snapshots_are_independent_copies(packed):
+    """Both simulators' snapshot(): same model now, unchanged by further training."""
+    run = small_config().run
+    for model in (
+        simulator.FedReconSimulator(run, NUM_ITEMS, seed=0, reshuffle_each_pass=False),
+        baselines.StatefulSimulator(run, NUM_ITEMS, NUM_USERS, seed=0),
+    ):
+        model.run_round(packed, [0, 1, 2])
+        copy = model.snapshot()
+        before = copy.item_matrix.copy()
+        np.testing.assert_array_equal(before, model.item_matrix)
+        model.run_round(packed, [3, 4, 5])
+        np.testing.assert_array_equal(copy.item_matrix, before)
+        assert not np.array_equal(model.item_matrix, before)

@@ -23,8 +23,34 @@ def test_every_figure_is_saved_as_png(output_dir):
     plotting.rating_histogram(ratings, name="a")
     plotting.genre_pie(["Drama|Comedy", "Drama", "Action|Sci-Fi"], name="b")
     plotting.examples_per_user(np.arange(1, 50), name="c")
-    plotting.training_curves(history, name="d")
-    for name in "abcd":
+    plotting.learning_curves(history, name="d")
+    plotting.reconstruction_steps(
+        pd.DataFrame(
+            {
+                "rounds": [1, 1, 3, 3],
+                "steps": [0, 2, 0, 2],
+                "rmse": [3.0, 2.0, 2.5, 1.0],
+                "rating_accuracy": [0.0, 0.2, 0.1, 0.4],
+            }
+        ),
+        name="e",
+    )
+    plotting.method_comparison(
+        pd.DataFrame(
+            {
+                "method": ["FedRecon (stateless)"] * 2 + ["Stateful"] * 2 + ["Centralized (ALS)"],
+                "rounds": pd.array([1, 3, 1, 3, pd.NA], dtype="Int64"),
+                "seen rmse": [2.0, 1.0, 3.0, 1.5, 0.9],
+                "seen accuracy": [0.2, 0.4, 0.1, 0.3, 0.45],
+                "unseen rmse": [2.1, 1.1, 3.8, 3.8, 0.95],
+                "unseen accuracy": [0.2, 0.4, 0.0, 0.0, 0.44],
+                "seen with trained embedding": [1.0, 1.0, 0.2, 0.5, 1.0],
+                "unseen with trained embedding": [1.0, 1.0, 0.0, 0.0, 1.0],
+            }
+        ),
+        name="f",
+    )
+    for name in "abcdef":
         assert_png(output_dir / f"{name}.png")
 
 
@@ -55,3 +81,35 @@ def test_learning_curves_plot_training_and_validation(output_dir):
     # Without validation columns: the training curves only.
     fig = plotting.learning_curves(history[["loss", "rating_accuracy"]], name="train_only")
     assert [len(ax.get_lines()) for ax in fig.axes] == [1, 1]
+
+
+def test_learning_curves_default_name_size_and_callers_names(output_dir):
+    history = pd.DataFrame(
+        {"loss": [3.0, 2.0], "rating_accuracy": [0.1, 0.2]}, index=pd.RangeIndex(1, 3)
+    )
+    fig = plotting.learning_curves(history)
+    assert_png(output_dir / "05_learning_curves.png")
+    assert tuple(fig.get_size_inches()) == (11, 4) and len(fig.axes) == 2
+    assert fig.axes[1].get_ylabel() == "Rating accuracy"
+    plotting.learning_curves(history, name="03_training_curves")
+    assert_png(output_dir / "03_training_curves.png")
+
+
+def test_learning_curves_plot_accuracy_of_other_models(output_dir):
+    """A model that is not matrix factorization (EMNIST) reports ``accuracy``."""
+    history = pd.DataFrame(
+        {
+            "loss": [2.3, 1.9, 1.2],
+            "accuracy": [0.1, 0.3, 0.5],
+            "val_loss": [np.nan, np.nan, 1.3],
+            "val_accuracy": [np.nan, np.nan, 0.45],
+        },
+        index=pd.RangeIndex(1, 4, name="round"),
+    )
+    fig = plotting.learning_curves(history, name="emnist")
+    assert_png(output_dir / "emnist.png")
+    acc_ax = fig.axes[1]
+    assert acc_ax.get_ylabel() == "Accuracy"
+    train_line, val_line = acc_ax.get_lines()
+    assert train_line.get_ydata().tolist() == [0.1, 0.3, 0.5]
+    assert val_line.get_xdata().tolist() == [3] and val_line.get_ydata().tolist() == [0.45]

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import recommend
-from tutorial_utils import simulation as sim
+from tutorial_utils import recommend, simulator
+from tutorial_utils.batches import RoundBatches
+from tutorial_utils.config import FedReconRun
 
 NUM_ITEMS, K = 30, 4
 
@@ -40,28 +41,37 @@ def test_reconstruct_embedding_takes_the_simulators_steps(item_matrix):
     """Same start, same batches: the embedding scores the evaluation batch as the simulator does."""
     movie_ids = np.arange(0, 24, 2)
     ratings = (np.arange(12) % 5 + 1).astype(np.float32)
-    recon = recommend.Reconstruction(
-        steps=6, learning_rate=0.05, batch_size=5, init_range=(0.1, 0.1)
+    user = recommend.reconstruct_embedding(
+        item_matrix,
+        movie_ids,
+        ratings,
+        steps=6,
+        reconstruction_lr=0.05,
+        batch_size=5,
+        init_range=(0.1, 0.1),
+        seed=3,
     )
-    user = recommend.reconstruct_embedding(item_matrix, movie_ids, ratings, recon, seed=3)
 
     rng = np.random.default_rng(3)
     rng.uniform(size=K)  # the initializer's draw
     positions = recommend.reconstruction_batches(12, 6, 5, rng)
     eval_items, eval_ratings = np.array([1, 3, 5]), np.array([4.0, 2.0, 5.0], np.float32)
-    batches = sim.RoundBatches.from_lists(
+    batches = RoundBatches.from_lists(
         [[(movie_ids[p], ratings[p]) for p in positions]], [[(eval_items, eval_ratings)]], 5
     )
-    config = sim.FedReconConfig(
-        num_items=NUM_ITEMS, num_latent_factors=K, recon_lr=0.05, user_init_range=(0.1, 0.1)
+    fedrecon = simulator.FedReconSimulator(
+        FedReconRun(num_latent_factors=K, reconstruction_lr=0.05),
+        NUM_ITEMS,
+        item_matrix=item_matrix,
+        user_init_range=(0.1, 0.1),
     )
-    metrics = sim.FedReconSimulator(config, item_matrix=item_matrix).evaluate_batches(batches)
+    metrics = fedrecon.evaluate_batches(batches)
     ours = np.mean(np.square(item_matrix[eval_items] @ user - eval_ratings))
     assert ours == pytest.approx(metrics["loss"], rel=1e-5)
 
 
 def test_reconstruct_embedding_without_steps_is_the_initializer(item_matrix):
-    user = recommend.reconstruct_embedding(item_matrix, [], [], recommend.Reconstruction(steps=0))
+    user = recommend.reconstruct_embedding(item_matrix, [], [], steps=0)
     assert user.shape == (K,) and np.all(np.abs(user) <= 0.05)
 
 
@@ -72,7 +82,8 @@ def test_reconstruct_embedding_recovers_a_planted_user(item_matrix):
         item_matrix,
         np.arange(NUM_ITEMS),
         ratings,
-        recommend.Reconstruction(steps=400, learning_rate=0.05),
+        steps=400,
+        reconstruction_lr=0.05,
     )
     np.testing.assert_allclose(user, planted, atol=1e-3)
 
@@ -82,6 +93,27 @@ def test_reconstruct_embedding_rejects_bad_input(item_matrix):
         recommend.reconstruct_embedding(item_matrix, [1, 2], [3.0])
     with pytest.raises(ValueError, match="At least one rating"):
         recommend.reconstruct_embedding(item_matrix, [], [])
+    with pytest.raises(ValueError, match="steps must be >= 0"):
+        recommend.reconstruct_embedding(item_matrix, [1], [3.0], steps=-1)
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        recommend.reconstruct_embedding(item_matrix, [1], [3.0], batch_size=0)
+
+
+def test_reconstruct_embedding_defaults_are_the_tutorials(item_matrix):
+    """50 steps at 0.1 on batches of 5 from Keras' uniform initializer, spelled out."""
+    movie_ids, ratings = np.arange(0, 24, 2), (np.arange(12) % 5 + 1).astype(np.float32)
+    default = recommend.reconstruct_embedding(item_matrix, movie_ids, ratings, seed=1)
+    explicit = recommend.reconstruct_embedding(
+        item_matrix,
+        movie_ids,
+        ratings,
+        steps=50,
+        reconstruction_lr=0.1,
+        batch_size=5,
+        init_range=(-0.05, 0.05),
+        seed=1,
+    )
+    np.testing.assert_array_equal(default, explicit)
 
 
 def test_recommend_ranks_unrated_movies_only(item_matrix, movies):
@@ -125,6 +157,17 @@ def test_recommend_for_ratings_likes_what_resembles_the_liked_movies(movies):
     item_matrix[NUM_ITEMS // 2 :, 1] = 1.0  # group B
     table = recommend.recommend_for_ratings(item_matrix, movies, {0: 5, 1: 5, 20: 1}, n=5)
     assert all(i < NUM_ITEMS // 2 for i in table.index) and not {0, 1} & set(table.index)
+
+
+def test_recommend_for_ratings_forwards_the_reconstruction_keywords(item_matrix, movies):
+    mine = {0: 5, 3: 1, 8: 4}
+    options = {"steps": 7, "reconstruction_lr": 0.02, "batch_size": 2, "seed": 5}
+    embedding = recommend.reconstruct_embedding(
+        item_matrix, list(mine), list(mine.values()), **options
+    )
+    expected = recommend.recommend(item_matrix, embedding, movies, list(mine), n=6)
+    table = recommend.recommend_for_ratings(item_matrix, movies, mine, n=6, **options)
+    pd.testing.assert_frame_equal(table, expected)
 
 
 @pytest.mark.skipif(not recommend.widgets_available(), reason="ipywidgets is not installed")

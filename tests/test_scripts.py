@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import config
+from tutorial_utils import config, data, reporting
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -25,6 +25,11 @@ def load_script(name: str):
 @pytest.fixture(scope="module")
 def screen_script():
     return load_script("screen_exercise1")
+
+
+@pytest.fixture(scope="module")
+def tune_script():
+    return load_script("tune_exercise1")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,9 @@ def test_screen_grid_varies_only_what_it_says(screen_script):
 def test_screen_ranks_runs_and_counts_diverged_seeds(screen_script, ratings_df):
     small = dataclasses.replace(config.SPLIT_ALONE, clients_per_round=8, num_rounds=3)
     diverging = dataclasses.replace(small, client_lr=1e4)
-    table = screen_script.screen([diverging, small], [0, 1], ratings_df, num_items=25)
+    movies_df = pd.DataFrame({"MovieID": np.arange(25), "Title": "", "Genres": ""})
+    source = data.MovieLensSource(Path("."), kind="synthetic", description="test data")
+    table = screen_script.screen([diverging, small], [0, 1], source, ratings_df, movies_df)
     assert list(table["changed from the split alone"]) == [
         "clients/round 8, rounds 3",
         "client lr 10000.0, clients/round 8, rounds 3",
@@ -74,6 +81,36 @@ def test_screen_ranks_runs_and_counts_diverged_seeds(screen_script, ratings_df):
         .isna()
         .all()
     )
-    markdown = screen_script.markdown_table(table).splitlines()
+    markdown = reporting.markdown_table(table).splitlines()
     assert len(markdown) == 4 and markdown[1].startswith("|---|---:|")
     assert markdown[3].endswith("| - | - | - | - | 2 of 2 |")
+
+
+def test_tune_table_marks_diverged_runs(tune_script):
+    table = pd.DataFrame(
+        {
+            "val_loss": [0.91234, np.nan],
+            "val_accuracy": [0.41111, 0.0],
+            "test_loss": [0.95, np.nan],
+            "test_accuracy": [0.40004, 0.0],
+            "minutes": [14.26, 3.0],
+        },
+        index=pd.Index(["split_alone", "recon_lr_0.5_server_lr_2"], name="run"),
+    )
+    lines = tune_script.tuning_markdown(table).splitlines()
+    assert lines[0] == (
+        "| run | changed from the split alone | val accuracy | test accuracy | val loss "
+        "| test loss | minutes |"
+    )
+    assert lines[1] == "|---|---|---:|---:|---:|---:|---:|"
+    assert lines[2] == (
+        "| split_alone | (exercise 1's split, walkthrough's rates, 100 rounds) "
+        "| 0.4111 | 0.4000 | 0.9123 | 0.9500 | 14.3 |"
+    )
+    assert lines[3] == (
+        "| recon_lr_0.5_server_lr_2 | server lr 2.0, recon lr 0.5 "
+        "| diverged | diverged | NaN | NaN | 3.0 |"
+    )
+
+
+# The one Markdown formatter (tutorial_utils.reporting), which the scripts and benchmarks use.

@@ -1,17 +1,40 @@
 """Helpers for the Federated Reconstruction matrix factorization tutorial.
 
-Modules, each named after what it holds:
+Modules, each named after what it holds (CONTRIBUTING.md says how they fit together):
 
-- ``data``: find, download, verify and load MovieLens 1M; the synthetic stand-in.
-- ``datasets``: per-user ``tf.data`` clients built on demand, and the split by user.
-- ``model``: ``UserEmbedding``, the Keras matrix factorization model, ``RatingAccuracy``.
-- ``training``: the FedRecon training and evaluation processes and the training loop.
-- ``runtime``: TFF's execution context and the worker process it starts.
-- ``plotting``: the figures, shown and saved as PNG.
+- ``settings``: the environment variables that configure a run, read in one place.
+- ``data``: find and load MovieLens 1M, or the labelled synthetic stand-in.
+- ``movielens_files``: read and verify MovieLens 1M's ``.dat`` files.
+- ``download``: download and extract ``ml-1m.zip`` safely.
+- ``synthetic_movielens``: the synthetic stand-in, in MovieLens' format.
 - ``exploration``: summaries of the ratings (statistics, top genres per user).
+- ``clients``: per-user ``tf.data`` clients built on demand, the split by user, sampling.
+- ``config``: ``FedReconRun`` (one run, any engine) and each notebook's full/smoke settings.
+- ``splits``: ``DatasetSplit``, TFF's client-data split with and without TFF, overlap counts.
+- ``metrics``: rating accuracy and RMSE, defined once.
+- ``model``: ``UserEmbedding``, the Keras matrix factorization model, ``RatingAccuracy``.
+- ``training``: TFF's FedRecon training and evaluation processes.
+- ``rounds``: the one training loop every engine runs through.
+- ``batches``: a simulated round's batches, from packed clients or ``tf.data``.
+- ``simulator``: FedRecon in plain TensorFlow, every client of a round at once.
+- ``runs``: train, then score one run, with TFF or the simulator.
+- ``exercises``: the checks of notebook 04's exercises.
+- ``feedback``: verdicts, and tools that look inside a learner's ``dataset_split_fn``.
+- ``model_checks``: what the checks of exercises 3 and 4 compare and train.
+- ``emnist``: exercise 4's EMNIST data (or offline stand-in) and models.
+- ``baselines``: the stateful proposal, centralized ALS, metrics of any embeddings.
+- ``experiments``: notebook 06's data for seen and unseen users, sweeps and comparisons.
+- ``recommend``: on-device reconstruction and top-N recommendations.
+- ``communication``: bytes a client sends and receives per round.
+- ``plotting``: every figure, shown and saved as PNG.
+- ``reporting``: every table, as CSV and Markdown.
+- ``runtime``: TFF's execution context and the worker process it starts.
+- ``workers``: several TFF worker services and TFF's context over them.
+- ``train_on_workers``: command line, FedRecon trained and scored on several workers.
 - ``environment``: which stack this is, TFF made ready on it, advice when it cannot run.
-- ``config``: the walkthrough's parameters and a tiny smoke configuration.
-- ``settings``: the environment variables that configure a run.
+- ``pins``: the locked pins of both stacks, and what the Colab cells install.
+- ``links``: GitHub and Colab links from one setting.
+- ``run_notebooks``: command line, executes the notebooks and records their times.
 
 Importing the package gets TensorFlow Federated ready to import on the modern stack
 (``environment.prepare_tff``), so import it before TensorFlow.

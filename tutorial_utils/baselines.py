@@ -17,61 +17,74 @@ the end measure any user embeddings on the same batches as the simulator.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
 
-from tutorial_utils import simulation
+from tutorial_utils import metrics
+from tutorial_utils.batches import PackedClients, PhaseBatches
+from tutorial_utils.config import FedReconRun
+from tutorial_utils.simulator import UNIFORM_INIT_RANGE, initial_item_matrix
+from tutorial_utils.splits import DatasetSplit
 
 
 class StatefulSimulator:
     """Stateful federated matrix factorization, every client of a round at once.
 
     Each round, every sampled client starts from its stored embedding (a fresh draw from
-    ``config.user_init_range`` the first time), passes once over its shuffled ratings in
-    batches, and at each batch takes one SGD step on ``u`` (at ``config.recon_lr``) and on
-    its copy of the item rows (at ``config.client_lr``) together. The server adds the
-    example-weighted mean of the item deltas, times ``config.server_lr``, as FedRecon does.
-    Methods mirror :class:`~tutorial_utils.simulation.FedReconSimulator`, so
-    :func:`simulation.train` runs it.
+    ``user_init_range`` the first time), passes once over its shuffled ratings in batches
+    of ``run.batch_size``, and at each batch takes one SGD step on ``u`` (at
+    ``run.reconstruction_lr``) and on its copy of the item rows (at ``run.client_lr``)
+    together. The server adds the example-weighted mean of the item deltas, times
+    ``run.server_lr``, as FedRecon does. ``run``'s splits are unused: a client uses all of
+    its ratings. ``num_users`` is the number of user ids (every id is below it).
+    Methods mirror :class:`~tutorial_utils.simulator.FedReconSimulator`, so
+    :func:`simulator.train` runs it.
     """
 
-    def __init__(self, config: simulation.FedReconConfig, num_users: int, seed: int = 0):
-        self.config = config
+    def __init__(
+        self,
+        run: FedReconRun,
+        num_items: int,
+        num_users: int,
+        seed: int = 0,
+        *,
+        user_init_range: tuple[float, float] = UNIFORM_INIT_RANGE,
+        item_init_range: tuple[float, float] = UNIFORM_INIT_RANGE,
+    ):
+        self.run, self.num_items = run, num_items
+        self.user_init_range, self.item_init_range = user_init_range, item_init_range
         self.rng = np.random.default_rng(seed)
-        shape = (config.num_items, config.num_latent_factors)
-        self.item_matrix = self.rng.uniform(*config.item_init_range, size=shape).astype(np.float32)
-        self.user_embeddings = np.zeros((num_users, config.num_latent_factors), np.float32)
+        self.item_matrix = initial_item_matrix(run, num_items, self.rng, item_init_range)
+        self.user_embeddings = np.zeros((num_users, run.num_latent_factors), np.float32)
         self.trained = np.zeros(num_users, bool)  # has the user ever been sampled?
 
-    def run_round(
-        self, clients: simulation.PackedClients, client_ids: Sequence[int]
-    ) -> dict[str, float]:
+    def snapshot(self) -> StatefulSimulator:
+        """A copy of this model (item matrix, stored embeddings, generator), unaffected by
+        further training."""
+        return copy.deepcopy(self)
+
+    def run_round(self, clients: PackedClients, client_ids: Sequence[int]) -> dict[str, float]:
         """One round on ``client_ids``; returns the loss and accuracy seen while training."""
-        cfg = self.config
-        one_pass = simulation.DatasetSplit(split_dataset=False)
+        run, num_items = self.run, self.num_items
+        k = run.num_latent_factors
+        one_pass = DatasetSplit(split_dataset=False)
         batches = clients.round_batches(
-            client_ids, one_pass, cfg.batch_size, self.rng, reshuffle_each_pass=False
+            client_ids, one_pass, run.batch_size, self.rng, reshuffle_each_pass=False
         ).recon
         ids = np.asarray(client_ids, np.int64)
         users = self.user_embeddings[ids].copy()
         new = ~self.trained[ids]
-        users[new] = self.rng.uniform(
-            *cfg.user_init_range, size=(new.sum(), cfg.num_latent_factors)
-        )
+        users[new] = self.rng.uniform(*self.user_init_range, size=(new.sum(), k))
         # One row per (client, item) pair: the clients' local copies of their item rows,
         # plus a scratch row that padded examples point at.
         num_clients, num_steps, _ = batches.mask.shape
-        keys = np.arange(num_clients)[:, None, None] * cfg.num_items + batches.items
+        keys = np.arange(num_clients)[:, None, None] * num_items + batches.items
         pairs, inverse = np.unique(keys[batches.mask], return_inverse=True)
         rows = np.full(batches.mask.shape, len(pairs))
         rows[batches.mask] = inverse
-        table = np.vstack(
-            [
-                self.item_matrix[pairs % cfg.num_items],
-                np.zeros((1, cfg.num_latent_factors), np.float32),
-            ]
-        )
+        table = np.vstack([self.item_matrix[pairs % num_items], np.zeros((1, k), np.float32)])
         start = table.copy()
         # Unless a client rated a movie twice, no two examples of a step share a row, and
         # plain indexed addition is exact (and much faster than ``np.add.at``).
@@ -85,20 +98,20 @@ class StatefulSimulator:
             errors = np.where(mask, predictions - ratings, 0.0)
             loss_sum += (np.square(errors).sum(axis=1) / np.maximum(count[:, 0], 1)).sum()
             num_batches += (count > 0).sum()
-            correct += (mask & (np.abs(errors) <= 0.5)).sum()
+            correct += (mask & metrics.is_correct(ratings, predictions)).sum()
             d_predictions = 2.0 * errors / np.maximum(count, 1)
             d_users = np.einsum("cb,cbk->ck", d_predictions, vectors)
-            update = -cfg.client_lr * d_predictions[..., None] * users[:, None]
+            update = -run.client_lr * d_predictions[..., None] * users[:, None]
             if distinct:  # each real example has its own row; padding adds 0 to the scratch row
                 table[rows[:, t]] += update
             else:
                 np.add.at(table, rows[:, t], update)
-            users -= cfg.recon_lr * d_users
+            users -= run.reconstruction_lr * d_users
         weights = batches.mask.sum(axis=(1, 2)).astype(np.float32)
-        delta = (table - start)[:-1] * weights[pairs // cfg.num_items, None]
+        delta = (table - start)[:-1] * weights[pairs // num_items, None]
         total = np.zeros_like(self.item_matrix)
-        np.add.at(total, pairs % cfg.num_items, delta)
-        self.item_matrix += cfg.server_lr * total / weights.sum()
+        np.add.at(total, pairs % num_items, delta)
+        self.item_matrix += run.server_lr * total / weights.sum()
         self.user_embeddings[ids] = users
         self.trained[ids] = True
         num_examples = int(weights.sum())
@@ -114,7 +127,7 @@ class StatefulSimulator:
         users = self.user_embeddings[ids].copy()
         untrained = ~self.trained[ids]
         users[untrained] = np.random.default_rng(seed).uniform(
-            *self.config.user_init_range, size=(untrained.sum(), users.shape[1])
+            *self.user_init_range, size=(untrained.sum(), users.shape[1])
         )
         return users
 
@@ -150,7 +163,7 @@ def _ridge_rows(
     return np.linalg.solve(grams, targets[..., None])[..., 0].astype(np.float32)
 
 
-def _flat_ratings(clients: simulation.PackedClients) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _flat_ratings(clients: PackedClients) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(row, item, rating)`` of every rating of ``clients``, row = the client's table row."""
     valid = np.arange(clients.items.shape[1])[None, :] < clients.counts[:, None]
     rows = np.broadcast_to(np.arange(len(clients))[:, None], valid.shape)
@@ -158,7 +171,7 @@ def _flat_ratings(clients: simulation.PackedClients) -> tuple[np.ndarray, np.nda
 
 
 def centralized_als(
-    clients: simulation.PackedClients,
+    clients: PackedClients,
     num_items: int,
     num_latent_factors: int,
     *,
@@ -183,7 +196,7 @@ def centralized_als(
 
 
 def fold_in(
-    item_matrix: np.ndarray, phase: simulation.PhaseBatches, regularization: float = 0.1
+    item_matrix: np.ndarray, phase: PhaseBatches, regularization: float = 0.1
 ) -> np.ndarray:
     """Each client's embedding solved from its ratings in ``phase``, ``item_matrix`` fixed.
 
@@ -208,12 +221,12 @@ def fold_in(
 
 
 def phase_metrics(
-    item_matrix: np.ndarray, user_embeddings: np.ndarray, phase: simulation.PhaseBatches
+    item_matrix: np.ndarray, user_embeddings: np.ndarray, phase: PhaseBatches
 ) -> dict[str, float]:
     """RMSE and rating accuracy of ``u_c . v`` on client ``c``'s examples in ``phase``.
 
-    Defined as the simulator's evaluation defines them (over examples; correct when
-    ``|y - prediction| <= 0.5``).
+    Scored as the simulator scores (``metrics.is_correct`` and ``metrics.rmse``, over
+    examples).
     """
     predictions = np.einsum(
         "cik,ck->ci",
@@ -221,9 +234,13 @@ def phase_metrics(
         np.asarray(user_embeddings),
     )
     mask = phase.mask.reshape(len(phase.mask), -1)
-    errors = (predictions - phase.ratings.reshape(len(phase.ratings), -1))[mask]
+    ratings = phase.ratings.reshape(len(phase.ratings), -1)[mask]
+    predictions = predictions[mask]
+    num_examples = int(mask.sum())
+    squared_error = float(np.sum(np.square((predictions - ratings).astype(np.float64))))
+    correct = int(np.sum(metrics.is_correct(ratings, predictions)))
     return {
-        "rmse": float(np.sqrt(np.mean(np.square(errors.astype(np.float64))))),
-        "rating_accuracy": float(np.mean(np.abs(errors) <= 0.5)),
-        "num_examples": int(mask.sum()),
+        "rmse": metrics.rmse(squared_error, num_examples),
+        "rating_accuracy": correct / num_examples if num_examples else 0.0,
+        "num_examples": num_examples,
     }

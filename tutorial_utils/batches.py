@@ -5,7 +5,7 @@ The simulator (``tutorial_utils.simulator``) takes a round's data as padded arra
 
 - :func:`batches_from_datasets` iterates the clients' ``tf.data`` pipelines exactly as
   TFF does, so the simulator sees the same batches in the same order as TFF: use it
-  to compare with TFF (tests/test_simulation.py does, to 1e-7).
+  to compare with TFF (tests/test_simulator.py does, to 1e-7).
 - :meth:`PackedClients.round_batches`, which :meth:`FedReconSimulator.run_round` and
   :meth:`~FedReconSimulator.evaluate` use, shuffles with the simulator's own seeded
   numpy generator: fast, and the same in distribution, but not the same orders as
@@ -194,7 +194,7 @@ class PackedClients:
 
     @classmethod
     def from_rating_clients(cls, clients) -> PackedClients:
-        """Packs a ``tutorial_utils.datasets.RatingClients`` (its capped, unshuffled arrays)."""
+        """Packs a ``tutorial_utils.clients.RatingClients`` (its capped, unshuffled arrays)."""
         arrays = [clients.client_arrays(c) for c in clients.client_ids]
         return cls(clients.client_ids, [a[0] for a in arrays], [a[1] for a in arrays])
 

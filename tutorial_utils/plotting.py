@@ -1,4 +1,4 @@
-"""The tutorial's figures: each is drawn, saved as PNG, and returned for display.
+"""Every figure of the tutorial: each is drawn, saved as PNG, and returned for display.
 
 Figures are written to ``settings.output_dir()`` (``output/figures`` in a checkout, or
 ``FEDRECON_OUTPUT_DIR``), so a run of the notebooks leaves every plot on disk as well.
@@ -74,33 +74,23 @@ def examples_per_user(counts: Iterable[int], name: str = "01_examples_per_user")
     return fig
 
 
-def training_curves(history: pd.DataFrame, name: str = "03_training_curves") -> Figure:
-    """Training loss and rating accuracy against the round number."""
-    fig = plt.figure(figsize=(11, 4))
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot(history.index, history["loss"], marker="o")
-    loss_ax.set(xlabel="Round", ylabel="Train loss (MSE)", title="Train loss")
-    acc_ax.plot(history.index, history["rating_accuracy"], marker="o", color="tab:green")
-    acc_ax.set(xlabel="Round", ylabel="Train rating accuracy", title="Train accuracy")
-    for ax in (loss_ax, acc_ax):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    fig.set_layout_engine("tight")
-    save(fig, name)
-    return fig
-
-
 def learning_curves(history: pd.DataFrame, name: str = "05_learning_curves") -> Figure:
-    """Loss and rating accuracy per round, for training and (where measured) validation.
+    """Loss and accuracy per round, for training and (where measured) validation.
 
-    ``history`` is indexed by round, with ``loss`` and ``rating_accuracy`` for every round
-    and, optionally, ``val_loss`` and ``val_rating_accuracy`` for the rounds after which
-    validation users were evaluated (NaN elsewhere). The loss axis is logarithmic, since
-    the loss falls by an order of magnitude early on.
+    ``history`` is indexed by round (as ``rounds.run_rounds`` returns it), with ``loss``
+    and an accuracy for every round: ``rating_accuracy`` for matrix factorization, or
+    ``accuracy`` for other models (EMNIST). Where ``val_loss`` and ``val_<accuracy>``
+    columns exist, the rounds after which validation users were evaluated (not NaN) are
+    drawn as points. The loss axis is logarithmic, since the loss falls by an order of
+    magnitude early on. Notebooks pass their own ``name``, e.g. ``"03_training_curves"``.
     """
+    accuracy = "rating_accuracy" if "rating_accuracy" in history else "accuracy"
+    accuracy_label = "Rating accuracy" if accuracy == "rating_accuracy" else "Accuracy"
+    # A point per round when there are few rounds; a plain line for hundreds of them.
+    marker = {"marker": "o", "markersize": 4} if len(history) <= 50 else {}
     fig = plt.figure(figsize=(11, 4))
     loss_ax, acc_ax = fig.subplots(1, 2)
-    panels = ((loss_ax, "loss", "Loss (MSE)"), (acc_ax, "rating_accuracy", "Rating accuracy"))
+    panels = ((loss_ax, "loss", "Loss (MSE)"), (acc_ax, accuracy, accuracy_label))
     for ax, column, label in panels:
         ax.plot(
             history.index,
@@ -108,6 +98,7 @@ def learning_curves(history: pd.DataFrame, name: str = "05_learning_curves") -> 
             linewidth=1,
             alpha=0.8,
             label="training (sampled clients)",
+            **marker,
         )
         val_column = f"val_{column}"
         if val_column in history:
@@ -125,6 +116,87 @@ def learning_curves(history: pd.DataFrame, name: str = "05_learning_curves") -> 
         ax.grid(alpha=0.3)
         ax.legend()
     loss_ax.set_yscale("log")
+    fig.set_layout_engine("tight")
+    save(fig, name)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# Notebook 06: beyond the tutorial
+# ---------------------------------------------------------------------------------------
+
+
+def reconstruction_steps(table: pd.DataFrame, name: str = "06_reconstruction_steps") -> Figure:
+    """RMSE and rating accuracy of unseen users against reconstruction steps, one line per
+    training budget (``experiments.by_reconstruction_steps``' table)."""
+    fig = plt.figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    steps = sorted(table["steps"].unique())
+    position = {s: i for i, s in enumerate(steps)}
+    for budget, group in table.groupby("rounds"):
+        x = group["steps"].map(position)
+        for ax, column in zip(axes, ("rmse", "rating_accuracy")):
+            ax.plot(x, group[column], marker="o", label=f"{budget} rounds")
+    for ax, label in zip(axes, ("RMSE", "Rating accuracy")):
+        ax.set(
+            xticks=range(len(steps)),
+            xticklabels=steps,
+            xlabel="Reconstruction steps",
+            ylabel=label,
+            title=f"Unseen users: {label if label == 'RMSE' else label.lower()}",
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(title="Trained for")
+    fig.set_layout_engine("tight")
+    save(fig, name)
+    return fig
+
+
+def method_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful") -> Figure:
+    """RMSE and accuracy against training rounds, seen and unseen users in separate panels
+    (``experiments.compare_methods``' table).
+
+    The centralized reference (no rounds) is a dashed horizontal line; the stateful points
+    of seen users are labelled with the share of them that have a stored embedding.
+    """
+    fig = plt.figure(figsize=(11, 7))
+    axes = fig.subplots(2, 2)
+    federated = table[table["rounds"].notna()]
+    reference = table[table["rounds"].isna()]
+    for col, group in enumerate(("seen", "unseen")):
+        for row, (metric, label) in enumerate((("rmse", "RMSE"), ("accuracy", "rating accuracy"))):
+            ax = axes[row, col]
+            column = f"{group} {metric}"
+            for method, runs in federated.groupby("method", sort=False):
+                rounds = runs["rounds"].astype(int)
+                ax.plot(rounds, runs[column], marker="o", label=method)
+                if method == "Stateful" and group == "seen":
+                    for x, y, share in zip(
+                        rounds, runs[column], runs[f"{group} with trained embedding"]
+                    ):
+                        ax.annotate(
+                            f"{share:.0%}",
+                            (x, y),
+                            textcoords="offset points",
+                            xytext=(0, 6),
+                            ha="center",
+                            fontsize=8,
+                            color="tab:orange",
+                        )
+            for _, ref in reference.iterrows():
+                ax.axhline(ref[column], color="black", linestyle="--", label=ref["method"])
+            ax.set(
+                xscale="log",
+                xlabel="Training rounds",
+                ylabel=label[0].upper() + label[1:],
+                title=f"{group.capitalize()} users: {label}",
+            )
+            ax.margins(y=0.12)
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=9)
+    fig.suptitle(
+        "Orange labels: share of seen users with a stored embedding (stateful)", fontsize=10
+    )
     fig.set_layout_engine("tight")
     save(fig, name)
     return fig

@@ -11,34 +11,12 @@ a handful of movies.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from tutorial_utils import environment
-
-
-@dataclasses.dataclass(frozen=True)
-class Reconstruction:
-    """How a device fits its user embedding: SGD on batches of its ratings, ``V`` frozen.
-
-    The defaults are the tutorial's: reconstruction SGD at 0.1, batches of 5, a uniform
-    initializer in ``[-0.05, 0.05]`` (Keras' ``"uniform"``). ``steps`` SGD steps are
-    taken, passing over the shuffled ratings as often as needed (a new order each pass).
-    """
-
-    steps: int = 50
-    learning_rate: float = 0.1
-    batch_size: int = 5
-    init_range: tuple[float, float] = (-0.05, 0.05)
-
-    def __post_init__(self):
-        if self.steps < 0 or self.batch_size < 1:
-            raise ValueError(
-                f"steps must be >= 0 and batch_size >= 1, got {self.steps} and {self.batch_size}."
-            )
 
 
 def reconstruction_batches(
@@ -58,28 +36,37 @@ def reconstruct_embedding(
     item_matrix: np.ndarray,
     movie_ids: Sequence[int],
     ratings: Sequence[float],
-    recon: Reconstruction = Reconstruction(),
     *,
+    steps: int = 50,
+    reconstruction_lr: float = 0.1,
+    batch_size: int = 5,
+    init_range: tuple[float, float] = (-0.05, 0.05),
     seed: int = 0,
 ) -> np.ndarray:
     """Fits one user's embedding ``[k]`` to ``ratings`` of ``movie_ids``, ``item_matrix`` frozen.
 
-    Each step is one SGD step on a batch's mean squared error, as FedRecon's
-    reconstruction does: ``u -= lr * 2/n * sum((u . v_i - y_i) v_i)``.
+    SGD on batches of the user's ratings, as FedRecon's reconstruction does; the defaults
+    are the tutorial's: ``steps`` steps at ``reconstruction_lr`` 0.1 on batches of 5,
+    passing over the shuffled ratings as often as needed (a new order each pass), from a
+    uniform draw in ``init_range`` (Keras' ``"uniform"``). Each step is one SGD step on the
+    batch's mean squared error: ``u -= lr * 2/n * sum((u . v_i - y_i) v_i)``. ``seed``
+    draws the initial embedding, then the orders.
     """
+    if steps < 0 or batch_size < 1:
+        raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}.")
     item_matrix = np.asarray(item_matrix, np.float32)
     movie_ids = np.asarray(movie_ids, np.int64)
     ratings = np.asarray(ratings, np.float32)
     if movie_ids.shape != ratings.shape or movie_ids.ndim != 1:
         raise ValueError("movie_ids and ratings must be 1-D and of the same length.")
-    if recon.steps and not len(movie_ids):
+    if steps and not len(movie_ids):
         raise ValueError("At least one rating is needed to reconstruct an embedding.")
     rng = np.random.default_rng(seed)
-    user = rng.uniform(*recon.init_range, size=item_matrix.shape[1]).astype(np.float32)
-    for batch in reconstruction_batches(len(movie_ids), recon.steps, recon.batch_size, rng):
+    user = rng.uniform(*init_range, size=item_matrix.shape[1]).astype(np.float32)
+    for batch in reconstruction_batches(len(movie_ids), steps, batch_size, rng):
         vectors = item_matrix[movie_ids[batch]]
         errors = vectors @ user - ratings[batch]
-        user = user - recon.learning_rate * (2.0 / len(batch)) * (errors @ vectors)
+        user = user - reconstruction_lr * (2.0 / len(batch)) * (errors @ vectors)
     return user
 
 
@@ -152,14 +139,16 @@ def recommend_for_ratings(
     movies: pd.DataFrame,
     my_ratings: Mapping[int, int],
     n: int = 10,
-    recon: Reconstruction = Reconstruction(),
-    *,
-    seed: int = 0,
+    **reconstruction,
 ) -> pd.DataFrame:
-    """Recommendations for someone who rated ``my_ratings`` (``{MovieID: rating}``) just now."""
+    """Recommendations for someone who rated ``my_ratings`` (``{MovieID: rating}``) just now.
+
+    ``reconstruction`` holds keywords of :func:`reconstruct_embedding` (``steps``,
+    ``reconstruction_lr``, ``batch_size``, ``init_range``, ``seed``); its defaults otherwise.
+    """
     movie_ids = list(my_ratings)
     embedding = reconstruct_embedding(
-        item_matrix, movie_ids, [my_ratings[m] for m in movie_ids], recon, seed=seed
+        item_matrix, movie_ids, [my_ratings[m] for m in movie_ids], **reconstruction
     )
     return recommend(item_matrix, embedding, movies, movie_ids, n)
 

@@ -142,11 +142,13 @@ def _train_tff(run, users, num_items, sampler, seed, split_fn, model_class, prog
 
 
 def _train_simulator(run, users, num_items, sampler, seed, split_fn, model_class, progress):
-    from tutorial_utils import simulator as simulation
+    from tutorial_utils import simulator as fedrecon_simulator
 
     packed = users.packed()
-    simulator = simulation.FedReconSimulator(run, num_items, seed=seed)
-    history = simulation.train(simulator, packed, sampler, run.num_rounds, progress=progress)
+    simulator = fedrecon_simulator.FedReconSimulator(run, num_items, seed=seed)
+    history = fedrecon_simulator.train(
+        simulator, packed, sampler, run.num_rounds, progress=progress
+    )
     scores = {
         name: simulator.evaluate(packed, ids, reshuffle_each_pass=False, seed=seed)
         for name, ids in (("validation", users.val_ids), ("test", users.test_ids))

@@ -17,6 +17,10 @@
     that only checks the notebooks execute.
 ``FEDRECON_OUTPUT_DIR``
     Where figures are saved as PNG. Default: ``output/figures`` in the project checkout.
+``FEDRECON_EMNIST``
+    The handwriting of notebook 04's exercise 4. ``synthetic`` (default): an offline
+    stand-in built from TFF's synthetic digits. ``real``: the federated EMNIST, which TFF
+    downloads (network access needed).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ GROUPLENS_ML1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 
 DATASET_CHOICES = ("auto", "movielens", "synthetic")
 CONFIG_CHOICES = ("full", "smoke")
+EMNIST_CHOICES = ("synthetic", "real")
 
 
 def in_checkout() -> bool:
@@ -81,6 +86,11 @@ def ml1m_url() -> str:
 def run_config() -> str:
     """``full`` or ``smoke`` (``FEDRECON_CONFIG``)."""
     return _choice("FEDRECON_CONFIG", CONFIG_CHOICES, "full")
+
+
+def emnist_choice() -> str:
+    """``synthetic`` (default, offline) or ``real`` (downloads EMNIST), from ``FEDRECON_EMNIST``."""
+    return _choice("FEDRECON_EMNIST", EMNIST_CHOICES, "synthetic")
 
 
 def output_dir() -> Path:

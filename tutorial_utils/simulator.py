@@ -156,17 +156,18 @@ def _local_table(item_matrix, table_items):
     )
 
 
-_PHASE_SPECS = [
-    tf.TensorSpec([None, None, None], tf.int32),  # table rows
-    tf.TensorSpec([None, None, None], tf.float32),  # ratings
-    tf.TensorSpec([None, None, None], tf.float32),  # mask
-]
+# One stage's examples, ``[clients, steps, batch]`` each: table rows, ratings, mask.
+_PHASE_SPEC = (
+    tf.TensorSpec([None, None, None], tf.int32),
+    tf.TensorSpec([None, None, None], tf.float32),
+    tf.TensorSpec([None, None, None], tf.float32),
+)
 _COMMON_SPECS = [
     tf.TensorSpec([None, None], tf.float32),  # item matrix
     tf.TensorSpec([None], tf.int32),  # item of each table row
     tf.TensorSpec([None, None], tf.float32),  # initial user embeddings
-    *_PHASE_SPECS,  # reconstruction
-    *_PHASE_SPECS,  # post-reconstruction
+    _PHASE_SPEC,  # reconstruction
+    _PHASE_SPEC,  # post-reconstruction
     tf.TensorSpec([], tf.float32),  # reconstruction learning rate
 ]
 
@@ -184,21 +185,20 @@ def _training_round(
     item_matrix,
     table_items,
     user,
-    recon_rows,
-    recon_ratings,
-    recon_mask,
-    post_rows,
-    post_ratings,
-    post_mask,
-    recon_lr,
+    recon,
+    post,
+    reconstruction_lr,
     table_clients,
     client_lr,
     server_lr,
 ):
-    """One FedRecon round: local reconstruction and training, then the server update."""
+    """One FedRecon round: local reconstruction and training, then the server update.
+
+    ``recon`` and ``post`` are a stage's ``(rows, ratings, mask)``.
+    """
     table = _local_table(item_matrix, table_items)
-    user = _reconstruct(table, user, recon_rows, recon_ratings, recon_mask, recon_lr)
-    trained, sums = _train_items(table, user, post_rows, post_ratings, post_mask, client_lr)
+    user = _reconstruct(table, user, *recon, reconstruction_lr)
+    trained, sums = _train_items(table, user, *post, client_lr)
     delta = (trained - table)[:-1]
     num_clients = tf.shape(user)[0]
     # A client whose update is not finite is dropped (zero delta, zero weight).
@@ -217,21 +217,11 @@ def _training_round(
 
 
 @tf.function(input_signature=_COMMON_SPECS, jit_compile=True)
-def _evaluation(
-    item_matrix,
-    table_items,
-    user,
-    recon_rows,
-    recon_ratings,
-    recon_mask,
-    post_rows,
-    post_ratings,
-    post_mask,
-    recon_lr,
-):
+def _evaluation(item_matrix, table_items, user, recon, post, reconstruction_lr):
     """Reconstruction, then the metric sums of the post-reconstruction batches."""
     table = _local_table(item_matrix, table_items)
-    user = _reconstruct(table, user, recon_rows, recon_ratings, recon_mask, recon_lr)
+    user = _reconstruct(table, user, *recon, reconstruction_lr)
+    post_rows, post_ratings, post_mask = post
     _, predictions = _predict(table, user, post_rows)
     return _metric_sums(predictions, post_ratings, post_mask)
 
@@ -243,6 +233,16 @@ def _evaluation(
 
 # Keras' "uniform" initializer: the bounds TFF's clients draw embeddings from.
 UNIFORM_INIT_RANGE = (-0.05, 0.05)
+
+
+def initial_item_matrix(
+    run: FedReconRun, num_items: int, rng: np.random.Generator, init_range: tuple[float, float]
+) -> np.ndarray:
+    """A uniform draw of the item matrix ``[num_items, run.num_latent_factors]``, float32."""
+    if num_items < 1:
+        raise ValueError(f"num_items must be at least 1, got {num_items}.")
+    shape = (num_items, run.num_latent_factors)
+    return rng.uniform(*init_range, size=shape).astype(np.float32)
 
 
 class FedReconSimulator:
@@ -271,17 +271,12 @@ class FedReconSimulator:
         item_init_range: tuple[float, float] = UNIFORM_INIT_RANGE,
         reshuffle_each_pass: bool = True,
     ):
-        if num_items < 1:
-            raise ValueError(f"num_items must be at least 1, got {num_items}.")
-        self.run = run
-        self.num_items = num_items
-        self.user_init_range = user_init_range
-        self.item_init_range = item_init_range
+        self.run, self.num_items = run, num_items
+        self.user_init_range, self.item_init_range = user_init_range, item_init_range
         self.reshuffle_each_pass = reshuffle_each_pass
         self.rng = np.random.default_rng(seed)
         if item_matrix is None:
-            shape = (num_items, run.num_latent_factors)
-            item_matrix = self.rng.uniform(*item_init_range, size=shape)
+            item_matrix = initial_item_matrix(run, num_items, self.rng, item_init_range)
         self.item_matrix = item_matrix
 
     def snapshot(self) -> FedReconSimulator:
@@ -326,12 +321,8 @@ class FedReconSimulator:
             self._item_matrix,
             inputs.table_items,
             users,
-            inputs.recon_rows,
-            inputs.recon_ratings,
-            inputs.recon_mask,
-            inputs.post_recon_rows,
-            inputs.post_recon_ratings,
-            inputs.post_recon_mask,
+            (inputs.recon_rows, inputs.recon_ratings, inputs.recon_mask),
+            (inputs.post_recon_rows, inputs.post_recon_ratings, inputs.post_recon_mask),
             self.run.reconstruction_lr,
         ]
         return inputs, arguments

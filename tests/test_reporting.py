@@ -1,0 +1,64 @@
+"""Tables: the one Markdown formatter, CSV files beside the figures."""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tutorial_utils import reporting
+
+
+def test_markdown_table_formats_and_aligns_by_column():
+    table = pd.DataFrame(
+        {"name": ["a", "b"], "count": [3, 40], "score": [0.123456, np.nan], "time": [1.25, 2.0]}
+    )
+    lines = reporting.markdown_table(table, formats={"time": "{:.1f} s"}).splitlines()
+    assert lines == [
+        "| name | count | score | time |",
+        "|---|---:|---:|---:|",
+        "| a | 3 | 0.1235 | 1.2 s |",
+        "| b | 40 | - | 2.0 s |",
+    ]
+
+
+def test_markdown_table_index_alignment_missing_and_callables():
+    table = pd.DataFrame(
+        {"speed-up": ["291x", ""], "value": [None, 2.5]}, index=pd.Index(["x", "y"], name="step")
+    )
+    text = reporting.markdown_table(
+        table,
+        index=True,
+        align="lrr",
+        missing="n/a",
+        formats={"value": lambda v: f"{v:g}!"},
+        float_format="{:.2f}",
+    )
+    assert text.splitlines() == [
+        "| step | speed-up | value |",
+        "|---|---:|---:|",
+        "| x | 291x | n/a |",
+        "| y |  | 2.5! |",
+    ]
+    unnamed = reporting.markdown_table(pd.DataFrame({"a": [1]}, index=["r"]), index=True)
+    assert unnamed.splitlines()[0] == "|  | a |"
+    with pytest.raises(ValueError, match="align"):
+        reporting.markdown_table(table, align="lx")
+
+
+def test_save_table_writes_csv_in_the_output_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEDRECON_OUTPUT_DIR", str(tmp_path / "out"))
+    table = pd.DataFrame({"a": [1, 2]})
+    path = reporting.save_table(table, "t")
+    assert path == tmp_path / "out" / "t.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(path, index_col=0), table)
+
+
+def test_output_option_defaults_to_the_tables_folder_beside_the_figures(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEDRECON_OUTPUT_DIR", str(tmp_path / "figures"))
+    parser = argparse.ArgumentParser()
+    reporting.add_output_option(parser, "exercise1_screen")
+    assert parser.parse_args([]).output == tmp_path / "tables"
+    assert parser.parse_args(["--output", "x"]).output == Path("x")
+    assert "exercise1_screen.csv" in parser.format_help()

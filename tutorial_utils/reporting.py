@@ -1,0 +1,103 @@
+"""The tutorial's tables: saved as CSV, or written as Markdown for the README and the terminal.
+
+:func:`markdown_table` is the one Markdown formatter of the project: the scripts and the
+benchmarks prepare a ``pandas.DataFrame`` (the cells they want, e.g. ``"diverged"`` where a
+run diverged) and hand it over. :func:`save_table` writes a table as CSV next to the
+figures, in ``settings.output_dir()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import numbers
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from tutorial_utils import settings
+
+
+def save_table(table: pd.DataFrame, name: str) -> Path:
+    """Saves ``table`` as ``<output dir>/<name>.csv`` and returns the path."""
+    directory = settings.output_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.csv"
+    table.to_csv(path)
+    return path
+
+
+def add_output_option(parser: argparse.ArgumentParser, stem: str) -> None:
+    """A script's ``--output`` folder for ``<stem>.csv`` and ``<stem>.md``: ``output/tables``
+    beside the figures unless given."""
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=settings.output_dir().parent / "tables",
+        help=f"folder for {stem}.csv and .md (default: output/tables)",
+    )
+
+
+def _is_missing(value) -> bool:
+    """True for NaN, None and ``pd.NA`` (and False for any list-like value)."""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def markdown_table(
+    table: pd.DataFrame,
+    *,
+    index: bool = False,
+    formats: Mapping[str, str | Callable] | None = None,
+    float_format: str = "{:.4f}",
+    missing: str = "-",
+    align: str | None = None,
+) -> str:
+    """``table`` as a Markdown table, one line per row, in the order of ``table``.
+
+    - ``index``: the index is the first column (headed by its name, if any).
+    - ``formats``: per column, a format string (``"{:.1f}"``) or a function of the value
+      giving the cell; other floats use ``float_format``, other values ``str``.
+    - ``missing``: the cell of a missing value (NaN, None, ``pd.NA``), in every column.
+    - ``align``: one letter per column (index first), ``l`` or ``r``; by default numeric
+      columns are right-aligned and the others left-aligned.
+
+    Returns the lines joined by newlines, without a final newline.
+    """
+    shown = table.reset_index() if index else table
+    if index and table.index.name is None:
+        shown = shown.rename(columns={shown.columns[0]: ""})
+    formats = dict(formats or {})
+    columns = [str(column) for column in shown.columns]
+    if align is None:
+        align = "".join(
+            "r" if pd.api.types.is_numeric_dtype(shown[column]) else "l" for column in shown
+        )
+    if len(align) != len(columns) or set(align) - {"l", "r"}:
+        raise ValueError(
+            f"align must give 'l' or 'r' for each of the {len(columns)} columns, got {align!r}."
+        )
+
+    def cell(column: str, value) -> str:
+        if _is_missing(value):
+            return missing
+        form = formats.get(column)
+        if callable(form):
+            return str(form(value))
+        if form is not None:
+            return form.format(value)
+        if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+            return float_format.format(value)
+        return str(value)
+
+    lines = [
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|",
+    ]
+    for row in shown.itertuples(index=False):
+        lines.append(
+            "| " + " | ".join(cell(column, value) for column, value in zip(columns, row)) + " |"
+        )
+    return "\n".join(lines)
