@@ -22,12 +22,12 @@ def test_tff_split_overlaps_on_a_dataset_reshuffled_every_pass():
     )
     shared, scored = splits.shared_ratings(recon, post)
     assert 0 < shared <= scored == 10
-    assert feedback.shared_batches(recon, post)
+    assert splits.common_ratings(recon, post)
 
 
-def test_shared_batches_names_the_batches_both_parts_read():
-    assert feedback.shared_batches([0, 2, 4, 0, 2, 4], [1, 3, 5]) == []
-    assert feedback.shared_batches([4, 0, 2, 0], [2, 5, 4, 2]) == [2, 4]
+def test_common_ratings_names_the_batches_both_parts_read():
+    assert splits.common_ratings([0, 2, 4, 0, 2, 4], [1, 3, 5]) == []
+    assert splits.common_ratings([4, 0, 2, 0], [2, 5, 4, 2]) == [2, 4]
 
 
 @pytest.mark.parametrize(

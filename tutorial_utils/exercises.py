@@ -28,7 +28,6 @@ from tutorial_utils.feedback import (
     AnswerIncorrect,
     first_pass,
     numbered_batches,
-    shared_batches,
     short,
     trace_split,
 )
@@ -54,7 +53,7 @@ def _disjoint_trace(split_fn, num_batches: int, problem: str) -> tuple[list, lis
     ``{recon}``, ``{post}`` and ``{shared}`` filled in.
     """
     recon, post = trace_split(split_fn, numbered_batches(num_batches))
-    shared = shared_batches(recon, post)
+    shared = splits.common_ratings(recon, post)
     if shared:
         raise AnswerIncorrect(problem.format(recon=recon, post=post, shared=shared))
     return recon, post

@@ -125,20 +125,6 @@ def trace_split(split_fn: Callable, dataset: tf.data.Dataset) -> tuple[list[int]
     return splits.movie_ids(parts[0]), splits.movie_ids(parts[1])
 
 
-def shared_batches(recon: list[int], post: list[int]) -> list[int]:
-    """The batches both stages read, in increasing order; empty when the stages are disjoint.
-
-    Whether, and how many, comes from :func:`splits.shared_ratings` (a batch of
-    :func:`numbered_batches` is known by its movie id); the list only names them for a
-    message.
-    """
-    count, _ = splits.shared_ratings(recon, post)
-    if not count:
-        return []
-    reconstructed = frozenset(recon)
-    return [batch for batch in sorted(set(post)) if batch in reconstructed]
-
-
 def first_pass(steps: list[int]) -> list[int]:
     """The batches of the first pass: everything up to the first repeated batch."""
     seen: list[int] = []

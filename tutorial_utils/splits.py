@@ -91,14 +91,20 @@ def split_dataset_fn(split: DatasetSplit):
     return dataset_split
 
 
-def shared_ratings(reconstruction: Iterable, scored: Iterable) -> tuple[int, int]:
-    """How many distinct ``scored`` ratings also reconstructed, and how many were scored.
+def common_ratings(reconstruction: Iterable, scored: Iterable) -> list:
+    """The distinct ``scored`` ratings that also reconstructed, in increasing order.
 
     A rating is known by any id that is unique within one client: its movie id, or its
     position in the client's data.
     """
+    return sorted(set(scored) & set(reconstruction))
+
+
+def shared_ratings(reconstruction: Iterable, scored: Iterable) -> tuple[int, int]:
+    """How many distinct ``scored`` ratings also reconstructed (:func:`common_ratings`),
+    and how many distinct ratings were scored."""
     scored = set(scored)
-    return len(scored & set(reconstruction)), len(scored)
+    return len(common_ratings(reconstruction, scored)), len(scored)
 
 
 def movie_ids(dataset: tf.data.Dataset) -> list[int]:
