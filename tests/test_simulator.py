@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tutorial_utils import clients, config, environment, runs, splits
+from tutorial_utils import clients, config, environment, reporting, runs, splits
 from tutorial_utils import simulator as sim
 from tutorial_utils.batches import (
     PackedClients,
@@ -584,10 +584,10 @@ def test_train_without_evaluation_or_progress_bar(packed_clients, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_evaluate_groups_makes_one_row_per_group(packed_clients):
+def test_evaluation_table_makes_one_row_per_group(packed_clients):
     simulator = sim.FedReconSimulator(small_run(), NUM_ITEMS, seed=0)
     ids = packed_clients.client_ids
-    table = sim.evaluate_groups(
+    table = reporting.evaluation_table(
         simulator, packed_clients, {"validation": ids[:10], "test": ids[10:25]}, seed=2
     )
     assert table.index.tolist() == ["validation", "test"]

@@ -24,6 +24,8 @@ Modules, each named after what it holds (CONTRIBUTING.md says how they fit toget
 - ``emnist``: exercise 4's EMNIST data (or offline stand-in) and models.
 - ``baselines``: the stateful proposal, centralized ALS, metrics of any embeddings.
 - ``experiments``: notebook 06's data for seen and unseen users, sweeps and comparisons.
+- ``privacy``: what one FedRecon update and a round's sum reveal about a user.
+- ``dp_training``: user-level DP: TFF's DP and secure aggregators, accounting, trade-off.
 - ``recommend``: on-device reconstruction and top-N recommendations.
 - ``communication``: bytes a client sends and receives per round.
 - ``plotting``: every figure, shown and saved as PNG.

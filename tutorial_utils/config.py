@@ -277,3 +277,55 @@ BEYOND_SMOKE = BeyondConfig(
 def beyond() -> BeyondConfig:
     """Notebook 06's settings for ``FEDRECON_CONFIG``."""
     return _chosen(BEYOND_FULL, BEYOND_SMOKE)
+
+
+# --------------------------------------------------------------------------------------
+# Notebook 07: privacy
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacyConfig:
+    """Parameters of notebook 07: what an update reveals, and FedRecon with user-level DP.
+
+    ``run`` is the simulated protocol of the trade-off; the TFF parts train and compare
+    on ``tff_clients_per_round`` clients for ``tff_rounds`` rounds.
+    """
+
+    name: str
+    run: FedReconRun
+    clip: float  # L2 norm every client's item update is clipped to
+    target_epsilons: tuple[float, ...]  # the trade-off's budgets (delta = 1 / training users)
+    inspected_clients: int  # clients whose single updates are inspected
+    tff_clients_per_round: int
+    tff_rounds: int
+    tff_target_epsilon: float  # the budget of the short TFF run
+    max_examples_per_user: int = 300
+    seed: int = 42
+
+
+PRIVACY_FULL = PrivacyConfig(
+    name="full",
+    run=PAPER_RUN,
+    clip=1.0,
+    target_epsilons=(16.0, 8.0, 4.0, 2.0, 1.0),
+    inspected_clients=500,
+    tff_clients_per_round=20,
+    tff_rounds=3,
+    tff_target_epsilon=1.0,
+)
+PRIVACY_SMOKE = PrivacyConfig(
+    name="smoke",
+    run=dataclasses.replace(PAPER_RUN, num_latent_factors=8, clients_per_round=10, num_rounds=5),
+    clip=1.0,
+    target_epsilons=(8.0, 1.0),
+    inspected_clients=20,
+    tff_clients_per_round=5,
+    tff_rounds=1,
+    tff_target_epsilon=1.0,
+)
+
+
+def privacy() -> PrivacyConfig:
+    """Notebook 07's settings for ``FEDRECON_CONFIG``."""
+    return _chosen(PRIVACY_FULL, PRIVACY_SMOKE)

@@ -200,3 +200,56 @@ def method_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful
     fig.set_layout_engine("tight")
     save(fig, name)
     return fig
+
+
+# ---------------------------------------------------------------------------------------
+# Notebook 07: privacy
+# ---------------------------------------------------------------------------------------
+
+
+def update_directions(directions: pd.DataFrame, name: str = "07_update_directions") -> Figure:
+    """The ratings behind the item rows of single updates, split by whether the row moved
+    towards or away from the user embedding (``privacy.update_directions``' table)."""
+    fig = plt.figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ratings = np.arange(1, 6)
+    for offset, (towards, label) in zip((-0.2, 0.2), ((True, "towards u"), (False, "away from u"))):
+        rows = directions[directions["towards"] == towards]["rating"].round()
+        share = rows.value_counts(normalize=True).reindex(ratings, fill_value=0)
+        ax.bar(ratings + offset, share.to_numpy(), width=0.4, label=f"{label} ({len(rows)} rows)")
+    ax.set(
+        xticks=ratings, xlabel="Rating", ylabel="Share of the rows", title="What a row's move says"
+    )
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(title="The item row moved")
+    save(fig, name)
+    return fig
+
+
+def privacy_tradeoff(table: pd.DataFrame, name: str = "07_privacy_tradeoff") -> Figure:
+    """Test RMSE and rating accuracy against the epsilon reached
+    (``dp_training.privacy_tradeoff``' table); runs without noise are dashed lines."""
+    fig = plt.figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    noisy = table[np.isfinite(table["epsilon"])]
+    for ax, (column, label) in zip(
+        axes, (("test_rmse", "RMSE"), ("test_accuracy", "Rating accuracy"))
+    ):
+        ax.plot(noisy["epsilon"], noisy[column], marker="o", label="clipping and noise")
+        for (setting, row), style in zip(
+            table[~np.isfinite(table["epsilon"])].iterrows(), ("--", ":")
+        ):
+            ax.axhline(row[column], color="black", linestyle=style, label=setting)
+        ax.set(
+            xscale="log",
+            xlabel="Epsilon reached (delta = 1 / training users)",
+            ylabel=label,
+            title=f"Test users: {label if label == 'RMSE' else label.lower()}",
+        )
+        ax.set_xticks(noisy["epsilon"], [f"{e:.2g}" for e in noisy["epsilon"]], minor=False)
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.set_layout_engine("tight")
+    save(fig, name)
+    return fig

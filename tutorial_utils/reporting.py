@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -101,3 +101,24 @@ def markdown_table(
             "| " + " | ".join(cell(column, value) for column, value in zip(columns, row)) + " |"
         )
     return "\n".join(lines)
+
+
+def evaluation_table(
+    simulator,
+    clients,
+    groups: dict[str, Sequence[int]],
+    **evaluate_options,
+) -> pd.DataFrame:
+    """A simulator's evaluation of each group of users, one row per group (e.g.
+    ``{"validation": ids, "test": ids}``), from ``simulator.evaluate(clients, ids, ...)``.
+
+    Columns: ``users``, ``loss``, ``rmse``, ``rating_accuracy`` and ``num_examples``
+    (the evaluated ratings). ``evaluate_options`` go to :meth:`FedReconSimulator.evaluate`.
+    """
+    rows = {}
+    for name, client_ids in groups.items():
+        metrics = simulator.evaluate(clients, client_ids, **evaluate_options)
+        rows[name] = {"users": len(client_ids), **metrics}
+    columns = ["users", "loss", "rmse", "rating_accuracy", "num_examples"]
+    table = pd.DataFrame.from_dict(rows, orient="index")[columns]
+    return table.astype({"users": int, "num_examples": int})

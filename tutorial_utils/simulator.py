@@ -1,10 +1,10 @@
 """A vectorized Federated Reconstruction simulator for matrix factorization.
 
-TensorFlow Federated runs FedRecon one client at a time, through a serialized
-computation and a C++ worker: on two cores a round of 50 clients takes seconds, while
-its arithmetic takes well under a millisecond. This module runs the same algorithm as
-``tff.learning.algorithms.build_fed_recon`` and ``build_fed_recon_eval`` with plain
-TensorFlow ops, every client of a round at once, and needs no TFF.
+TFF runs FedRecon one client at a time, through a serialized computation and a C++
+worker: seconds a round of 50 clients, for well under a millisecond of arithmetic. This
+module runs the same algorithm as ``build_fed_recon`` and ``build_fed_recon_eval`` in plain
+TensorFlow, every client of a round at once, without TFF. Its batches come from
+``tutorial_utils.batches``; it trains through :func:`rounds.run_rounds` (:func:`train`).
 
 The algorithm (one round)
 -------------------------
@@ -29,7 +29,10 @@ never leaves the device. Every sampled client:
 The server adds the example-weighted mean of the deltas, scaled by the server
 learning rate: ``V += server_lr * sum(w_c * delta_c) / sum(w_c)`` (TFF's SGD applied
 to ``-mean_delta`` as the gradient). If that mean is not finite (e.g. every weight was
-0) the round leaves ``V`` unchanged, as TFF's finalizer does.
+0) the round leaves ``V`` unchanged, as TFF's finalizer does. With ``dp_clip`` (default
+off) the mean is TFF's ``gaussian_fixed`` DP mean: every finite client weighs 1, its delta
+clipped to norm ``dp_clip``; the sum plus N(0, (dp_noise_multiplier * dp_clip)^2) noise is
+divided by ``clients_per_round``.
 
 The loss of a batch is Keras' mean squared error over the batch. The reported
 ``loss`` is what TFF reports: the *mean over batches* of those batch losses (Keras'
@@ -51,15 +54,11 @@ Padded examples have zero gradient and point at one scratch row, so a client tha
 run out of batches is left as it is. At the end the deltas of the table rows are
 weighted and summed into the item rows they came from (``unsorted_segment_sum``).
 
-Host-side bookkeeping (choosing batches, numbering the table rows) is done with numpy;
-the arithmetic is one ``tf.function`` per round, compiled with XLA
-(``jit_compile=True``), which fuses each step's few small ops: the steps are sequential,
-and without XLA the per-op overhead of TensorFlow's executor dominates. XLA compiles a
-program per input shape, so shapes are rounded up to a few sizes (``batches.bucket``); the
-first rounds of each new size take about a second to compile.
-
-The batches come from ``tutorial_utils.batches``; the training loop is
-:func:`rounds.run_rounds`, through :func:`train`.
+Host-side bookkeeping (choosing batches, numbering the table rows) is NumPy; the
+arithmetic is one ``tf.function`` per round, compiled with XLA, which fuses each step's few
+small ops (without it the executor's per-op overhead dominates). XLA compiles a program
+per input shape, so shapes are rounded up to a few sizes (``batches.bucket``); the first
+rounds of each new size take about a second to compile.
 """
 
 from __future__ import annotations
@@ -162,7 +161,7 @@ _PHASE_SPEC = (
     tf.TensorSpec([None, None, None], tf.float32),
     tf.TensorSpec([None, None, None], tf.float32),
 )
-_COMMON_SPECS = [
+ROUND_SPECS = [
     tf.TensorSpec([None, None], tf.float32),  # item matrix
     tf.TensorSpec([None], tf.int32),  # item of each table row
     tf.TensorSpec([None, None], tf.float32),  # initial user embeddings
@@ -172,12 +171,24 @@ _COMMON_SPECS = [
 ]
 
 
+def local_training(item_matrix, table_items, user, recon, post, reconstruction_lr, client_lr):
+    """What the clients of a round do: reconstruct, then train their item rows.
+
+    Returns the deltas of the table rows, the reconstructed users and the metric sums.
+    """
+    table = _local_table(item_matrix, table_items)
+    user = _reconstruct(table, user, *recon, reconstruction_lr)
+    trained, sums = _train_items(table, user, *post, client_lr)
+    return (trained - table)[:-1], user, sums
+
+
 @tf.function(
     input_signature=[
-        *_COMMON_SPECS,
+        *ROUND_SPECS,
         tf.TensorSpec([None], tf.int32),  # client of each table row
         tf.TensorSpec([], tf.float32),  # client learning rate
         tf.TensorSpec([], tf.float32),  # server learning rate
+        (tf.TensorSpec([]), tf.TensorSpec([None, None]), tf.TensorSpec([])),  # DP (float32)
     ],
     jit_compile=True,
 )
@@ -191,32 +202,37 @@ def _training_round(
     table_clients,
     client_lr,
     server_lr,
+    dp_arguments,
 ):
     """One FedRecon round: local reconstruction and training, then the server update.
 
     ``recon`` and ``post`` are a stage's ``(rows, ratings, mask)``.
     """
-    table = _local_table(item_matrix, table_items)
-    user = _reconstruct(table, user, *recon, reconstruction_lr)
-    trained, sums = _train_items(table, user, *post, client_lr)
-    delta = (trained - table)[:-1]
+    delta, user, sums = local_training(
+        item_matrix, table_items, user, recon, post, reconstruction_lr, client_lr
+    )
     num_clients = tf.shape(user)[0]
     # A client whose update is not finite is dropped (zero delta, zero weight).
     row_finite = tf.cast(tf.reduce_all(tf.math.is_finite(delta), axis=1), tf.int32)
     client_finite = tf.math.unsorted_segment_min(row_finite, table_clients, num_clients) > 0
-    weights = tf.where(client_finite, sums[:, _NUM_EXAMPLES], 0.0)
+    clip, noise, denominator = dp_arguments  # clip inf: no DP, noise 0
+    dp = tf.math.is_finite(clip)  # DP: weights 1, clipped deltas, noise, fixed denominator
+    weights = tf.where(client_finite, tf.where(dp, 1.0, sums[:, _NUM_EXAMPLES]), 0.0)
     row_weights = tf.gather(weights, table_clients)[:, None]
     delta = tf.where(row_weights > 0, delta, 0.0)
+    squares = tf.math.unsorted_segment_sum(tf.reduce_sum(delta**2, 1), table_clients, num_clients)
+    scale = tf.where(dp, clip * tf.minimum(tf.math.rsqrt(squares), 1 / clip), 1.0)  # as TF clips
+    row_weights *= tf.gather(scale, table_clients)[:, None]
     weighted_sum = tf.math.unsorted_segment_sum(
         delta * row_weights, table_items, tf.shape(item_matrix)[0]
     )
-    mean_delta = weighted_sum / tf.reduce_sum(weights)
+    mean_delta = (weighted_sum + noise) / tf.where(dp, denominator, tf.reduce_sum(weights))
     # Server SGD with -mean_delta as the gradient; a non-finite mean is rejected.
     accept = tf.reduce_all(tf.math.is_finite(mean_delta))
     return tf.where(accept, item_matrix + server_lr * mean_delta, item_matrix), sums
 
 
-@tf.function(input_signature=_COMMON_SPECS, jit_compile=True)
+@tf.function(input_signature=ROUND_SPECS, jit_compile=True)
 def _evaluation(item_matrix, table_items, user, recon, post, reconstruction_lr):
     """Reconstruction, then the metric sums of the post-reconstruction batches."""
     table = _local_table(item_matrix, table_items)
@@ -258,6 +274,7 @@ class FedReconSimulator:
     ``user_init_range`` and ``item_init_range`` are the bounds of uniform initializers
     (``(c, c)`` is the constant ``c``); ``reshuffle_each_pass`` is how
     :meth:`PackedClients.round_batches` shuffles (see ``tutorial_utils.batches``).
+    ``dp_clip``, ``dp_noise_multiplier``: the DP server update (noise from the generator).
     """
 
     def __init__(
@@ -270,7 +287,14 @@ class FedReconSimulator:
         user_init_range: tuple[float, float] = UNIFORM_INIT_RANGE,
         item_init_range: tuple[float, float] = UNIFORM_INIT_RANGE,
         reshuffle_each_pass: bool = True,
+        dp_clip: float | None = None,
+        dp_noise_multiplier: float = 0.0,
     ):
+        if dp_clip is not None and not dp_clip > 0:
+            raise ValueError(f"dp_clip must be positive, got {dp_clip}.")
+        if not dp_noise_multiplier >= 0 or (dp_noise_multiplier and dp_clip is None):
+            raise ValueError(f"dp_noise_multiplier {dp_noise_multiplier} must be >= 0 with dp_clip")
+        self.dp_clip, self.dp_noise_multiplier = dp_clip, dp_noise_multiplier
         self.run, self.num_items = run, num_items
         self.user_init_range, self.item_init_range = user_init_range, item_init_range
         self.reshuffle_each_pass = reshuffle_each_pass
@@ -303,7 +327,7 @@ class FedReconSimulator:
             raise ValueError(f"item_matrix must have shape {expected}, got {value.shape}.")
         self._item_matrix = tf.constant(value)
 
-    def _arguments(
+    def round_arguments(
         self, batches: RoundBatches, rng: np.random.Generator | None = None
     ) -> tuple[RoundInputs, list]:
         """The round's inputs, and the arguments that both TensorFlow functions take.
@@ -333,9 +357,14 @@ class FedReconSimulator:
         Returns TFF's round metrics ``loss`` and ``rating_accuracy``, and
         ``num_examples``: the post-reconstruction examples, which weigh the clients.
         """
-        inputs, arguments = self._arguments(batches)
+        inputs, arguments = self.round_arguments(batches)
+        clip, shape = self.dp_clip or np.inf, self._item_matrix.shape
+        noise = np.zeros(shape, np.float32)
+        if self.dp_noise_multiplier:
+            noise += self.rng.normal(0, self.dp_noise_multiplier * clip, shape)
+        dp_arguments = (clip, noise, self.run.clients_per_round)
         self._item_matrix, sums = _training_round(
-            *arguments, inputs.table_clients, self.run.client_lr, self.run.server_lr
+            *arguments, inputs.table_clients, self.run.client_lr, self.run.server_lr, dp_arguments
         )
         return _round_metrics(sums.numpy())
 
@@ -358,7 +387,7 @@ class FedReconSimulator:
         Returns ``loss``, ``rating_accuracy``, ``rmse`` and ``num_examples``. The initial
         user embeddings come from ``rng`` (default: the simulator's generator).
         """
-        _, arguments = self._arguments(batches, rng)
+        _, arguments = self.round_arguments(batches, rng)
         sums = _evaluation(*arguments).numpy()
         result = _round_metrics(sums)
         totals = sums.astype(np.float64).sum(axis=0)
@@ -415,26 +444,6 @@ def _round_metrics(sums: np.ndarray) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------
 # Training and evaluating, for the notebooks
 # ---------------------------------------------------------------------------------------
-
-
-def evaluate_groups(
-    simulator: FedReconSimulator,
-    clients: PackedClients,
-    groups: dict[str, Sequence[int]],
-    **evaluate_options,
-) -> pd.DataFrame:
-    """One row per group of users (e.g. ``{"validation": ids, "test": ids}``).
-
-    Columns: ``users``, ``loss``, ``rmse``, ``rating_accuracy`` and ``num_examples``
-    (the evaluated ratings). ``evaluate_options`` go to :meth:`FedReconSimulator.evaluate`.
-    """
-    rows = {}
-    for name, client_ids in groups.items():
-        metrics = simulator.evaluate(clients, client_ids, **evaluate_options)
-        rows[name] = {"users": len(client_ids), **metrics}
-    columns = ["users", "loss", "rmse", "rating_accuracy", "num_examples"]
-    table = pd.DataFrame.from_dict(rows, orient="index")[columns]
-    return table.astype({"users": int, "num_examples": int})
 
 
 def train(

@@ -28,13 +28,15 @@ def build_training_process(
     *,
     loss_fn: Callable = model.loss_fn,
     metrics_fn: Callable | None = model.metrics_fn,
+    **options,
 ):
     """``tff.learning.algorithms.build_fed_recon`` with SGD at ``run``'s three rates.
 
     ``model_fn`` returns any ``tff.learning.models.ReconstructionModel``; the loss and the
     metrics are matrix factorization's unless ``loss_fn`` and ``metrics_fn`` say otherwise.
     ``dataset_split_fn`` is TFF's default unless given, e.g.
-    ``splits.tff_split_fn(run.train_split)``.
+    ``splits.tff_split_fn(run.train_split)``. ``options`` go to ``build_fed_recon`` as they
+    are, e.g. ``model_aggregator_factory`` and ``client_weighting`` (``dp_training``).
     """
     import tensorflow_federated as tff
 
@@ -48,6 +50,7 @@ def build_training_process(
         client_optimizer_fn=sgd(run.client_lr),
         reconstruction_optimizer_fn=sgd(run.reconstruction_lr),
         dataset_split_fn=dataset_split_fn,
+        **options,
     )
 
 
