@@ -21,7 +21,7 @@ def test_every_figure_is_saved_as_png(output_dir):
     ratings = pd.Series([1, 3, 4, 4, 5, 5, 5])
     history = pd.DataFrame({"loss": [3.0, 2.0, 1.5], "rating_accuracy": [0.1, 0.2, 0.3]})
     plotting.rating_histogram(ratings, name="a")
-    plotting.genre_pie(["Drama|Comedy", "Drama", "Action|Sci-Fi"], name="b")
+    plotting.genre_counts_chart(["Drama|Comedy", "Drama", "Action|Sci-Fi"], name="b")
     plotting.examples_per_user(np.arange(1, 50), name="c")
     plotting.learning_curves(history, name="d")
     plotting.reconstruction_steps(
@@ -113,3 +113,37 @@ def test_learning_curves_plot_accuracy_of_other_models(output_dir):
     train_line, val_line = acc_ax.get_lines()
     assert train_line.get_ydata().tolist() == [0.1, 0.3, 0.5]
     assert val_line.get_xdata().tolist() == [3] and val_line.get_ydata().tolist() == [0.45]
+
+
+def test_genre_chart_lists_genres_most_common_first(output_dir):
+    fig = plotting.genre_counts_chart(["Drama|Comedy", "Drama", "Action|Drama"], name="g")
+    ax = fig.axes[0]
+    labels = [tick.get_text() for tick in ax.get_yticklabels()]
+    widths = [bar.get_width() for bar in ax.patches]
+    assert labels[0] == "Drama" and widths[0] == 3 and sorted(widths, reverse=True) == widths
+    assert {label: width for label, width in zip(labels, widths)} == {
+        "Drama": 3,
+        "Comedy": 1,
+        "Action": 1,
+    }
+    assert_png(output_dir / "g.png")
+
+
+def test_method_comparison_ticks_the_budgets(output_dir):
+    table = pd.DataFrame(
+        {
+            "method": ["FedRecon (stateless)"] * 2 + ["Stateful"] * 2 + ["Centralized (ALS)"],
+            "rounds": pd.array([5, 25, 5, 25, pd.NA], dtype="Int64"),
+            "seen rmse": [2.0, 1.0, 3.0, 1.5, 0.9],
+            "seen accuracy": [0.2, 0.4, 0.1, 0.3, 0.45],
+            "unseen rmse": [2.0, 1.1, 3.8, 3.8, 0.9],
+            "unseen accuracy": [0.2, 0.38, 0.0, 0.0, 0.44],
+            "seen with trained embedding": [1.0, 1.0, 0.1, 0.4, 1.0],
+            "unseen with trained embedding": [1.0, 1.0, 0.0, 0.0, 1.0],
+        }
+    )
+    fig = plotting.method_comparison(table, name="m")
+    for ax in fig.axes:
+        assert list(ax.get_xticks()) == [5, 25]
+        assert [tick.get_text() for tick in ax.get_xticklabels()] == ["5", "25"]
+    assert_png(output_dir / "m.png")

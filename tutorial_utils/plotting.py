@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -43,23 +42,21 @@ def rating_histogram(ratings: pd.Series, name: str = "01_rating_histogram") -> F
     return fig
 
 
-def genre_pie(movie_genres: Iterable[str], name: str = "01_genre_pie") -> Figure:
-    """The share of each genre among the movies' genre labels."""
+def genre_counts_chart(movie_genres: Iterable[str], name: str = "01_genre_counts") -> Figure:
+    """How many movies carry each genre label, as horizontal bars, most common on top."""
     counts = genre_counts(movie_genres).most_common()
     labels, values = zip(*counts)
-    fig = plt.figure(figsize=(10, 7))
-    ax = fig.subplots()
-    colors = matplotlib.colormaps["tab20"].colors
-    wedges, _ = ax.pie(values, startangle=90, counterclock=False, colors=colors)
     total = sum(values)
-    ax.legend(
-        wedges,
-        [f"{label} ({value}, {value / total:.0%})" for label, value in counts],
-        title="Genre (labels, share)",
-        loc="center left",
-        bbox_to_anchor=(1.0, 0.5),
-    )
-    ax.set_title("MovieLens movie genres")
+    fig = plt.figure(figsize=(8, 6))
+    ax = fig.subplots()
+    bars = ax.barh(range(len(counts)), values, color="tab:blue")
+    ax.bar_label(bars, [f"{value} ({value / total:.0%})" for value in values], padding=3)
+    ax.set_yticks(range(len(counts)), labels)
+    ax.invert_yaxis()  # the most common genre first
+    ax.margins(x=0.15)
+    ax.set(xlabel="Movies with the label (share of all labels)", title="MovieLens movie genres")
+    ax.grid(axis="x", alpha=0.3)
+    fig.set_layout_engine("tight")
     save(fig, name)
     return fig
 
@@ -191,6 +188,9 @@ def method_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful
                 ylabel=label[0].upper() + label[1:],
                 title=f"{group.capitalize()} users: {label}",
             )
+            budgets = sorted(federated["rounds"].astype(int).unique())
+            ax.set_xticks(budgets, [str(budget) for budget in budgets])
+            ax.minorticks_off()
             ax.margins(y=0.12)
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=9)
