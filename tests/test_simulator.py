@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tutorial_utils import clients, config, environment, reporting, runs, splits
+from tutorial_utils import clients, config, environment, reference_fedrecon, reporting, runs, splits
 from tutorial_utils import simulator as sim
 from tutorial_utils.batches import (
     PackedClients,
@@ -232,40 +232,47 @@ def test_round_inputs_number_local_item_rows():
 
 
 def reference_round(item_matrix, recon, post_recon, run, user_init, train=True):
-    """FedRecon written out with loops, in float64: one client, one batch at a time.
+    """``reference_fedrecon``'s plain round: every client, then the server.
 
     With ``train=False``, the evaluation: post-reconstruction batches are only measured.
     """
-    k = item_matrix.shape[1]
-    weighted_deltas, weights = np.zeros_like(item_matrix, np.float64), 0.0
-    loss_sum = num_batches = correct = examples = squared_error = 0.0
-    for recon_batches, post_batches in zip(recon, post_recon):
-        items_local = item_matrix.astype(np.float64)
-        user = np.full(k, user_init)
-        for items, ratings in recon_batches:
-            error = items_local[items] @ user - ratings
-            user -= run.reconstruction_lr * 2 * error @ items_local[items] / len(items)
-        for items, ratings in post_batches:
-            error = items_local[items] @ user - ratings
-            loss_sum += np.mean(error**2)
-            num_batches += 1
-            correct += np.sum(np.abs(error) <= 0.5)
-            examples += len(items)
-            squared_error += np.sum(error**2)
-            gradient = np.zeros_like(items_local)
-            np.add.at(gradient, items, 2 * error[:, None] * user / len(items))
-            items_local -= run.client_lr * gradient * train
-        weight = sum(len(items) for items, _ in post_batches)
-        weighted_deltas += weight * (items_local - item_matrix)
-        weights += weight
-    updated = item_matrix + run.server_lr * weighted_deltas / weights
-    metrics = {
-        "loss": loss_sum / num_batches,
-        "rating_accuracy": correct / examples,
-        "num_examples": examples,
-        "rmse": np.sqrt(squared_error / examples),
-    }
-    return updated, metrics
+    if not train:
+        run = dataclasses.replace(run, client_lr=0.0)
+    start = np.full(item_matrix.shape[1], user_init)
+    updates = [
+        reference_fedrecon.client_step(item_matrix, recon_batches, post_batches, run, start)
+        for recon_batches, post_batches in zip(recon, post_recon)
+    ]
+    return (
+        reference_fedrecon.server_step(item_matrix, updates, run),
+        reference_fedrecon.round_metrics(updates),
+    )
+
+
+def test_client_lists_undo_the_padding():
+    recon = [[batch([4, 4, 1], [1, 2, 3])], [batch([4], [5]), batch([2], [1])]]
+    phase = RoundBatches.from_lists(recon, [[], []], batch_size=3).recon
+    for got, want in zip(phase.client_lists(), recon):
+        assert len(got) == len(want)
+        for (items, ratings), (want_items, want_ratings) in zip(got, want):
+            np.testing.assert_array_equal(items, want_items)
+            np.testing.assert_array_equal(ratings, want_ratings)
+
+
+def test_reference_client_step_by_hand():
+    """One batch of two ratings, worked out on paper: u moves, then the two item rows."""
+    run = config.FedReconRun(reconstruction_lr=0.5, client_lr=0.25, server_lr=1.0)
+    items = np.array([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])
+    batch_ = (np.array([0, 1]), np.array([2.0, 4.0]))
+    update = reference_fedrecon.client_step(items, [batch_], [batch_], run, np.zeros(2))
+    # Reconstruction: error = (0 - 2, 0 - 4), u -= 0.5 * 2 * error @ items / 2 = (1, 2).
+    np.testing.assert_allclose(update.user, [1.0, 2.0])
+    # Training: error = (1 - 2, 2 - 4) = (-1, -2); row 0 += 0.25 * (2 * 1 / 2) * u, row 1 += ...
+    np.testing.assert_allclose(update.delta, [[0.25, 0.5], [0.5, 1.0], [0.0, 0.0]])
+    assert update.weight == 2 and update.batch_losses == [2.5]
+    new_items = reference_fedrecon.server_step(items, [update, update._replace(weight=0)], run)
+    np.testing.assert_allclose(new_items, items + update.delta)
+    assert reference_fedrecon.round_metrics([update])["rating_accuracy"] == 0.0
 
 
 def random_client_batches(rng, num_clients, max_batches, batch_size=5):

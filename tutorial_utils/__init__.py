@@ -16,6 +16,7 @@ Modules, each named after what it holds (CONTRIBUTING.md says how they fit toget
 - ``training``: TFF's FedRecon training and evaluation processes.
 - ``rounds``: the one training loop every engine runs through.
 - ``batches``: a simulated round's batches, from packed clients or ``tf.data``.
+- ``reference_fedrecon``: FedRecon written out plainly, one client at a time, for reading.
 - ``simulator``: FedRecon in plain TensorFlow, every client of a round at once.
 - ``runs``: train, then score one run, with TFF or the simulator.
 - ``exercises``: the checks of notebook 04's exercises.

@@ -52,6 +52,14 @@ class PhaseBatches(NamedTuple):
     ratings: np.ndarray
     mask: np.ndarray
 
+    def client_lists(self) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """Per client, its real batches in step order, as ``(item_ids, ratings)`` pairs
+        (the form ``RoundBatches.from_lists`` and ``reference_fedrecon`` take)."""
+        return [
+            [(items[real], ratings[real]) for items, ratings, real in zip(*client) if real.any()]
+            for client in zip(self.items, self.ratings, self.mask)
+        ]
+
 
 class RoundBatches(NamedTuple):
     """The reconstruction and post-reconstruction batches of every client of a round."""
