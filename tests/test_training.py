@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tutorial_utils import model, splits, training
+from tutorial_utils import config, model, splits, training
 from tutorial_utils.clients import ClientSampler, RatingClients
 
 tff = pytest.importorskip("tensorflow_federated")
@@ -101,3 +101,49 @@ def test_default_evaluation_split_is_disjoint_on_data_that_is_not_reshuffled():
     split_fn = tff.learning.models.ReconstructionModel.build_dataset_split_fn(split_dataset=True)
     recon, post = split_fn(dataset)
     assert splits.shared_ratings(splits.movie_ids(recon), splits.movie_ids(post)) == (0, 3)
+
+
+def test_the_builders_make_notebook_03s_explicit_calls(clients):
+    """Notebook 03 calls build_fed_recon and build_fed_recon_eval itself; the helpers the
+    other notebooks use must build the same processes."""
+    run = config.FedReconRun(client_lr=0.3, reconstruction_lr=0.05, num_latent_factors=4)
+    # A constant user initializer, so that a round's result depends on the process only.
+    constant = tf.keras.initializers.Constant(0.01)
+    model_fn = model.reconstruction_model_fn(NUM_ITEMS, 4, user_initializer=constant)
+    sgd = tff.learning.optimizers.build_sgdm
+    explicit = tff.learning.algorithms.build_fed_recon(
+        model_fn,
+        loss_fn=model.loss_fn,
+        metrics_fn=model.metrics_fn,
+        server_optimizer_fn=sgd(run.server_lr),
+        client_optimizer_fn=sgd(run.client_lr),
+        reconstruction_optimizer_fn=sgd(run.reconstruction_lr),
+    )
+    helper = training.build_training_process(model_fn, run)
+    assert helper.next.type_signature == explicit.next.type_signature
+    ids = clients.client_ids[:4]
+    start = explicit.initialize()
+    explicit_state, explicit_metrics = explicit.next(start, clients.create_tf_datasets(ids))
+    helper_state, helper_metrics = helper.next(start, clients.create_tf_datasets(ids))
+    assert training.round_metrics(helper_metrics) == training.round_metrics(explicit_metrics)
+    for a, b in zip(
+        helper.get_model_weights(helper_state).trainable,
+        explicit.get_model_weights(explicit_state).trainable,
+    ):
+        np.testing.assert_array_equal(a, b)
+    datasets = clients.create_tf_datasets(ids, reshuffle_each_pass=False)
+    explicit_eval = tff.learning.algorithms.build_fed_recon_eval(
+        model_fn,
+        loss_fn=model.loss_fn,
+        metrics_fn=model.metrics_fn,
+        reconstruction_optimizer_fn=sgd(run.reconstruction_lr),
+    )
+    helper_eval = training.build_evaluation_process(model_fn, run)
+    assert helper_eval.next.type_signature == explicit_eval.next.type_signature
+    weights = explicit.get_model_weights(start)
+    state = explicit_eval.set_model_weights(explicit_eval.initialize(), weights)
+    _, metrics = explicit_eval.next(state, datasets)
+    by_hand = {
+        k: float(v) for k, v in metrics["client_work"]["eval"]["current_round_metrics"].items()
+    }
+    assert training.evaluate(helper_eval, weights, datasets) == by_hand
