@@ -17,6 +17,23 @@ def assert_png(path):
         assert image.format == "PNG" and image.width > 200 and image.height > 200
 
 
+def comparison_table(budgets: tuple[int, int]) -> pd.DataFrame:
+    """A small table of ``experiments.compare_methods``' shape: two budgets, three methods."""
+    first, second = budgets
+    return pd.DataFrame(
+        {
+            "method": ["FedRecon (stateless)"] * 2 + ["Stateful"] * 2 + ["Centralized (ALS)"],
+            "rounds": pd.array([first, second, first, second, pd.NA], dtype="Int64"),
+            "seen rmse": [2.0, 1.0, 3.0, 1.5, 0.9],
+            "seen accuracy": [0.2, 0.4, 0.1, 0.3, 0.45],
+            "unseen rmse": [2.1, 1.1, 3.8, 3.8, 0.95],
+            "unseen accuracy": [0.2, 0.4, 0.0, 0.0, 0.44],
+            "seen with trained embedding": [1.0, 1.0, 0.2, 0.5, 1.0],
+            "unseen with trained embedding": [1.0, 1.0, 0.0, 0.0, 1.0],
+        }
+    )
+
+
 def test_every_figure_is_saved_as_png(output_dir):
     ratings = pd.Series([1, 3, 4, 4, 5, 5, 5])
     history = pd.DataFrame({"loss": [3.0, 2.0, 1.5], "rating_accuracy": [0.1, 0.2, 0.3]})
@@ -35,21 +52,7 @@ def test_every_figure_is_saved_as_png(output_dir):
         ),
         name="e",
     )
-    plotting.method_comparison(
-        pd.DataFrame(
-            {
-                "method": ["FedRecon (stateless)"] * 2 + ["Stateful"] * 2 + ["Centralized (ALS)"],
-                "rounds": pd.array([1, 3, 1, 3, pd.NA], dtype="Int64"),
-                "seen rmse": [2.0, 1.0, 3.0, 1.5, 0.9],
-                "seen accuracy": [0.2, 0.4, 0.1, 0.3, 0.45],
-                "unseen rmse": [2.1, 1.1, 3.8, 3.8, 0.95],
-                "unseen accuracy": [0.2, 0.4, 0.0, 0.0, 0.44],
-                "seen with trained embedding": [1.0, 1.0, 0.2, 0.5, 1.0],
-                "unseen with trained embedding": [1.0, 1.0, 0.0, 0.0, 1.0],
-            }
-        ),
-        name="f",
-    )
+    plotting.method_comparison(comparison_table(budgets=(1, 3)), name="f")
     for name in "abcdef":
         assert_png(output_dir / f"{name}.png")
 
@@ -130,19 +133,7 @@ def test_genre_chart_lists_genres_most_common_first(output_dir):
 
 
 def test_method_comparison_ticks_the_budgets(output_dir):
-    table = pd.DataFrame(
-        {
-            "method": ["FedRecon (stateless)"] * 2 + ["Stateful"] * 2 + ["Centralized (ALS)"],
-            "rounds": pd.array([5, 25, 5, 25, pd.NA], dtype="Int64"),
-            "seen rmse": [2.0, 1.0, 3.0, 1.5, 0.9],
-            "seen accuracy": [0.2, 0.4, 0.1, 0.3, 0.45],
-            "unseen rmse": [2.0, 1.1, 3.8, 3.8, 0.9],
-            "unseen accuracy": [0.2, 0.38, 0.0, 0.0, 0.44],
-            "seen with trained embedding": [1.0, 1.0, 0.1, 0.4, 1.0],
-            "unseen with trained embedding": [1.0, 1.0, 0.0, 0.0, 1.0],
-        }
-    )
-    fig = plotting.method_comparison(table, name="m")
+    fig = plotting.method_comparison(comparison_table(budgets=(5, 25)), name="m")
     for ax in fig.axes:
         assert list(ax.get_xticks()) == [5, 25]
         assert [tick.get_text() for tick in ax.get_xticklabels()] == ["5", "25"]
