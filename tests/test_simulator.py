@@ -288,16 +288,23 @@ def random_client_batches(rng, num_clients, max_batches, batch_size=5):
     ]
 
 
-def test_training_round_matches_the_reference():
-    rng = np.random.default_rng(1)
-    run = small_run()
+def random_round(seed: int, num_clients: int):
+    """A random item matrix, random batches of ``num_clients`` clients, and a simulator that
+    starts every user at 0.3 (as ``reference_round(..., 0.3)`` does)."""
+    rng = np.random.default_rng(seed)
     item_matrix = rng.uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS)).astype(np.float32)
-    recon = random_client_batches(rng, 6, 4)
-    post_recon = random_client_batches(rng, 6, 6)
-    post_recon[0] = []  # a client without post-reconstruction batches weighs nothing
+    recon = random_client_batches(rng, num_clients, 4)
+    post_recon = random_client_batches(rng, num_clients, 6)
     simulator = sim.FedReconSimulator(
-        run, NUM_ITEMS, item_matrix=item_matrix, user_init_range=(0.3, 0.3)
+        small_run(), NUM_ITEMS, item_matrix=item_matrix, user_init_range=(0.3, 0.3)
     )
+    return item_matrix, recon, post_recon, simulator
+
+
+def test_training_round_matches_the_reference():
+    run = small_run()
+    item_matrix, recon, post_recon, simulator = random_round(1, 6)
+    post_recon[0] = []  # a client without post-reconstruction batches weighs nothing
     metrics = simulator.run_round_batches(RoundBatches.from_lists(recon, post_recon, 5))
     expected_matrix, expected = reference_round(item_matrix, recon, post_recon, run, 0.3)
     np.testing.assert_allclose(simulator.item_matrix, expected_matrix, atol=1e-5)
@@ -307,14 +314,8 @@ def test_training_round_matches_the_reference():
 
 
 def test_evaluation_matches_the_reference_and_changes_nothing():
-    rng = np.random.default_rng(2)
     run = small_run()
-    item_matrix = rng.uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS)).astype(np.float32)
-    recon = random_client_batches(rng, 5, 4)
-    post_recon = random_client_batches(rng, 5, 6)
-    simulator = sim.FedReconSimulator(
-        run, NUM_ITEMS, item_matrix=item_matrix, user_init_range=(0.3, 0.3)
-    )
+    item_matrix, recon, post_recon, simulator = random_round(2, 5)
     metrics = simulator.evaluate_batches(RoundBatches.from_lists(recon, post_recon, 5))
     _, expected = reference_round(item_matrix, recon, post_recon, run, 0.3, train=False)
     np.testing.assert_array_equal(simulator.item_matrix, item_matrix)
