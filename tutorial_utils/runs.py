@@ -58,6 +58,7 @@ def train_and_score(
     seed: int | None = None,
     split_fn: Callable | None = None,
     model_class: Callable | None = None,
+    eval_every: int = 0,
     progress: bool = True,
 ) -> RunResult:
     """Trains matrix factorization with FedRecon as ``run`` says, then scores it.
@@ -74,9 +75,20 @@ def train_and_score(
     training split built from ``run`` (exercise 2) and ``model_class(num_items,
     num_latent_factors)`` the Keras model (exercise 3). A run that diverged has NaN losses
     and zero accuracy.
+
+    With ``eval_every`` (a number of rounds), the validation users are also scored every
+    ``eval_every`` rounds and after the last one, on the same disjoint halves: the history
+    then has ``val_loss`` and ``val_rating_accuracy`` columns (NaN between evaluations),
+    which ``plotting.learning_curves`` draws as points. The simulator's evaluations use
+    their own random numbers, so they do not change its training rounds.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}.")
+    if not isinstance(eval_every, int) or isinstance(eval_every, bool) or eval_every < 0:
+        raise ValueError(
+            f"eval_every must be a whole number of rounds (0: no validation during "
+            f"training), got {eval_every!r}."
+        )
     if engine == "simulator" and (split_fn is not None or model_class is not None):
         raise ValueError("split_fn and model_class need engine='TFF': the simulator has its own.")
     base = base or config.current()
@@ -94,7 +106,7 @@ def train_and_score(
     )
     score = _train_tff if engine == "TFF" else _train_simulator
     history, scores = score(
-        run, users, len(movies_df), sampler, seed, split_fn, model_class, progress
+        run, users, len(movies_df), sampler, seed, split_fn, model_class, eval_every, progress
     )
     return RunResult(
         run=run,
@@ -108,7 +120,7 @@ def train_and_score(
     )
 
 
-def _train_tff(run, users, num_items, sampler, seed, split_fn, model_class, progress):
+def _train_tff(run, users, num_items, sampler, seed, split_fn, model_class, eval_every, progress):
     import tensorflow as tf
 
     from tutorial_utils import model, splits, training
@@ -128,26 +140,44 @@ def _train_tff(run, users, num_items, sampler, seed, split_fn, model_class, prog
     evaluation = training.build_evaluation_process(
         model_fn, run, splits.tff_split_fn(run.eval_split)
     )
+
+    def score(state, ids):
+        datasets = users.clients.create_tf_datasets(ids, reshuffle_each_pass=False)
+        return training.evaluate(evaluation, process.get_model_weights(state), datasets)
+
     state, history = training.train(
-        process, users.clients, sampler, run.num_rounds, progress=progress
+        process,
+        users.clients,
+        sampler,
+        run.num_rounds,
+        evaluate=lambda state: score(state, users.val_ids),
+        eval_every=eval_every,
+        progress=progress,
     )
-    weights = process.get_model_weights(state)
     scores = {
-        name: training.evaluate(
-            evaluation, weights, users.clients.create_tf_datasets(ids, reshuffle_each_pass=False)
-        )
+        name: score(state, ids)
         for name, ids in (("validation", users.val_ids), ("test", users.test_ids))
     }
     return history, scores
 
 
-def _train_simulator(run, users, num_items, sampler, seed, split_fn, model_class, progress):
+def _train_simulator(
+    run, users, num_items, sampler, seed, split_fn, model_class, eval_every, progress
+):
     from tutorial_utils import simulator as fedrecon_simulator
 
     packed = users.packed()
     simulator = fedrecon_simulator.FedReconSimulator(run, num_items, seed=seed)
     history = fedrecon_simulator.train(
-        simulator, packed, sampler, run.num_rounds, progress=progress
+        simulator,
+        packed,
+        sampler,
+        run.num_rounds,
+        eval_client_ids=users.val_ids,
+        eval_every=eval_every,
+        progress=progress,
+        reshuffle_each_pass=False,
+        seed=seed,
     )
     scores = {
         name: simulator.evaluate(packed, ids, reshuffle_each_pass=False, seed=seed)

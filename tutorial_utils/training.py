@@ -120,6 +120,8 @@ def train(
     num_rounds: int,
     *,
     state=None,
+    evaluate: Callable[[object], dict] | None = None,
+    eval_every: int = 0,
     progress: bool = True,
     desc: str = "Training",
 ) -> tuple[object, pd.DataFrame]:
@@ -129,7 +131,9 @@ def train(
     ``clients`` makes the datasets of a round from their ids: a ``clients.RatingClients``
     (its ``create_tf_datasets``) or any function ``ids -> list of datasets``. Works for
     any TFF learning process (FedRecon, FedAvg). Returns the final state and a table with
-    one row of training metrics per round, numbered from 1.
+    one row of training metrics per round, numbered from 1. With ``evaluate(state)`` and
+    ``eval_every``, validation metrics are added every ``eval_every`` rounds and after the
+    last one (``val_<metric>`` columns).
     """
     create_datasets = getattr(clients, "create_tf_datasets", clients)
     current = {"state": training_process.initialize() if state is None else state}
@@ -140,5 +144,13 @@ def train(
         )
         return round_metrics(metrics)
 
-    history = rounds.run_rounds(next_round, sampler, num_rounds, progress=progress, desc=desc)
+    history = rounds.run_rounds(
+        next_round,
+        sampler,
+        num_rounds,
+        evaluate=None if evaluate is None else lambda: evaluate(current["state"]),
+        eval_every=eval_every,
+        progress=progress,
+        desc=desc,
+    )
     return current["state"], history

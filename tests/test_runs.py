@@ -1,0 +1,79 @@
+"""runs.train_and_score: validation measured during training (eval_every)."""
+
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tutorial_utils import config, runs
+
+SOURCE = types.SimpleNamespace(kind="synthetic")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """20 users with 8 ratings each of 15 movies, and a base configuration keeping them all."""
+    rng = np.random.default_rng(3)
+    ratings = pd.DataFrame(
+        [
+            (u, int(m), int(rng.integers(1, 6)))
+            for u in range(20)
+            for m in rng.choice(15, 8, replace=False)
+        ],
+        columns=["UserID", "MovieID", "Rating"],
+    )
+    movies = pd.DataFrame({"MovieID": range(15)})
+    run = config.FedReconRun(
+        recon_epochs=2,
+        recon_steps_max=3,
+        batch_size=2,
+        clients_per_round=4,
+        num_rounds=5,
+        num_latent_factors=3,
+    )
+    return ratings, movies, run, config.TutorialConfig("tiny", None, 300, run)
+
+
+@pytest.mark.parametrize("engine", runs.ENGINES)
+def test_eval_every_adds_validation_points_and_the_last_one_is_the_final_score(tiny, engine):
+    ratings, movies, run, base = tiny
+    result = runs.train_and_score(
+        run, SOURCE, ratings, movies, engine=engine, base=base, eval_every=2, progress=False
+    )
+    measured = result.history["val_rating_accuracy"].dropna()
+    assert list(measured.index) == [2, 4, 5]  # every 2 rounds, and after the last one
+    assert result.history["val_loss"].notna().sum() == 3
+    assert measured.loc[5] == pytest.approx(result.validation["rating_accuracy"])
+    assert result.history["val_loss"].loc[5] == pytest.approx(result.validation["loss"])
+
+
+def test_simulator_evaluations_leave_its_training_unchanged(tiny):
+    ratings, movies, run, base = tiny
+
+    def train(eval_every):
+        return runs.train_and_score(
+            run,
+            SOURCE,
+            ratings,
+            movies,
+            engine="simulator",
+            base=base,
+            eval_every=eval_every,
+            progress=False,
+        )
+
+    plain, evaluated = train(0), train(1)
+    assert "val_loss" not in plain.history
+    pd.testing.assert_series_equal(plain.history["loss"], evaluated.history["loss"])
+    assert plain.test == evaluated.test
+    assert evaluated.history["val_loss"].notna().all()
+
+
+@pytest.mark.parametrize("eval_every", [-1, 2.5, True, "10"])
+def test_eval_every_must_be_a_whole_number_of_rounds(tiny, eval_every):
+    ratings, movies, run, base = tiny
+    with pytest.raises(ValueError, match="eval_every must be a whole number of rounds"):
+        runs.train_and_score(
+            run, SOURCE, ratings, movies, base=base, eval_every=eval_every, progress=False
+        )
