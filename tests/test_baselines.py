@@ -184,3 +184,24 @@ def test_stateful_snapshot_is_unchanged_by_further_training():
     assert snapshot.trained.tolist() == [True] * 2 + [False] * (NUM_USERS - 2)
     assert not np.array_equal(snapshot.item_matrix, stateful.item_matrix)
     assert snapshot.run == stateful.run and snapshot.num_items == NUM_ITEMS
+
+
+def test_stateful_folds_in_only_the_users_it_never_sampled():
+    clients, _ = planted_clients()
+    stateful = stateful_simulator(run(), seed=0)
+    stateful.run_round(clients, [0, 1])
+    ids = [1, 5, 0, 7]  # 1 and 0 were sampled, 5 and 7 were not
+    phase = clients.round_batches(
+        ids, DatasetSplit(split_dataset=False), 4, np.random.default_rng(2)
+    ).recon
+    users = stateful.folded_in_embeddings(ids, phase, regularization=0.1)
+    np.testing.assert_array_equal(users[[0, 2]], stateful.user_embeddings[[1, 0]])
+    solved = baselines.fold_in(stateful.item_matrix, phase, 0.1)
+    np.testing.assert_allclose(users[[1, 3]], solved[[1, 3]], rtol=1e-6)
+    # The solved embeddings fit those users' ratings better than the initializer's draws.
+    new_users = PhaseBatches(*(array[[1, 3]] for array in phase))
+    folded = baselines.phase_metrics(stateful.item_matrix, users[[1, 3]], new_users)
+    initial = baselines.phase_metrics(stateful.item_matrix, stateful.embeddings([5, 7]), new_users)
+    assert folded["rmse"] < initial["rmse"]
+    with pytest.raises(ValueError, match="phase holds 4 clients, not 2"):
+        stateful.folded_in_embeddings([1, 5], phase, 0.1)

@@ -136,21 +136,25 @@ def test_runs_tables_and_figures(packed, output_dir, capsys):
     table = experiments.compare_methods(
         cfg, fedrecon, stateful, centralized, seen, train_ids[:10], packed, test_ids, seed=0
     )
-    assert table["method"].tolist() == ["FedRecon (stateless)"] * 2 + ["Stateful"] * 2 + [
-        "Centralized (ALS)"
+    assert table["method"].tolist() == [experiments.FEDRECON] * 2 + [experiments.STATEFUL] * 2 + [
+        experiments.CENTRALIZED
     ]
-    stateful_rows = table[table["method"] == "Stateful"]
-    assert (stateful_rows["unseen with trained embedding"] == 0).all()
-    assert stateful_rows["seen with trained embedding"].tolist() == [
+    stateful_rows = table[table["method"] == experiments.STATEFUL]
+    assert (stateful_rows["unseen with stored embedding"] == 0).all()
+    assert stateful_rows["seen with stored embedding"].tolist() == [
         stateful[b].trained[:10].mean() for b in (1, 3)
     ]
     assert pd.isna(table["rounds"].iloc[-1])
-    # Unseen users of the stateful model are measured with the initializer's embeddings.
-    unseen_half = experiments.unseen_batches(packed, test_ids, cfg.run.eval_split, 5, 0).post_recon
+    # Unseen users of the stateful model get the fold-in ALS gets, on the same half.
+    unseen = experiments.unseen_batches(packed, test_ids, cfg.run.eval_split, 5, 0)
+    for budget, rmse in zip((1, 3), stateful_rows["unseen rmse"]):
+        folded = baselines.fold_in(stateful[budget].item_matrix, unseen.recon, 0.1)
+        expected = baselines.phase_metrics(stateful[budget].item_matrix, folded, unseen.post_recon)
+        assert rmse == pytest.approx(expected["rmse"])
     initial = baselines.phase_metrics(
-        stateful[3].item_matrix, stateful[3].embeddings(test_ids, 0), unseen_half
+        stateful[3].item_matrix, stateful[3].embeddings(test_ids, 0), unseen.post_recon
     )
-    assert stateful_rows["unseen rmse"].iloc[-1] == pytest.approx(initial["rmse"])
+    assert stateful_rows["unseen rmse"].iloc[-1] < initial["rmse"]
 
     plotting.reconstruction_steps(steps)
     plotting.method_comparison(table)
@@ -177,3 +181,88 @@ def test_snapshots_are_independent_copies(packed):
         model.run_round(packed, [3, 4, 5])
         np.testing.assert_array_equal(copy.item_matrix, before)
         assert not np.array_equal(model.item_matrix, before)
+
+
+def liked_in_top(scores, excluded_movies, liked_movies, n):
+    """Plain reference: the number of liked movies among the n best not excluded."""
+    ranked = sorted(
+        (m for m in range(NUM_ITEMS) if m not in excluded_movies), key=lambda m: (-scores[m], m)
+    )
+    return len(set(ranked[:n]) & liked_movies)
+
+
+def test_compare_recommendations_against_plain_references(packed):
+    cfg = dataclasses.replace(small_config(), num_recommendations=5)
+    train_ids, test_ids = list(range(30)), list(range(30, 40))
+    seen = experiments.hold_out_ratings(packed, train_ids, 0.3, 0)
+    fedrecon = simulator.FedReconSimulator(
+        cfg.run, NUM_ITEMS, seed=0, reshuffle_each_pass=False, user_init_range=(0.1, 0.1)
+    )
+    stateful = baselines.StatefulSimulator(cfg.run, NUM_ITEMS, NUM_USERS, seed=0)
+    for first in range(0, 30, 5):
+        fedrecon.run_round(seen.fit, train_ids[first : first + 5])
+    stateful.run_round(seen.fit, train_ids[:5])  # seen users 5-9 were never sampled
+    centralized = baselines.centralized_als(seen.fit, NUM_ITEMS, 4, iterations=2)
+    seen_ids = train_ids[:10]
+    table = experiments.compare_recommendations(
+        cfg, fedrecon, stateful, centralized, seen, seen_ids, packed, test_ids, seed=0
+    )
+    methods = [
+        experiments.FEDRECON,
+        experiments.STATEFUL,
+        experiments.CENTRALIZED,
+        experiments.POPULAR,
+    ]
+    assert table["method"].tolist() == methods * 2
+    assert table["users"].tolist() == ["seen"] * 4 + ["unseen"] * 4
+
+    # Most popular, by hand: movies ranked by their number of training ratings.
+    popularity = np.zeros(NUM_ITEMS)
+    for user in train_ids:
+        for movie in {m for m, _ in user_ratings(seen.fit, user)}:
+            popularity[movie] += 1
+    unseen = experiments.unseen_batches(packed, test_ids, cfg.run.eval_split, 5, 0)
+    hits = []
+    for c in range(len(test_ids)):
+        excluded = {m for m, _ in phase_pairs(unseen.recon, c)}
+        liked = {m for m, r in phase_pairs(unseen.post_recon, c) if r >= 4} - excluded
+        if liked:
+            hits.append(liked_in_top(popularity, excluded, liked, 5))
+    row = table[(table["method"] == experiments.POPULAR) & (table["users"] == "unseen")].iloc[0]
+    assert row["users with a liked movie"] == len(hits)
+    assert row["hit rate"] == pytest.approx(np.mean(np.array(hits) > 0))
+    assert row["precision"] == pytest.approx(np.mean(hits) / 5)
+
+    # FedRecon's lists come from the embeddings its evaluation measures.
+    seen_data = experiments.seen_batches(seen, seen_ids, cfg.run.eval_split, 5, 0)
+    users = experiments.method_embeddings(cfg, fedrecon, seen_ids, seen_data, 0)
+    measured = baselines.phase_metrics(fedrecon.item_matrix, users, seen_data.post_recon)
+    assert measured["rmse"] == pytest.approx(fedrecon.evaluate_batches(seen_data)["rmse"], 1e-5)
+    hits = []
+    for c, user in enumerate(seen_ids):
+        excluded = {m for m, _ in user_ratings(seen.fit, user)}
+        liked = {m for m, r in user_ratings(seen.held_out, user) if r >= 4} - excluded
+        if liked:
+            hits.append(liked_in_top(fedrecon.item_matrix @ users[c], excluded, liked, 5))
+    row = table[(table["method"] == experiments.FEDRECON) & (table["users"] == "seen")].iloc[0]
+    assert row["hit rate"] == pytest.approx(np.mean(np.array(hits) > 0))
+    assert row["precision"] == pytest.approx(np.mean(hits) / 5)
+    assert ((table["list overlap"] >= 0) & (table["list overlap"] <= 1)).all()
+
+
+def test_method_embeddings_of_each_kind_of_model(packed):
+    cfg = small_config()
+    seen = experiments.hold_out_ratings(packed, range(20), 0.2, 0)
+    stateful = baselines.StatefulSimulator(cfg.run, NUM_ITEMS, NUM_USERS, seed=0)
+    stateful.run_round(seen.fit, [0, 1])
+    data = experiments.seen_batches(seen, [0, 1, 2], cfg.run.eval_split, 5, 0)
+    users = experiments.method_embeddings(cfg, stateful, [0, 1, 2], data, 0)
+    np.testing.assert_array_equal(users[:2], stateful.user_embeddings[:2])
+    item_matrix = stateful.item_matrix
+    folded = baselines.fold_in(item_matrix, data.recon, cfg.als_regularization)
+    np.testing.assert_allclose(users[2], folded[2], rtol=1e-6)
+    np.testing.assert_array_equal(
+        experiments.method_embeddings(cfg, item_matrix, [0, 1, 2], data, 0), folded
+    )
+    trained = np.ones((3, cfg.run.num_latent_factors), np.float32)
+    assert experiments.method_embeddings(cfg, item_matrix, [0, 1, 2], data, 0, trained) is trained

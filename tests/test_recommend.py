@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import recommend, simulator
-from tutorial_utils.batches import RoundBatches
+from tutorial_utils import baselines, recommend, simulator
+from tutorial_utils.batches import PackedClients, PhaseBatches, RoundBatches
 from tutorial_utils.config import FedReconRun
+from tutorial_utils.splits import DatasetSplit
 
 NUM_ITEMS, K = 30, 4
 
@@ -181,3 +182,56 @@ def test_rating_form_passes_the_sliders_ratings_on(movies):
     sliders[0].value, sliders[2].value = 4, 2
     form.children[4].click()
     assert received == [{0: 4, 2: 2}]
+
+
+def test_reconstruct_embeddings_score_as_the_simulators_evaluation(item_matrix):
+    """Same start, same batches for several clients: the simulator's evaluation RMSE."""
+    rng = np.random.default_rng(5)
+    rated = [rng.choice(NUM_ITEMS, size, replace=False) for size in (9, 14, 20)]
+    packed = PackedClients(range(3), rated, [rng.integers(1, 6, len(r)) for r in rated])
+    split = DatasetSplit(recon_epochs=3, recon_steps_max=7)
+    batches = packed.round_batches(range(3), split, 4, rng, reshuffle_each_pass=False)
+    run = FedReconRun(num_latent_factors=K, reconstruction_lr=0.05, batch_size=4)
+    fedrecon = simulator.FedReconSimulator(
+        run, NUM_ITEMS, item_matrix=item_matrix, user_init_range=(0.1, 0.1)
+    )
+    users = recommend.reconstruct_embeddings(
+        item_matrix, batches.recon, np.full((3, K), 0.1), reconstruction_lr=0.05
+    )
+    ours = baselines.phase_metrics(item_matrix, users, batches.post_recon)
+    assert ours["rmse"] == pytest.approx(fedrecon.evaluate_batches(batches)["rmse"], rel=1e-5)
+    # No steps: the initial embeddings.
+    none = recommend.reconstruct_embeddings(
+        item_matrix, PhaseBatches(*(a[:, :0] for a in batches.recon)), np.ones((3, K)), 0.05
+    )
+    np.testing.assert_array_equal(none, np.ones((3, K)))
+
+
+def test_top_n_skips_excluded_movies_and_breaks_ties_by_id():
+    scores = np.array([[0.5, 3.0, 2.0, 3.0, 1.0], [5.0, 4.0, 3.0, 2.0, 1.0]])
+    excluded = np.array([[False, True, False, False, False], [True, False, False, True, False]])
+    assert recommend.top_n(scores, excluded, 3).tolist() == [[3, 2, 4], [1, 2, 4]]
+    shared = recommend.top_n(np.array([1.0, 2.0, 2.0, 0.0]), np.zeros((2, 4), bool), 2)
+    assert shared.tolist() == [[1, 2], [1, 2]]
+    with pytest.raises(ValueError, match="only 2 movies left"):
+        recommend.top_n(scores, np.array([[True] * 3 + [False] * 2] * 2), 3)
+
+
+def test_list_accuracy_counts_users_with_a_liked_movie():
+    top = np.array([[0, 1], [2, 3], [4, 0]])
+    liked = np.zeros((3, 6), bool)
+    liked[0, [1, 5]] = True  # one hit of two
+    liked[1, 5] = True  # no hit
+    # user 2 liked nothing held out: not counted
+    result = recommend.list_accuracy(top, liked)
+    assert result == {"users": 2, "hit rate": 0.5, "precision": 0.25}
+
+
+def test_mean_jaccard_of_identical_disjoint_and_partial_lists():
+    assert recommend.mean_jaccard(np.array([[0, 1], [1, 0]]), 4) == 1.0
+    assert recommend.mean_jaccard(np.array([[0, 1], [2, 3]]), 4) == 0.0
+    # pairs: {0,1}&{1,2} = 1/3, {0,1}&{2,3} = 0, {1,2}&{2,3} = 1/3
+    partial = recommend.mean_jaccard(np.array([[0, 1], [1, 2], [2, 3]]), 4)
+    assert partial == pytest.approx(2 / 9)
+    with pytest.raises(ValueError, match="at least 2 users"):
+        recommend.mean_jaccard(np.array([[0, 1]]), 4)

@@ -5,7 +5,9 @@ before FedRecon: the server sends the item matrix ``V`` to the sampled clients; 
 client runs SGD on its ratings, updating ``V`` and its own user embedding ``u`` together;
 the server averages the updates of ``V``, and every client *stores* ``u`` for the next time
 it is sampled. A client that has never been sampled has only the initial ``u``, so users
-who never took part in training get no trained embedding.
+who never took part in training get no trained embedding, unless they are given one when
+they arrive: :meth:`StatefulSimulator.folded_in_embeddings` solves it from their ratings with
+the item matrix fixed, as centralized training does for a new user (``fold_in``).
 
 **Centralized matrix factorization** collects every training rating on one server and fits
 ``u . v`` by alternating least squares (ALS, with the weighted regularization of Zhou et al.
@@ -129,6 +131,22 @@ class StatefulSimulator:
         users[untrained] = np.random.default_rng(seed).uniform(
             *self.user_init_range, size=(untrained.sum(), users.shape[1])
         )
+        return users
+
+    def folded_in_embeddings(
+        self, client_ids: Sequence[int], phase: PhaseBatches, regularization: float
+    ) -> np.ndarray:
+        """The stored embeddings of ``client_ids``; a never-sampled user's is solved from
+        its ratings in ``phase`` (client ``c`` of ``phase`` is ``client_ids[c]``) with the
+        item matrix fixed (:func:`fold_in`)."""
+        ids = np.asarray(client_ids, np.int64)
+        if phase.mask.shape[0] != len(ids):
+            raise ValueError(f"phase holds {phase.mask.shape[0]} clients, not {len(ids)}.")
+        users = self.user_embeddings[ids].copy()
+        untrained = ~self.trained[ids]
+        if untrained.any():
+            chosen = PhaseBatches(*(array[untrained] for array in phase))
+            users[untrained] = fold_in(self.item_matrix, chosen, regularization)
         return users
 
 

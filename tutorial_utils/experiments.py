@@ -7,6 +7,12 @@ took part in training). The test users are the *unseen* users: their data are sp
 reconstruction half and an evaluation half, as FedRecon's evaluation does. Every method is
 measured on exactly the same ratings.
 
+Every method gets an embedding for every user by its own means (FedRecon reconstructs
+it on the device; the stateful model and ALS use the one from training, or fold one in for
+a user they never trained on), and is then scored on the same ratings: the RMSE and
+accuracy of its predictions (``compare_methods``) and its top-N lists against a
+most-popular baseline (``compare_recommendations``).
+
 The parameters are ``config.BeyondConfig`` (``config.beyond()``), the figures
 ``plotting.reconstruction_steps`` and ``plotting.method_comparison``, and the tables are
 saved by ``reporting.save_table``.
@@ -19,10 +25,15 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from tutorial_utils import baselines, simulator
+from tutorial_utils import baselines, recommend, simulator
 from tutorial_utils.batches import PackedClients, PhaseBatches, RoundBatches
 from tutorial_utils.config import BeyondConfig
 from tutorial_utils.splits import DatasetSplit
+
+FEDRECON = "FedRecon (stateless)"
+STATEFUL = "Stateful + fold-in"
+CENTRALIZED = "Centralized (ALS)"
+POPULAR = "Most popular"
 
 # ---------------------------------------------------------------------------------------
 # Data: seen users' held-out ratings, unseen users' halves
@@ -169,6 +180,40 @@ def by_reconstruction_steps(
 # ---------------------------------------------------------------------------------------
 
 
+def method_embeddings(
+    config: BeyondConfig,
+    model,
+    group_ids,
+    group: RoundBatches,
+    seed: int,
+    trained_embeddings: np.ndarray | None = None,
+) -> np.ndarray:
+    """The embeddings one method gives the users ``group_ids`` before it predicts.
+
+    ``group`` holds the users' batches (``seen_batches`` or ``unseen_batches``); the
+    embeddings come from its reconstruction stage, never from the ratings it scores.
+
+    - ``FedReconSimulator``: reconstructed on the device from the initializer's draw
+      (``recommend.reconstruct_embeddings``), as its evaluation does.
+    - ``StatefulSimulator``: the stored embedding; a user never sampled gets one folded in.
+    - an item matrix (ALS): ``trained_embeddings`` (one row per user) when given, otherwise
+      folded in (``baselines.fold_in``).
+    """
+    if isinstance(model, simulator.FedReconSimulator):
+        rng = np.random.default_rng(seed)
+        initial = rng.uniform(
+            *model.user_init_range, size=(len(group_ids), model.run.num_latent_factors)
+        )
+        return recommend.reconstruct_embeddings(
+            model.item_matrix, group.recon, initial, model.run.reconstruction_lr
+        )
+    if isinstance(model, baselines.StatefulSimulator):
+        return model.folded_in_embeddings(group_ids, group.recon, config.als_regularization)
+    if trained_embeddings is not None:
+        return trained_embeddings
+    return baselines.fold_in(model, group.recon, config.als_regularization)
+
+
 def compare_methods(
     config: BeyondConfig,
     fedrecon: dict,
@@ -183,20 +228,22 @@ def compare_methods(
     """Seen and unseen users' RMSE and accuracy for every method and budget.
 
     - FedRecon: each user reconstructs its embedding on the device (``config.run.eval_split``).
-    - Stateful: each user's stored embedding; a user never sampled, and every unseen user,
-      has only the initializer's.
+    - Stateful + fold-in: each user's stored embedding; a user never sampled, and every
+      unseen user, gets one solved from its reconstruction ratings with the item matrix
+      fixed (``StatefulSimulator.folded_in_embeddings``), as ALS does.
     - Centralized (ALS): the embeddings from training; an unseen user's is solved from its
       reconstruction half with the item matrix fixed (``baselines.fold_in``).
 
-    ``trained embedding`` columns give the share of users whose embedding was fitted to
-    their own ratings.
+    ``with stored embedding`` columns give the share of users whose embedding was kept from
+    training (the others got theirs at evaluation, from the same ratings for every method).
     """
     split, batch_size = config.run.eval_split, config.run.batch_size
     seen_data = seen_batches(seen, seen_ids, split, batch_size, seed)
     unseen_data = unseen_batches(unseen, unseen_ids, split, batch_size, seed)
+    seen_index, unseen_index = np.asarray(seen_ids, np.int64), np.asarray(unseen_ids, np.int64)
     rows = []
 
-    def add(method, rounds, seen_metrics, unseen_metrics, seen_trained, unseen_trained):
+    def add(method, rounds, seen_metrics, unseen_metrics, seen_stored, unseen_stored):
         rows.append(
             {
                 "method": method,
@@ -205,49 +252,136 @@ def compare_methods(
                 "seen accuracy": seen_metrics["rating_accuracy"],
                 "unseen rmse": unseen_metrics["rmse"],
                 "unseen accuracy": unseen_metrics["rating_accuracy"],
-                "seen with trained embedding": seen_trained,
-                "unseen with trained embedding": unseen_trained,
+                "seen with stored embedding": seen_stored,
+                "unseen with stored embedding": unseen_stored,
             }
         )
 
     for budget, model in sorted(fedrecon.items()):
         add(
-            "FedRecon (stateless)",
+            FEDRECON,
             budget,
             model.evaluate_batches(seen_data, np.random.default_rng(seed)),
             model.evaluate_batches(unseen_data, np.random.default_rng(seed)),
-            1.0,
-            1.0,
+            0.0,
+            0.0,
         )
-    seen_index = np.asarray(seen_ids, np.int64)
+
+    def scores(model, ids, data):
+        users = method_embeddings(config, model, ids, data, seed)
+        return baselines.phase_metrics(model.item_matrix, users, data.post_recon)
+
     for budget, stored in sorted(stateful.items()):
         add(
-            "Stateful",
+            STATEFUL,
             budget,
-            baselines.phase_metrics(
-                stored.item_matrix, stored.embeddings(seen_ids, seed), seen_data.post_recon
-            ),
-            baselines.phase_metrics(
-                stored.item_matrix, stored.embeddings(unseen_ids, seed), unseen_data.post_recon
-            ),
+            scores(stored, seen_ids, seen_data),
+            scores(stored, unseen_ids, unseen_data),
             float(stored.trained[seen_index].mean()),
-            float(stored.trained[np.asarray(unseen_ids, np.int64)].mean()),
+            float(stored.trained[unseen_index].mean()),
         )
     user_embeddings, item_matrix = centralized
+    seen_users = user_embeddings[seen.fit.rows(seen_ids)]
     add(
-        "Centralized (ALS)",
+        CENTRALIZED,
         pd.NA,
-        baselines.phase_metrics(
-            item_matrix, user_embeddings[seen.fit.rows(seen_ids)], seen_data.post_recon
-        ),
+        baselines.phase_metrics(item_matrix, seen_users, seen_data.post_recon),
         baselines.phase_metrics(
             item_matrix,
-            baselines.fold_in(item_matrix, unseen_data.recon, config.als_regularization),
+            method_embeddings(config, item_matrix, unseen_ids, unseen_data, seed),
             unseen_data.post_recon,
         ),
         1.0,
-        1.0,
+        0.0,
     )
     table = pd.DataFrame(rows)
     table["rounds"] = table["rounds"].astype("Int64")
     return table
+
+
+# ---------------------------------------------------------------------------------------
+# Part 4: are the recommendations personal?
+# ---------------------------------------------------------------------------------------
+
+
+def _movie_mask(phase: PhaseBatches, num_movies: int, min_rating: float = -np.inf) -> np.ndarray:
+    """``[clients, movies]``: which movies each client has in ``phase`` (rated >= min_rating)."""
+    chosen = phase.mask & (phase.ratings >= min_rating)
+    mask = np.zeros((phase.mask.shape[0], num_movies), bool)
+    client = np.broadcast_to(np.arange(len(mask))[:, None, None], chosen.shape)
+    mask[client[chosen], phase.items[chosen]] = True
+    return mask
+
+
+def _packed_mask(clients: PackedClients, client_ids, num_movies: int) -> np.ndarray:
+    """``[len(client_ids), movies]``: the movies each of ``client_ids`` rated in ``clients``."""
+    rows = clients.rows(client_ids)
+    mask = np.zeros((len(rows), num_movies), bool)
+    valid = np.arange(clients.items.shape[1])[None, :] < clients.counts[rows, None]
+    user = np.broadcast_to(np.arange(len(rows))[:, None], valid.shape)
+    mask[user[valid], clients.items[rows][valid]] = True
+    return mask
+
+
+def compare_recommendations(
+    config: BeyondConfig,
+    fedrecon,
+    stateful,
+    centralized: tuple[np.ndarray, np.ndarray],
+    seen: SeenUsers,
+    seen_ids,
+    unseen: PackedClients,
+    unseen_ids,
+    seed: int,
+) -> pd.DataFrame:
+    """Top-N lists of every method, against the most popular movies, for seen and unseen users.
+
+    ``fedrecon`` and ``stateful`` are trained models (one budget). Each user's embedding
+    comes from ``method_embeddings``; each method then ranks every movie it did not see for
+    that user (a seen user: none of their training ratings; an unseen user: none of the
+    reconstruction half). **Most popular** recommends the movies with the most training
+    ratings, the same list for everyone but for the movies a user has already rated.
+    A hit is a movie the user rated 4 or 5 stars in the ratings set aside (seen users'
+    held-out ratings, unseen users' evaluation half): ``recommend.list_accuracy``.
+    ``list overlap`` is the mean Jaccard similarity of two users' lists
+    (``recommend.mean_jaccard``): near 1, everyone gets the same list.
+    """
+    split, batch_size, n = config.run.eval_split, config.run.batch_size, config.num_recommendations
+    num_movies = fedrecon.num_items
+    popularity = _packed_mask(seen.fit, seen.fit.client_ids, num_movies).sum(axis=0)
+    user_embeddings, item_matrix = centralized
+    seen_data = seen_batches(seen, seen_ids, split, batch_size, seed)
+    unseen_data = unseen_batches(unseen, unseen_ids, split, batch_size, seed)
+    groups = {  # users, their batches, the movies not to recommend, ALS' trained embeddings
+        "seen": (
+            seen_ids,
+            seen_data,
+            _packed_mask(seen.fit, seen_ids, num_movies),
+            user_embeddings[seen.fit.rows(seen_ids)],
+        ),
+        "unseen": (unseen_ids, unseen_data, _movie_mask(unseen_data.recon, num_movies), None),
+    }
+    rows = []
+    for group, (ids, data, excluded, als_users) in groups.items():
+        liked = _movie_mask(data.post_recon, num_movies, recommend.LIKED) & ~excluded
+        scores = {
+            FEDRECON: fedrecon.item_matrix @ method_embeddings(config, fedrecon, ids, data, seed).T,
+            STATEFUL: stateful.item_matrix @ method_embeddings(config, stateful, ids, data, seed).T,
+            CENTRALIZED: item_matrix
+            @ method_embeddings(config, item_matrix, ids, data, seed, als_users).T,
+            POPULAR: popularity.astype(np.float64),
+        }
+        for method, score in scores.items():
+            top = recommend.top_n(score.T, excluded, n)
+            accuracy = recommend.list_accuracy(top, liked)
+            rows.append(
+                {
+                    "method": method,
+                    "users": group,
+                    "users with a liked movie": accuracy["users"],
+                    "hit rate": accuracy["hit rate"],
+                    "precision": accuracy["precision"],
+                    "list overlap": recommend.mean_jaccard(top, num_movies),
+                }
+            )
+    return pd.DataFrame(rows)

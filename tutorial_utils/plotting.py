@@ -167,9 +167,9 @@ def method_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful
             for method, runs in federated.groupby("method", sort=False):
                 rounds = runs["rounds"].astype(int)
                 ax.plot(rounds, runs[column], marker="o", label=method)
-                if method == "Stateful" and group == "seen":
+                if method.startswith("Stateful") and group == "seen":
                     for x, y, share in zip(
-                        rounds, runs[column], runs[f"{group} with trained embedding"]
+                        rounds, runs[column], runs[f"{group} with stored embedding"]
                     ):
                         ax.annotate(
                             f"{share:.0%}",

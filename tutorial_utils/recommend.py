@@ -7,6 +7,10 @@ predicts ``u . v`` for every movie the user has not rated and shows the best one
 user's ratings and embedding never leave the device, and this works the same for users who
 took part in training and for users who never did, including someone who has just rated
 a handful of movies.
+
+The end of the module measures lists of recommendations: how often they hold movies a
+user liked but the model never saw for that user (``list_accuracy``), and how much two
+users' lists share (``mean_jaccard``), for any method that ranks movies.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tutorial_utils import environment
+from tutorial_utils.batches import PhaseBatches, RoundBatches
 
 
 def reconstruction_batches(
@@ -63,11 +68,49 @@ def reconstruct_embedding(
         raise ValueError("At least one rating is needed to reconstruct an embedding.")
     rng = np.random.default_rng(seed)
     user = rng.uniform(*init_range, size=item_matrix.shape[1]).astype(np.float32)
-    for batch in reconstruction_batches(len(movie_ids), steps, batch_size, rng):
-        vectors = item_matrix[movie_ids[batch]]
-        errors = vectors @ user - ratings[batch]
-        user = user - reconstruction_lr * (2.0 / len(batch)) * (errors @ vectors)
-    return user
+    positions = reconstruction_batches(len(movie_ids), steps, batch_size, rng)
+    batches = [(movie_ids[batch], ratings[batch]) for batch in positions]
+    phase = RoundBatches.from_lists([batches], [[]], batch_size).recon
+    return reconstruct_embeddings(item_matrix, phase, user[None], reconstruction_lr)[0]
+
+
+def reconstruct_embeddings(
+    item_matrix: np.ndarray,
+    phase: PhaseBatches,
+    initial_embeddings: np.ndarray,
+    reconstruction_lr: float,
+) -> np.ndarray:
+    """Every client's embedding ``[clients, k]`` after SGD on its batches of ``phase``.
+
+    Client ``c`` starts from ``initial_embeddings[c]`` and, at each step, takes one SGD step
+    on the batch's mean squared error with ``item_matrix`` frozen (a step without examples
+    changes nothing): FedRecon's reconstruction, as the simulator runs it.
+    """
+    item_matrix = np.asarray(item_matrix, np.float32)
+    users = np.array(initial_embeddings, np.float32)
+    for t in range(phase.mask.shape[1]):
+        mask = phase.mask[:, t]
+        vectors = item_matrix[phase.items[:, t]]
+        errors = np.where(mask, np.einsum("cbk,ck->cb", vectors, users) - phase.ratings[:, t], 0)
+        count = np.maximum(mask.sum(axis=1, keepdims=True), 1)
+        users -= reconstruction_lr * np.einsum("cb,cbk->ck", 2.0 * errors / count, vectors)
+    return users
+
+
+def top_n(scores: np.ndarray, excluded: np.ndarray, n: int) -> np.ndarray:
+    """Each user's ``n`` best-scored movies ``[users, n]``, best first, none of ``excluded``.
+
+    ``scores`` is ``[users, movies]`` (or ``[movies]``, the same for everyone);
+    ``excluded`` is a boolean ``[users, movies]``: the movies not to recommend to each user.
+    Ties go to the lower movie id.
+    """
+    excluded = np.asarray(excluded, bool)
+    scores = np.broadcast_to(np.asarray(scores, np.float64), excluded.shape)
+    fewest = int((~excluded).sum(axis=1).min(initial=n))
+    if fewest < n:
+        raise ValueError(f"A user has only {fewest} movies left to recommend, fewer than n={n}.")
+    ranked = np.argsort(-np.where(excluded, -np.inf, scores), axis=1, kind="stable")
+    return ranked[:, :n]
 
 
 def recommend(
@@ -83,8 +126,9 @@ def recommend(
     ``Genres`` and ``predicted`` (the raw ``u . v``), best first, indexed by ``MovieID``.
     """
     predicted = np.asarray(item_matrix) @ np.asarray(user_embedding)
-    candidates = np.setdiff1d(np.arange(len(predicted)), np.asarray(rated_movie_ids, np.int64))
-    best = candidates[np.argsort(-predicted[candidates], kind="stable")[:n]]
+    rated = np.zeros((1, len(predicted)), bool)
+    rated[0, np.asarray(rated_movie_ids, np.int64)] = True
+    best = top_n(predicted, rated, min(n, int((~rated).sum())))[0]
     table = movies.loc[best, ["Title", "Genres"]].copy()
     table["predicted"] = predicted[best].round(2)
     table.index.name = "MovieID"
@@ -192,3 +236,45 @@ def rating_form(to_rate: pd.DataFrame, on_submit: Callable[[dict[int, int]], pd.
 
     button.on_click(submit)
     return widgets.VBox([widgets.Label("Your rating, 1-5 (0: not seen):"), *rows, button, output])
+
+
+# ---------------------------------------------------------------------------------------
+# Measuring lists of recommendations
+# ---------------------------------------------------------------------------------------
+
+LIKED = 4  # a rating of 4 or 5 stars means the user liked the movie
+
+
+def list_accuracy(top: np.ndarray, liked: np.ndarray) -> dict[str, float]:
+    """How many of the movies in each user's list ``top`` (``[users, n]``) the user liked.
+
+    ``liked`` is a boolean ``[users, movies]``: held-out movies the user rated 4 or 5 stars,
+    which the method did not see for that user. Only users with at least one such movie
+    count. Returns ``users`` (how many count), ``hit rate`` (the share of them with at least
+    one liked movie in their list) and ``precision`` (the mean share of a list that is liked).
+    """
+    liked = np.asarray(liked, bool)
+    counted = liked.any(axis=1)
+    hits = np.take_along_axis(liked, np.asarray(top), axis=1)[counted].sum(axis=1)
+    users = int(counted.sum())
+    return {
+        "users": users,
+        "hit rate": float((hits > 0).mean()) if users else 0.0,
+        "precision": float(hits.mean() / top.shape[1]) if users else 0.0,
+    }
+
+
+def mean_jaccard(top: np.ndarray, num_movies: int) -> float:
+    """The mean Jaccard similarity of two users' lists, over every pair of users in ``top``.
+
+    ``|A & B| / |A | B|`` for lists ``A`` and ``B``: 1 when everyone gets the same movies,
+    0 when no two lists share one.
+    """
+    top = np.asarray(top)
+    num_users, n = top.shape
+    if num_users < 2:
+        raise ValueError(f"Overlap needs at least 2 users' lists, got {num_users}.")
+    chosen = np.zeros((num_users, num_movies), np.float32)
+    np.put_along_axis(chosen, top, 1.0, axis=1)
+    shared = (chosen @ chosen.T)[np.triu_indices(num_users, k=1)]
+    return float(np.mean(shared / (2 * n - shared)))
