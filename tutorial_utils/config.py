@@ -329,3 +329,39 @@ PRIVACY_SMOKE = PrivacyConfig(
 def privacy() -> PrivacyConfig:
     """Notebook 07's settings for ``FEDRECON_CONFIG``."""
     return _chosen(PRIVACY_FULL, PRIVACY_SMOKE)
+
+
+# --------------------------------------------------------------------------------------
+# Notebook 08: live exploration
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveConfig:
+    """Parameters of notebook 08: the run the widget panel starts from, on every user.
+
+    Every change of a widget trains a new run from scratch with the simulator; the
+    validation users are evaluated every ``eval_every`` rounds, the test users at the end.
+    """
+
+    name: str
+    run: FedReconRun
+    eval_every: int
+    max_examples_per_user: int = 300
+    seed: int = 42
+
+
+# The paper's protocol cut to 100 rounds, so that the simulator trains a run in seconds.
+LIVE_FULL = LiveConfig(
+    name="full", run=dataclasses.replace(PAPER_RUN, num_rounds=100), eval_every=10
+)
+LIVE_SMOKE = LiveConfig(
+    name="smoke",
+    run=dataclasses.replace(PAPER_RUN, num_latent_factors=8, clients_per_round=10, num_rounds=10),
+    eval_every=5,
+)
+
+
+def live() -> LiveConfig:
+    """Notebook 08's settings for ``FEDRECON_CONFIG``."""
+    return _chosen(LIVE_FULL, LIVE_SMOKE)
