@@ -20,7 +20,6 @@ Modules, each named after what it holds (CONTRIBUTING.md says how they fit toget
 - ``simulator``: FedRecon in plain TensorFlow, every client of a round at once.
 - ``runs``: train, then score one run, with TFF or the simulator.
 - ``live``: one simulated run from a few settings, and a widget panel that retrains it.
-- ``live``: one simulated run from a few settings, and a widget panel that retrains it.
 - ``exercises``: the checks of notebook 04's exercises.
 - ``feedback``: verdicts, and tools that look inside a learner's ``dataset_split_fn``.
 - ``model_checks``: what the checks of exercises 3 and 4 compare and train.
