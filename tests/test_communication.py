@@ -1,6 +1,7 @@
-"""Bytes per client per round: FedRecon against a fully global model."""
+"""Bytes per client per round: FedRecon against a fully global model, dense and sparse."""
 
 import numpy as np
+import pytest
 
 from tutorial_utils import communication
 
@@ -11,15 +12,28 @@ def test_bytes_per_client_per_round():
         item_matrix, num_users=50, movies_per_client=10
     )
     row = 8 * 4 + communication.INDEX_BYTES
-    assert table.loc["FedRecon, dense (TFF)", "bytes down"] == 3200
-    assert table.loc["FedRecon, dense (TFF)", "bytes up"] == 3200
-    assert table.loc["Fully global, dense", "bytes down"] == 3200 + 50 * 32
-    assert table.loc["FedRecon, rated rows only", "bytes up"] == 10 * row
-    assert table.loc["Fully global, own rows only", "bytes up"] == 11 * row
-    assert table.loc["Fully global, dense", "MB down + up"] == round(2 * 4800 / 1e6, 3)
-    assert table["user embedding leaves the device"].tolist() == ["no", "no", "yes", "yes"]
+    assert table.loc["FedRecon", "dense bytes each way"] == 3200
+    assert table.loc["Fully global", "dense bytes each way"] == 3200 + 50 * 32
+    assert table.loc["FedRecon", "sparse bytes each way"] == 10 * row
+    assert table.loc["Fully global", "sparse bytes each way"] == 11 * row
+    assert table["user embedding leaves the device"].tolist() == ["no", "yes"]
 
 
-def test_bytes_follow_the_dtype():
-    small = communication.bytes_per_client_per_round(np.zeros((10, 4), np.float16), 5, 2)
-    assert small.loc["FedRecon, dense (TFF)", "bytes down"] == 80
+def test_bytes_follow_the_dtype_and_round_a_mean_count():
+    small = communication.bytes_per_client_per_round(np.zeros((10, 4), np.float16), 5, 2.5)
+    assert small.loc["FedRecon", "dense bytes each way"] == 80
+    assert small.loc["FedRecon", "sparse bytes each way"] == round(2.5 * (8 + 4))
+
+
+def test_bad_counts_are_refused():
+    with pytest.raises(ValueError, match="movies_per_client"):
+        communication.bytes_per_client_per_round(np.zeros((10, 4), np.float32), 5, 0)
+
+
+def test_summary_prints_the_tables_numbers():
+    table = communication.bytes_per_client_per_round(np.zeros((1000, 10), np.float32), 1500, 50)
+    text = communication.summary(table)
+    # dense 40,000 against 100,000 bytes; sparse 50 rows of 44 bytes against 51
+    assert "0.04 MB each way against 0.10 MB" in text and "(2.5 times as much)" in text
+    assert "2,200 bytes against 2,244 (2.0% more" in text
+    assert "privacy" in text
