@@ -404,10 +404,40 @@ def test_exercise_4_catches_variables_in_neither_list():
 def test_exercise_4_comparison_needs_both_methods(capsys):
     table = pd.DataFrame({"loss": [0.5, 0.9], "accuracy": [0.8, 0.7]}, index=["FedRecon", "FedAvg"])
     exercises.check_exercise_4_comparison(table)
-    assert "better by 0.1000" in verdict(capsys)
+    assert "the personal embedding adds 0.1000." in verdict(capsys)
+    exercises.check_exercise_4_comparison(table.assign(accuracy=[0.139, 0.203]))
+    out = " ".join(verdict(capsys).split())  # the verdict is wrapped
+    assert "FedRecon's accuracy is 0.1390 and FedAvg's 0.2030" in out
+    assert "costs 0.0640: FedAvg scores higher" in out
     fails(exercises.check_exercise_4_comparison, table.drop("FedAvg"), match="one row per method")
     exercises.check_exercise_4_comparison(None)
     assert verdict(capsys).startswith("⏳ Not done yet")
+
+
+def test_exercise_4_comparison_needs_the_same_examples_for_both(capsys):
+    table = pd.DataFrame(
+        {"accuracy": [0.6, 0.4], "num_examples": [200.0, 400.0]}, index=["FedRecon", "FedAvg"]
+    )
+    fails(exercises.check_exercise_4_comparison, table, match="different numbers of examples")
+    exercises.check_exercise_4_comparison(table.assign(num_examples=[200.0, 200.0]))
+    assert verdict(capsys).startswith("✅ Correct")
+
+
+def test_exercise_4_skeleton_is_not_done_yet(capsys):
+    def skeleton(num_classes, embedding_dim):
+        return None  # the notebook's skeleton, before the learner writes it
+
+    exercises.check_exercise_4(skeleton)
+    assert verdict(capsys).startswith("⏳ Not done yet")
+
+    def only_personal(num_classes, embedding_dim):
+        return personal_cnn(num_classes, embedding_dim) if embedding_dim else None
+
+    fails(
+        lambda a: exercises.check_exercise_4(a, train=False),
+        only_personal,
+        match="returns nothing for embedding_dim=0",
+    )
 
 
 # --- Exercise 1's runs -------------------------------------------------------------------------

@@ -165,8 +165,15 @@ EXERCISES_FULL = ExerciseConfig(
         SPLIT_ALONE, recon_epochs=5, reconstruction_lr=0.3, clients_per_round=300, num_rounds=150
     ),
     comparison_rounds=20,
+    # Three reconstruction passes at 0.5: a new writer's embedding is fitted to 20 images.
     emnist_run=FedReconRun(
-        client_lr=0.05, batch_size=10, clients_per_round=10, num_rounds=30, num_latent_factors=8
+        recon_epochs=3,
+        client_lr=0.05,
+        reconstruction_lr=0.5,
+        batch_size=10,
+        clients_per_round=10,
+        num_rounds=30,
+        num_latent_factors=8,
     ),
     emnist_train_clients=100,
     emnist_test_clients=50,

@@ -358,12 +358,17 @@ def check_exercise_4(build_fn, *, train: bool = True) -> None:
     without the embedding (what plain FedAvg trains). With ``train``, FedRecon must train
     the personal model on TFF's synthetic EMNIST.
     """
-    if build_fn is None:
+    num_classes, dim = 10, 4
+    personal = None if build_fn is None else model_checks.build_parts(build_fn, num_classes, dim)
+    if personal is None:
         feedback.not_done("write build_fn, then run this check again.")
         return
-    num_classes, dim = 10, 4
-    personal = model_checks.build_parts(build_fn, num_classes, dim)
     plain = model_checks.build_parts(build_fn, num_classes, 0)
+    if plain is None:
+        raise AnswerIncorrect(
+            "build_fn returns nothing for embedding_dim=0; it should return the same network "
+            "without the embedding (the one plain FedAvg trains)."
+        )
     images = tf.random.stateless_uniform([3, *emnist.IMAGE_SHAPE], seed=[1, 2])
     for parts, name in ((personal, "with a user embedding"), (plain, "with embedding_dim=0")):
         try:
@@ -451,7 +456,9 @@ def check_exercise_4(build_fn, *, train: bool = True) -> None:
 
 def check_exercise_4_comparison(comparison) -> None:
     """Checks that exercise 4 reports both models: a table with rows ``FedRecon`` and
-    ``FedAvg`` and an ``accuracy`` column, measured on the same held-out examples."""
+    ``FedAvg`` and an ``accuracy`` column, measured on the same held-out examples (where
+    the table has a ``num_examples`` column, the two counts must agree). The verdict says
+    which model scored higher, and by how much."""
     if comparison is None:
         feedback.not_done("train both models, evaluate them, and set comparison to the table.")
         return
@@ -468,10 +475,23 @@ def check_exercise_4_comparison(comparison) -> None:
     accuracy = comparison["accuracy"]
     if not all(0.0 <= accuracy[row] <= 1.0 for row in ("FedRecon", "FedAvg")):
         raise AnswerIncorrect(f"accuracies must lie between 0 and 1: {accuracy.to_dict()}.")
+    if "num_examples" in comparison.columns:
+        counts = comparison["num_examples"]
+        if counts["FedRecon"] != counts["FedAvg"]:
+            raise AnswerIncorrect(
+                f"the two models were scored on different numbers of examples "
+                f"({counts['FedRecon']:g} for FedRecon, {counts['FedAvg']:g} for FedAvg). "
+                "Score both on the same test writers with the same disjoint split, so that "
+                "they answer the same questions."
+            )
     gap = accuracy["FedRecon"] - accuracy["FedAvg"]
-    verdict = "better" if gap > 0 else "not better"
+    if gap > 0:
+        verdict = f"the personal embedding adds {gap:.4f}"
+    elif gap < 0:
+        verdict = f"the personal embedding costs {-gap:.4f}: FedAvg scores higher"
+    else:
+        verdict = "the two score the same"
     feedback.correct(
         f"both are reported. On the held-out examples FedRecon's accuracy is "
-        f"{accuracy['FedRecon']:.4f} and FedAvg's {accuracy['FedAvg']:.4f}: the personal "
-        f"embedding is {verdict} by {abs(gap):.4f}."
+        f"{accuracy['FedRecon']:.4f} and FedAvg's {accuracy['FedAvg']:.4f}: {verdict}."
     )
