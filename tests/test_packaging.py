@@ -119,8 +119,8 @@ TFF_NOTEBOOKS = [p for p in NOTEBOOKS if "pins.colab_no_deps_packages()" in inst
 TFF_FREE_NOTEBOOKS = [p for p in NOTEBOOKS if p not in TFF_NOTEBOOKS]
 
 
-def test_notebooks_01_05_and_06_install_no_tff():
-    assert [p.name[:2] for p in TFF_FREE_NOTEBOOKS] == ["01", "05", "06"]
+def test_notebooks_01_05_06_and_08_install_no_tff():
+    assert [p.name[:2] for p in TFF_FREE_NOTEBOOKS] == ["01", "05", "06", "08"]
 
 
 @pytest.mark.parametrize("path", TFF_NOTEBOOKS, ids=lambda p: p.name)
