@@ -90,3 +90,32 @@ def test_a_network_with_local_layers_is_refused_by_fedavg():
     keras_model, global_layers, _ = small_cnn(10)
     with pytest.raises(ValueError, match="local layers"):
         emnist.global_keras_model((keras_model, global_layers[:-1], global_layers[-1:]))
+
+
+def test_compare_on_new_writers_scores_every_model_on_the_test_writers(capsys):
+    tf.keras.utils.set_random_seed(0)
+    data = emnist.load_emnist(config.EXERCISES_SMOKE, choice="synthetic")
+    capsys.readouterr()
+    run = config.EXERCISES_SMOKE.emnist_run
+    evaluation = training.build_evaluation_process(
+        lambda: emnist.personal_reconstruction_model(small_cnn(10)),
+        run,
+        dataset_split_fn=split(split_dataset=True),
+        loss_fn=emnist.emnist_loss_fn,
+        metrics_fn=emnist.emnist_metrics_fn,
+    )
+    fed_avg = training.build_fed_avg_process(lambda: emnist.global_keras_model(small_cnn(10)), run)
+    untrained = fed_avg.get_model_weights(fed_avg.initialize())
+    state, _ = training.train(
+        fed_avg, data, clients.ClientSampler(data.train_ids, 3, seed=0), 2, progress=False
+    )
+    trained = fed_avg.get_model_weights(state)
+    table = emnist.compare_on_new_writers(
+        data, {"trained": (evaluation, trained), "untrained": (evaluation, untrained)}
+    )
+    assert table.index.tolist() == ["trained", "untrained"]
+    assert set(table.columns) == {"loss", "accuracy"}
+    test_datasets = data.create_tf_datasets(data.test_ids, split="test")
+    direct = training.evaluate(evaluation, trained, test_datasets)
+    assert table.loc["trained", "loss"] == round(direct["loss"], 4)
+    assert table.loc["trained", "loss"] != table.loc["untrained", "loss"]

@@ -17,6 +17,7 @@ import collections
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from tutorial_utils import config, settings
@@ -231,3 +232,22 @@ def global_keras_model(parts) -> object:
         input_spec=emnist_input_spec(),
         metrics=emnist_metrics_fn(),
     )
+
+
+def compare_on_new_writers(data: EmnistData, trained: dict) -> pd.DataFrame:
+    """Scores trained models on the test writers' held-out examples: one row per model.
+
+    ``trained`` maps a name (``"FedRecon"``, ``"FedAvg"``) to ``(evaluation_process,
+    model_weights)``: a ``build_fed_recon_eval`` process with a disjoint split, and the
+    weights its training process ended with. Every model is scored on the same test
+    writers, ``data.create_tf_datasets(data.test_ids, split="test")``. Columns: the
+    process's metrics (``loss`` and ``accuracy``), rounded to 4 decimals.
+    """
+    from tutorial_utils import training
+
+    test_datasets = data.create_tf_datasets(data.test_ids, split="test")
+    scores = {
+        name: training.evaluate(evaluation, weights, test_datasets)
+        for name, (evaluation, weights) in trained.items()
+    }
+    return pd.DataFrame(scores).T.round(4)
