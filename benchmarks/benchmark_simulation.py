@@ -7,35 +7,50 @@ The data are found as everywhere in the tutorial (``data.find_movielens``:
 real MovieLens 1M, not the synthetic stand-in. In one process, this measures:
 
 - rounds per second at 50 clients a round with the tutorial's settings (TFF's default
-  split), for TFF (after a warm-up round) and for the simulator (after warm-up rounds
-  that compile its programs), and the ratio;
-- the paper's protocol with the simulator: 80% of the users (4832) for training, 100
-  clients a round, 500 rounds, reconstruction for up to 5 epochs capped at 50 steps,
-  post-reconstruction 1 epoch capped at 50 steps, split data (``config.PAPER_PROTOCOL``);
-  its wall time (compilation included), and the metrics on the 604 test users before and
-  after training, with ``build_fed_recon_eval``'s default split and with the run's
-  evaluation split (``run.eval_split``), both with disjoint reconstruction and evaluation
-  halves. TFF's time for the same protocol is estimated from a few of its rounds;
-- one round over every training user;
-- peak memory (maximum resident set size) of this process once the data are loaded,
-  after the simulator's part and after TFF's, and of TFF's worker process. (TensorFlow
-  has no memory statistics for the CPU device, so the process's are the measure.)
+  split): TFF (after a warm-up round), the simulator one round a call (``run_round``, after
+  warm-up rounds that compile) and many rounds a call (``many_rounds.run_rounds``);
+- the paper's protocol (``config.PAPER_PROTOCOL``: 100 of the 4832 training users a round,
+  500 rounds, reconstruction up to 5 epochs capped at 50 steps, post-reconstruction 1
+  epoch capped at 50 steps, split data) with ``many_rounds.run_rounds``, its wall time with
+  compilation and again without, and the test users' scores after it (reconstruction and
+  evaluation halves disjoint); TFF's time for it, estimated from a few of its rounds;
+- where a round of the protocol spends its time (:func:`profile`);
+- one round over every training user, with compilation and without;
+- peak memory (maximum resident set size) of this process once the data are loaded, after
+  the simulator's part and after TFF's, and of TFF's worker process. (TensorFlow has no
+  memory statistics for the CPU device, so the process's are the measure.)
 
 Every round's batches are drawn as part of the round: ``create_tf_datasets`` for TFF,
-:meth:`batches.PackedClients.round_batches` for the simulator.
+the simulator's own batches otherwise. The results go to ``benchmarks/simulation_results.json``
+and, from it, to the README's speed table (``tutorial_utils.speed_results``); notebook 05
+prints the same file.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import resource
 import time
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
 
-from tutorial_utils import clients, config, data, reporting, simulator, splits
+from tutorial_utils import (
+    clients,
+    config,
+    data,
+    environment,
+    many_rounds,
+    reporting,
+    simulator,
+    speed_results,
+    splits,
+)
 from tutorial_utils.config import FedReconRun
 
 TUTORIAL_CLIENTS_PER_ROUND = 50
@@ -55,13 +70,77 @@ def worker_peak_rss_mib(pid: int) -> float:
     raise RuntimeError(f"No VmHWM for process {pid}.")
 
 
-def simulator_seconds_per_round(fedrecon, packed, sampler, rounds: int, warmup: int) -> float:
+def per_round_seconds(fedrecon, packed, sampler, rounds: int, warmup: int) -> float:
+    """Mean time of ``rounds`` calls of ``run_round``, after ``warmup`` that compile."""
     for _ in range(warmup):
         fedrecon.run_round(packed, sampler.sample())
     start = time.perf_counter()
     for _ in range(rounds):
         fedrecon.run_round(packed, sampler.sample())
     return (time.perf_counter() - start) / rounds
+
+
+def many_rounds_seconds(fedrecon, packed, sampler, rounds: int) -> float:
+    """Mean time a round of :func:`many_rounds.run_rounds` on ``rounds`` rounds, after the
+    same number of rounds that compile its programs."""
+    many_rounds.run_rounds(fedrecon, packed, [sampler.sample() for _ in range(rounds)])
+    client_ids = [sampler.sample() for _ in range(rounds)]
+    start = time.perf_counter()
+    many_rounds.run_rounds(fedrecon, packed, client_ids)
+    return (time.perf_counter() - start) / rounds
+
+
+def profile(fedrecon, packed, sampler, rounds: int) -> dict:
+    """Where a round's time goes (ms a round), one round a call and many rounds a call.
+
+    One round a call: drawing the batches (``round_batches``), numbering the local item
+    rows and drawing the users (``round_arguments``), turning the arguments into tensors,
+    and the compiled program (run to completion). The first call of the round's shapes
+    is timed apart, as compilation. Many rounds a call: the same ``rounds`` rounds'
+    host work in one pass, their transfer, and one program.
+    """
+    run = fedrecon.run
+    clock = {"host_batches_ms": 0.0, "host_numbering_ms": 0.0, "transfer_ms": 0.0}
+    clock["program_ms"] = 0.0
+    first_call = None
+    for round_num in range(rounds + 1):
+        start = time.perf_counter()
+        batches = packed.round_batches(
+            sampler.sample(), run.train_split, run.batch_size, fedrecon.rng
+        )
+        drawn = time.perf_counter()
+        inputs, arguments = fedrecon.round_arguments(batches)
+        numbered = time.perf_counter()
+        dp = (np.inf, np.zeros(fedrecon.item_matrix.shape, np.float32), run.clients_per_round)
+        arguments = [*arguments, inputs.table_clients, run.client_lr, run.server_lr, dp]
+        tensors = tf.nest.map_structure(
+            lambda a, s: tf.constant(a, s.dtype), arguments[1:], simulator.TRAINING_SPECS[1:]
+        )
+        transferred = time.perf_counter()
+        fedrecon._item_matrix, sums = simulator._training_round(arguments[0], *tensors)
+        sums.numpy()
+        done = time.perf_counter()
+        if round_num == 0:
+            first_call = done - transferred
+            continue
+        clock["host_batches_ms"] += drawn - start
+        clock["host_numbering_ms"] += numbered - drawn
+        clock["transfer_ms"] += transferred - numbered
+        clock["program_ms"] += done - transferred
+    result = {name: 1000 * value / rounds for name, value in clock.items()}
+    result["compilation_seconds"] = first_call - result["program_ms"] / 1000
+    client_ids = [sampler.sample() for _ in range(rounds)]
+    start = time.perf_counter()
+    inputs, users = many_rounds.many_round_inputs(fedrecon, packed, client_ids)
+    drawn = time.perf_counter()
+    arguments = many_rounds.program_arguments(fedrecon, inputs, users, rounds)
+    transferred = time.perf_counter()
+    many_rounds.run_program(fedrecon, arguments)
+    done = time.perf_counter()
+    result["many_host_ms"] = 1000 * (drawn - start) / rounds
+    result["many_transfer_ms"] = 1000 * (transferred - drawn) / rounds
+    result["many_program_ms"] = 1000 * (done - transferred) / rounds
+    return {"clients": len(client_ids[0]), "rounds": rounds, **result}
 
 
 def tff_seconds_per_round(rating_clients, sampler, num_items: int, run: FedReconRun, rounds: int):
@@ -87,6 +166,56 @@ def metrics_text(metrics: dict) -> str:
     return f"loss {metrics['loss']:.4f}{rmse}, accuracy {metrics['rating_accuracy']:.4f}"
 
 
+def paper_protocol(paper, num_items, packed, train_ids, seed: int) -> tuple:
+    """The paper's rounds with :func:`many_rounds.run_rounds`: the simulator and its wall
+    time. The rounds' clients are drawn before the clock starts."""
+    fedrecon = simulator.FedReconSimulator(paper, num_items, seed=seed)
+    sampler = clients.ClientSampler(train_ids, paper.clients_per_round, seed=seed)
+    client_ids = [sampler.sample() for _ in range(paper.num_rounds)]
+    start = time.perf_counter()
+    history = many_rounds.run_rounds(fedrecon, packed, client_ids)
+    return fedrecon, history, time.perf_counter() - start
+
+
+SCALING_CLIENTS = (50, 100, 200, 500, 1000, 2000, 4832)
+SCALING_FACTORS = (10, 25, 50, 100, 200)
+
+
+def rounds_per_second(run, num_items, packed, train_ids, seed: int) -> float:
+    """Rounds per second of :func:`many_rounds.run_rounds` with ``run``, after as many
+    rounds that compile (fewer rounds for larger ones: about 5000 clients in all)."""
+    rounds = max(2, min(50, 5000 // run.clients_per_round))
+    fedrecon = simulator.FedReconSimulator(run, num_items, seed=seed)
+    sampler = clients.ClientSampler(train_ids, run.clients_per_round, seed=seed)
+    return 1 / many_rounds_seconds(fedrecon, packed, sampler, rounds)
+
+
+def scaling(paper, num_items, packed, train_ids, seed: int) -> dict:
+    """Rounds per second of the paper's protocol against clients a round (at its latent
+    factors) and against latent factors (at its clients a round)."""
+    sizes = [c for c in SCALING_CLIENTS if c <= len(train_ids)]
+    by_clients = [
+        rounds_per_second(
+            dataclasses.replace(paper, clients_per_round=c), num_items, packed, train_ids, seed
+        )
+        for c in tqdm(sizes, desc="Scaling: clients a round")
+    ]
+    by_factors = [
+        rounds_per_second(
+            dataclasses.replace(paper, num_latent_factors=k), num_items, packed, train_ids, seed
+        )
+        for k in tqdm(SCALING_FACTORS, desc="Scaling: latent factors")
+    ]
+    return {
+        "clients": sizes,
+        "clients_rounds_per_second": by_clients,
+        "factors": list(SCALING_FACTORS),
+        "factors_rounds_per_second": by_factors,
+        "factors_clients": paper.clients_per_round,
+        "clients_factors": paper.num_latent_factors,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-tff", action="store_true", help="time the simulator only")
@@ -101,9 +230,16 @@ def main() -> None:
     )
     parser.add_argument("--tff-rounds", type=int, default=5, help="timed TFF rounds")
     parser.add_argument(
-        "--simulator-rounds", type=int, default=100, help="timed simulator rounds at 50 clients"
+        "--simulator-rounds", type=int, default=200, help="timed simulator rounds at 50 clients"
     )
+    parser.add_argument("--profile-rounds", type=int, default=50, help="rounds of the profile")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=speed_results.RESULTS_FILE,
+        help="the results file; writing the default one also rewrites the README's table",
+    )
     args = parser.parse_args()
 
     source = data.find_movielens(choice="movielens")
@@ -128,41 +264,41 @@ def main() -> None:
 
     # The tutorial's round: 50 clients, TFF's default split.
     tutorial = config.WALKTHROUGH_RUN
+    per_round = TUTORIAL_CLIENTS_PER_ROUND
+    sampler = clients.ClientSampler(train_ids, per_round, seed=args.seed)
     fedrecon = simulator.FedReconSimulator(tutorial, num_items, seed=args.seed)
-    sampler = clients.ClientSampler(train_ids, TUTORIAL_CLIENTS_PER_ROUND, seed=args.seed)
-    sim_tutorial = simulator_seconds_per_round(
-        fedrecon, packed, sampler, args.simulator_rounds, warmup=20
-    )
+    sim_tutorial = per_round_seconds(fedrecon, packed, sampler, args.simulator_rounds, warmup=20)
+    fedrecon = simulator.FedReconSimulator(tutorial, num_items, seed=args.seed)
+    many_tutorial = many_rounds_seconds(fedrecon, packed, sampler, args.simulator_rounds)
 
-    # The paper's protocol. Evaluation keeps reconstruction and evaluation data disjoint.
+    # The paper's protocol: once with compilation, then again (same shapes) without.
     paper = dataclasses.replace(
         PAPER.run, num_rounds=args.rounds, clients_per_round=args.clients_per_round
     )
-    fedrecon = simulator.FedReconSimulator(paper, num_items, seed=args.seed)
+    _, _, protocol_first = paper_protocol(paper, num_items, packed, train_ids, args.seed)
+    fedrecon, history, protocol = paper_protocol(paper, num_items, packed, train_ids, args.seed)
+    # Evaluation keeps reconstruction and evaluation data disjoint.
     disjoint = {"reshuffle_each_pass": False, "seed": args.seed}
-    before = fedrecon.evaluate(packed, test_ids, splits.DatasetSplit(), **disjoint)
-    sampler = clients.ClientSampler(train_ids, paper.clients_per_round, seed=args.seed)
-    start = time.perf_counter()
-    for _ in range(paper.num_rounds):
-        last_round = fedrecon.run_round(packed, sampler.sample())
-    sim_protocol = time.perf_counter() - start
-    after = fedrecon.evaluate(packed, test_ids, splits.DatasetSplit(), **disjoint)
-    after_paper_split = fedrecon.evaluate(packed, test_ids, **disjoint)
+    after = fedrecon.evaluate(packed, test_ids, **disjoint)
+    sampler = clients.ClientSampler(train_ids, paper.clients_per_round, seed=args.seed + 1)
+    where = profile(fedrecon.snapshot(), packed, sampler, args.profile_rounds)
 
     # One round over every training user (the first one includes compilation).
+    every = fedrecon.snapshot()
     start = time.perf_counter()
-    fedrecon.run_round(packed, train_ids)
+    many_rounds.run_rounds(every, packed, [train_ids])
     all_users_first = time.perf_counter() - start
     start = time.perf_counter()
-    fedrecon.run_round(packed, train_ids)
+    many_rounds.run_rounds(every, packed, [train_ids])
     all_users = time.perf_counter() - start
     simulator_rss = peak_rss_mib()
+    grows = scaling(paper, num_items, packed, train_ids, args.seed)
 
-    tff_tutorial = tff_protocol = None
+    tff_tutorial = tff_protocol = tff_rss = worker_rss = None
     if not args.skip_tff:
         from tutorial_utils import runtime
 
-        sampler = clients.ClientSampler(train_ids, TUTORIAL_CLIENTS_PER_ROUND, seed=args.seed)
+        sampler = clients.ClientSampler(train_ids, per_round, seed=args.seed)
         tff_tutorial = tff_seconds_per_round(
             users.clients, sampler, num_items, tutorial, args.tff_rounds
         )
@@ -173,56 +309,68 @@ def main() -> None:
         tff_rss = peak_rss_mib()
         worker_rss = max(worker_peak_rss_mib(w.pid) for w in runtime.running_workers())
 
-    def cell(value, digits):
-        return "-" if value is None else f"{value:.{digits}f}"
-
-    def speedup(tff_value, simulator_value):
-        return "-" if tff_value is None else f"{tff_value / simulator_value:.0f}x"
-
-    per_round = TUTORIAL_CLIENTS_PER_ROUND
-    rows = [
-        (
-            f"one round, {per_round} clients, default split (s)",
-            cell(tff_tutorial, 3),
-            cell(sim_tutorial, 4),
-            speedup(tff_tutorial, sim_tutorial),
-        ),
-        (
-            f"rounds per second, {per_round} clients",
-            cell(tff_tutorial and 1 / tff_tutorial, 2),
-            cell(1 / sim_tutorial, 0),
-            "",
-        ),
-        (
-            f"paper protocol: {paper.num_rounds} rounds x {paper.clients_per_round} clients (s)",
-            cell(tff_protocol, 0) + (" (estimated)" if tff_protocol else ""),
-            cell(sim_protocol, 1),
-            speedup(tff_protocol, sim_protocol),
-        ),
-        (
-            f"one round over all {len(train_ids)} training users (s)",
-            "-",
-            f"{all_users:.2f} ({all_users_first:.2f} with compilation)",
-            "",
-        ),
-        (
-            "peak RSS of this process (MiB)",
-            "-" if tff_tutorial is None else f"{tff_rss:.0f} (after TFF)",
-            f"{simulator_rss:.0f} (before TFF; {loaded_rss:.0f} with the data loaded)",
-            "",
-        ),
-    ]
-    if tff_tutorial is not None:
-        rows.append(("peak RSS of TFF's worker process (MiB)", f"{worker_rss:.0f}", "-", ""))
-
-    print(f"\nSimulator, paper protocol: last round {metrics_text(last_round)}")
-    print(f"Test users ({len(test_ids)}) before training: {metrics_text(before)}")
-    print(
-        f"Test users ({len(test_ids)}) after {paper.num_rounds} rounds: {metrics_text(after)}; "
-        f"with the run's evaluation split: {metrics_text(after_paper_split)}"
+    results = speed_results.check(
+        {
+            "run": {
+                "command": "FEDRECON_DATA_DIR=/path/to/ml-1m .venv/bin/python "
+                "benchmarks/benchmark_simulation.py",
+                "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                "environment": environment.describe(),
+                "cpus": os.cpu_count(),
+            },
+            "tutorial": {
+                "clients": per_round,
+                "tff_seconds": tff_tutorial,
+                "per_round_seconds": sim_tutorial,
+                "many_rounds_seconds": many_tutorial,
+            },
+            "paper_protocol": {
+                "rounds": paper.num_rounds,
+                "clients": paper.clients_per_round,
+                "seconds_with_compilation": protocol_first,
+                "seconds_after_compilation": protocol,
+                "per_round_seconds": protocol / paper.num_rounds,
+                "tff_seconds_estimated": tff_protocol,
+                "test_rmse": after["rmse"],
+                "test_rating_accuracy": after["rating_accuracy"],
+            },
+            "all_users": {
+                "clients": len(train_ids),
+                "seconds": all_users,
+                "seconds_with_compilation": all_users_first,
+            },
+            "profile": where,
+            "scaling": grows,
+            "memory_mib": {
+                "data_loaded": loaded_rss,
+                "simulator": simulator_rss,
+                "tff_process": tff_rss,
+                "tff_worker": worker_rss,
+            },
+        },
+        "the benchmark's results",
     )
-    table = pd.DataFrame(rows, columns=["measure", "TFF 0.87", "simulator", "speed-up"])
-    print("\n" + reporting.markdown_table(table, align="lrrr"))
+    print(f"\nSimulator, paper protocol: last round {metrics_text(history[-1])}")
+    print(f"Test users ({len(test_ids)}) after {paper.num_rounds} rounds: {metrics_text(after)}")
+    print("\n" + reporting.markdown_table(speed_results.speed_table(results), align="lrrr"))
+    print(
+        "\n"
+        + reporting.markdown_table(
+            speed_results.profile_table(results), index=True, float_format="{:.2f}", align="lrr"
+        )
+    )
+    print(
+        "\n"
+        + reporting.markdown_table(
+            speed_results.scaling_table(results), float_format="{:.2f}", align="rrrr"
+        )
+    )
+    print(f"compilation of a new shape: {where['compilation_seconds']:.2f} s")
+    args.results.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nWrote {args.results}")
+    if args.results == speed_results.RESULTS_FILE:
+        speed_results.update_readme(results)
+        print("Rewrote the speed table of README.md")
 
 
 if __name__ == "__main__":

@@ -229,13 +229,38 @@ class PackedClients:
         the batches of each stage (:func:`step_schedule`).
         """
         rows = self.rows(client_ids)
+        keys = self.shuffle_keys(len(rows), split, rng, reshuffle_each_pass)
+        return self.batches_from_keys(rows, keys, split, batch_size, reshuffle_each_pass)
+
+    def shuffle_keys(
+        self,
+        num_clients: int,
+        split: DatasetSplit,
+        rng: np.random.Generator,
+        reshuffle_each_pass: bool = True,
+    ) -> np.ndarray:
+        """The random draw behind :meth:`round_batches`: keys ``[clients, passes, width]``."""
+        num_passes = split.recon_epochs + split.post_recon_epochs if reshuffle_each_pass else 1
+        return rng.random((num_clients, num_passes, self.items.shape[1]))
+
+    def batches_from_keys(
+        self,
+        rows: np.ndarray,
+        keys: np.ndarray,
+        split: DatasetSplit,
+        batch_size: int,
+        reshuffle_each_pass: bool = True,
+    ) -> RoundBatches:
+        """The batches of table ``rows`` shuffled by ``keys`` (:meth:`shuffle_keys`).
+
+        The rows may be those of several rounds end to end: a client's batches depend on
+        its own keys only, so many rounds are made in one vectorized pass.
+        """
         counts = self.counts[rows]
         num_batches = -(-counts // batch_size)
         width = self.items.shape[1]
-        num_passes = split.recon_epochs + split.post_recon_epochs if reshuffle_each_pass else 1
         # A uniform permutation of each client's ratings per pass: sort random keys,
         # with the padding's keys above every real one so it stays at the end.
-        keys = rng.random((len(rows), num_passes, width))
         keys = np.where(np.arange(width) < counts[:, None, None], keys, 2.0)
         orders = np.argsort(keys, axis=2)
 
@@ -320,7 +345,8 @@ class RoundInputs(NamedTuple):
 
     The table has one row per distinct (client, item) pair of the round: the clients'
     local copies of their item rows. ``*_rows`` give each example's table row; padded
-    examples point one past the table's end, at a scratch row.
+    examples point one past the table's end, at a scratch row. With ``round_sizes``,
+    :func:`round_inputs` gives many rounds, each array with a leading round axis.
     """
 
     table_items: np.ndarray  # [rows] int32: the item of each table row
@@ -333,35 +359,53 @@ class RoundInputs(NamedTuple):
     post_recon_mask: np.ndarray
 
 
-def round_inputs(batches: RoundBatches, num_items: int) -> RoundInputs:
+def round_inputs(
+    batches: RoundBatches, num_items: int, round_sizes: Sequence[int] | None = None
+) -> RoundInputs:
     """Numbers the distinct (client, item) pairs of a round and pads every dimension.
 
     Clients, steps and table rows are padded to :func:`bucket` sizes; padding clients
-    and steps have no examples, padding table rows belong to no example.
+    and steps have no examples, padding table rows belong to no example. With
+    ``round_sizes``, ``batches`` holds several rounds' clients end to end (the first
+    ``round_sizes[0]`` clients are round 0's, and so on): each round gets its own table,
+    and every array a leading axis of rounds, padded to a :func:`bucket` size with rounds
+    that have no clients.
     """
     phases = (batches.recon, batches.post_recon)
     for phase in phases:
         real_items = phase.items[phase.mask]
         if real_items.size and (real_items.min() < 0 or real_items.max() >= num_items):
             raise ValueError(f"Item ids must be in [0, {num_items}).")
+    sizes = np.array([batches.num_clients] if round_sizes is None else round_sizes, np.int64)
+    if sizes.sum() != batches.num_clients or (sizes < 0).any():
+        raise ValueError(f"round_sizes {list(sizes)} must add up to {batches.num_clients}.")
+    client_round = np.repeat(np.arange(len(sizes)), sizes)  # of each client in batches
+    local_client = np.arange(batches.num_clients) - (np.cumsum(sizes) - sizes)[client_round]
     client = np.arange(batches.num_clients, dtype=np.int64)[:, None, None]
     keys = [(client * num_items + phase.items)[phase.mask] for phase in phases]
     pairs, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-    num_rows = bucket(len(pairs))
-    num_clients = bucket(batches.num_clients)
+    pair_round = client_round[pairs // num_items]  # pairs are sorted by client, so by round
+    local_row = np.arange(len(pairs)) - np.searchsorted(pair_round, pair_round)
+    num_rounds = bucket(len(sizes))
+    num_rows = bucket(np.bincount(pair_round, minlength=1).max())
+    num_clients = bucket(sizes.max(initial=0))
     padded = []
     for phase, phase_inverse in zip(phases, np.split(inverse, [len(keys[0])])):
-        clients, steps, batch_size = phase.mask.shape
-        shape = (num_clients, bucket(steps), batch_size)
+        _, steps, batch_size = phase.mask.shape
+        shape = (num_rounds, num_clients, bucket(steps), batch_size)
+        where = (client_round, local_client, slice(steps))
+        real_rows = np.full(phase.mask.shape, num_rows, np.int32)
+        real_rows[phase.mask] = local_row[phase_inverse]
         rows = np.full(shape, num_rows, np.int32)
-        rows[:clients, :steps][phase.mask] = phase_inverse
+        rows[where] = real_rows
         ratings = np.zeros(shape, np.float32)
-        ratings[:clients, :steps] = phase.ratings
+        ratings[where] = phase.ratings
         mask = np.zeros(shape, np.float32)
-        mask[:clients, :steps] = phase.mask
+        mask[where] = phase.mask
         padded += [rows, ratings, mask]
-    table_items = np.zeros(num_rows, np.int32)
-    table_items[: len(pairs)] = pairs % num_items
-    table_clients = np.zeros(num_rows, np.int32)
-    table_clients[: len(pairs)] = pairs // num_items
-    return RoundInputs(table_items, table_clients, *padded)
+    table_items = np.zeros((num_rounds, num_rows), np.int32)
+    table_items[pair_round, local_row] = pairs % num_items
+    table_clients = np.zeros((num_rounds, num_rows), np.int32)
+    table_clients[pair_round, local_row] = local_client[pairs // num_items]
+    stacked = RoundInputs(table_items, table_clients, *padded)
+    return stacked if round_sizes is not None else RoundInputs(*(a[0] for a in stacked))

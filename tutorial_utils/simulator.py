@@ -58,7 +58,8 @@ Host-side bookkeeping (choosing batches, numbering the table rows) is NumPy; the
 arithmetic is one ``tf.function`` per round, compiled with XLA, which fuses each step's few
 small ops (without it the executor's per-op overhead dominates). XLA compiles a program
 per input shape, so shapes are rounded up to a few sizes (``batches.bucket``); the first
-rounds of each new size take about a second to compile.
+rounds of each new size take about a second to compile. ``tutorial_utils.many_rounds``
+runs many rounds (:func:`training_round`) in one program, with the same results.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ from tutorial_utils.splits import DatasetSplit
 
 # The per-client sums that the TensorFlow part returns, one column each.
 _LOSS_SUM, _NUM_BATCHES, _NUM_CORRECT, _NUM_EXAMPLES, _SQUARED_ERROR = range(5)
-_NUM_SUMS = 5
+NUM_SUMS = 5
 
 
 # ---------------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ def _metric_sums(predictions, ratings, mask):
         ],
         axis=-1,
     )
-    return tf.reduce_sum(tf.reshape(per_batch, [tf.shape(mask)[0], -1, _NUM_SUMS]), axis=1)
+    return tf.reduce_sum(tf.reshape(per_batch, [tf.shape(mask)[0], -1, NUM_SUMS]), axis=1)
 
 
 def _reconstruct(table, user, rows, ratings, mask, learning_rate):
@@ -138,7 +139,7 @@ def _train_items(table, user, rows, ratings, mask, learning_rate):
 
     Returns the trained table and the per-client metric sums, measured before each step.
     """
-    sums = tf.zeros([tf.shape(user)[0], _NUM_SUMS])
+    sums = tf.zeros([tf.shape(user)[0], NUM_SUMS])
     for t in tf.range(tf.shape(rows)[1]):
         vectors, predictions = _predict(table, user, rows[:, t])
         sums += _metric_sums(predictions, ratings[:, t], mask[:, t])
@@ -182,17 +183,16 @@ def local_training(item_matrix, table_items, user, recon, post, reconstruction_l
     return (trained - table)[:-1], user, sums
 
 
-@tf.function(
-    input_signature=[
-        *ROUND_SPECS,
-        tf.TensorSpec([None], tf.int32),  # client of each table row
-        tf.TensorSpec([], tf.float32),  # client learning rate
-        tf.TensorSpec([], tf.float32),  # server learning rate
-        (tf.TensorSpec([]), tf.TensorSpec([None, None]), tf.TensorSpec([])),  # DP (float32)
-    ],
-    jit_compile=True,
-)
-def _training_round(
+TRAINING_SPECS = [
+    *ROUND_SPECS,
+    tf.TensorSpec([None], tf.int32),  # client of each table row
+    tf.TensorSpec([], tf.float32),  # client learning rate
+    tf.TensorSpec([], tf.float32),  # server learning rate
+    (tf.TensorSpec([]), tf.TensorSpec([None, None]), tf.TensorSpec([])),  # DP (float32)
+]
+
+
+def training_round(
     item_matrix,
     table_items,
     user,
@@ -230,6 +230,9 @@ def _training_round(
     # Server SGD with -mean_delta as the gradient; a non-finite mean is rejected.
     accept = tf.reduce_all(tf.math.is_finite(mean_delta))
     return tf.where(accept, item_matrix + server_lr * mean_delta, item_matrix), sums
+
+
+_training_round = tf.function(training_round, input_signature=TRAINING_SPECS, jit_compile=True)
 
 
 @tf.function(input_signature=ROUND_SPECS, jit_compile=True)
@@ -366,7 +369,7 @@ class FedReconSimulator:
         self._item_matrix, sums = _training_round(
             *arguments, inputs.table_clients, self.run.client_lr, self.run.server_lr, dp_arguments
         )
-        return _round_metrics(sums.numpy())
+        return round_metrics(sums.numpy())
 
     def run_round(self, clients: PackedClients, client_ids: Sequence[int]) -> dict[str, float]:
         """One training round on ``client_ids``, shuffled with the simulator's generator."""
@@ -389,7 +392,7 @@ class FedReconSimulator:
         """
         _, arguments = self.round_arguments(batches, rng)
         sums = _evaluation(*arguments).numpy()
-        result = _round_metrics(sums)
+        result = round_metrics(sums)
         totals = sums.astype(np.float64).sum(axis=0)
         result["rmse"] = metrics.rmse(totals[_SQUARED_ERROR], totals[_NUM_EXAMPLES])
         return result
@@ -431,7 +434,7 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else 0.0
 
 
-def _round_metrics(sums: np.ndarray) -> dict[str, float]:
+def round_metrics(sums: np.ndarray) -> dict[str, float]:
     """Sums the clients' metric sums, then divides: TFF's ``sum_then_finalize``."""
     totals = sums.astype(np.float64).sum(axis=0)
     return {

@@ -1,0 +1,175 @@
+"""Many FedRecon rounds in one compiled program: the simulator at the machine's limit.
+
+:meth:`FedReconSimulator.run_round <tutorial_utils.simulator.FedReconSimulator.run_round>`
+does a round's host work in NumPy (drawing the batches, numbering the table of local item
+rows), then calls one compiled program. At 50 or 100 clients a round the arithmetic takes
+a few milliseconds, so that host work and the call itself (converting the arguments,
+dispatch) are a large share of the round. :func:`run_rounds` instead
+
+1. draws the random numbers of many rounds in the order ``run_round`` draws them (each
+   round's shuffle keys, then its user embeddings), so the results stay the same;
+2. builds the batches and tables of all those rounds in one vectorized NumPy pass
+   (:meth:`PackedClients.batches_from_keys`, :func:`batches.round_inputs` with
+   ``round_sizes``);
+3. runs them in one XLA program, a loop over rounds whose body is the simulator's own
+   :func:`simulator.training_round`, so the item matrix never leaves the program
+   between rounds.
+
+The rounds' results equal those of calling ``run_round`` once a round, up to float
+rounding (``tests/test_many_rounds.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tutorial_utils import simulator
+from tutorial_utils.batches import PackedClients, RoundInputs, round_inputs
+
+
+def _with_round_axis(spec):
+    return tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype), spec)
+
+
+_ITEMS, _TABLE, _USERS, _RECON, _POST, _RECON_LR, _CLIENTS = simulator.TRAINING_SPECS[:7]
+_MANY_ROUNDS_SPECS = [
+    _ITEMS,
+    *(_with_round_axis(spec) for spec in (_TABLE, _USERS, _RECON, _POST)),
+    _RECON_LR,
+    _with_round_axis(_CLIENTS),
+    *simulator.TRAINING_SPECS[7:],  # client and server learning rates, DP arguments
+    tf.TensorSpec([], tf.int32),  # the number of real rounds (the rest is padding)
+]
+
+
+@tf.function(input_signature=_MANY_ROUNDS_SPECS, jit_compile=True)
+def _training_rounds(
+    item_matrix,
+    table_items,
+    users,
+    recon,
+    post,
+    reconstruction_lr,
+    table_clients,
+    client_lr,
+    server_lr,
+    dp_arguments,
+    num_rounds,
+):
+    """``num_rounds`` rounds of :func:`simulator.training_round`, round ``r`` on the
+    ``r``-th slice of every input. Returns the item matrix and the sums ``[rounds, C, 5]``."""
+    sums = tf.zeros([tf.shape(users)[0], tf.shape(users)[1], simulator.NUM_SUMS])
+    for r in tf.range(num_rounds):
+        item_matrix, round_sums = simulator.training_round(
+            item_matrix,
+            table_items[r],
+            users[r],
+            tuple(stage[r] for stage in recon),
+            tuple(stage[r] for stage in post),
+            reconstruction_lr,
+            table_clients[r],
+            client_lr,
+            server_lr,
+            dp_arguments,
+        )
+        sums = tf.tensor_scatter_nd_update(sums, [[r]], round_sums[None])
+    return item_matrix, sums
+
+
+def many_round_inputs(
+    fedrecon: simulator.FedReconSimulator,
+    clients: PackedClients,
+    client_id_lists: Sequence[Sequence[int]],
+    num_rounds: int = 0,
+) -> tuple[RoundInputs, np.ndarray]:
+    """The inputs of several training rounds, each with a leading round axis, and the
+    initial user embeddings ``[rounds, clients, k]``, drawn from the simulator's generator
+    in the order that calling ``run_round`` once a round draws them. The round axis is
+    padded to at least ``num_rounds`` (with rounds that have no clients)."""
+    run, rng = fedrecon.run, fedrecon.rng
+    rows = [clients.rows(client_ids) for client_ids in client_id_lists]
+    keys, users = [], []
+    for round_rows in rows:
+        keys.append(
+            clients.shuffle_keys(
+                len(round_rows), run.train_split, rng, fedrecon.reshuffle_each_pass
+            )
+        )
+        users.append(
+            rng.uniform(*fedrecon.user_init_range, (len(round_rows), run.num_latent_factors))
+        )
+    batches = clients.batches_from_keys(
+        np.concatenate(rows),
+        np.concatenate(keys),
+        run.train_split,
+        run.batch_size,
+        fedrecon.reshuffle_each_pass,
+    )
+    # Rounds without clients pad the round axis to ``num_rounds``: one shape for every chunk.
+    sizes = [len(r) for r in rows] + [0] * max(num_rounds - len(rows), 0)
+    inputs = round_inputs(batches, fedrecon.num_items, sizes)
+    initial_users = np.zeros((*inputs.recon_rows.shape[:2], run.num_latent_factors), np.float32)
+    for r, round_users in enumerate(users):
+        initial_users[r, : len(round_users)] = round_users
+    return inputs, initial_users
+
+
+def program_arguments(fedrecon: simulator.FedReconSimulator, inputs, initial_users, num_rounds):
+    """The arguments of the compiled many-round program, as tensors (the transfer)."""
+    run = fedrecon.run
+    dp_arguments = (
+        fedrecon.dp_clip or np.inf,
+        np.zeros(fedrecon.item_matrix.shape, np.float32),
+        run.clients_per_round,
+    )
+    arguments = [
+        inputs.table_items,
+        initial_users,
+        (inputs.recon_rows, inputs.recon_ratings, inputs.recon_mask),
+        (inputs.post_recon_rows, inputs.post_recon_ratings, inputs.post_recon_mask),
+        run.reconstruction_lr,
+        inputs.table_clients,
+        run.client_lr,
+        run.server_lr,
+        dp_arguments,
+        num_rounds,
+    ]
+    specs = _MANY_ROUNDS_SPECS[1:]
+    return tf.nest.map_structure(lambda a, s: tf.constant(a, s.dtype), arguments, specs)
+
+
+def run_program(fedrecon: simulator.FedReconSimulator, arguments) -> list[dict[str, float]]:
+    """Runs the compiled rounds from the simulator's item matrix, and updates it."""
+    fedrecon._item_matrix, sums = _training_rounds(fedrecon._item_matrix, *arguments)
+    sums = sums.numpy()
+    return [simulator.round_metrics(sums[r]) for r in range(int(arguments[-1]))]
+
+
+def run_rounds(
+    fedrecon: simulator.FedReconSimulator,
+    clients: PackedClients,
+    client_id_lists: Sequence[Sequence[int]],
+    rounds_per_program: int = 50,
+) -> list[dict[str, float]]:
+    """Training rounds on ``client_id_lists`` (one list of clients per round), as many
+    calls of ``fedrecon.run_round`` would run them, ``rounds_per_program`` at a time in
+    one compiled program. Returns each round's metrics, as ``run_round`` does.
+
+    With DP noise (``dp_noise_multiplier > 0``) every round draws its noise between the
+    rounds' other draws, so those rounds run one at a time, through ``run_round``.
+    """
+    if rounds_per_program < 1:
+        raise ValueError(f"rounds_per_program must be at least 1, got {rounds_per_program}.")
+    if fedrecon.dp_noise_multiplier:
+        return [fedrecon.run_round(clients, client_ids) for client_ids in client_id_lists]
+    results = []
+    for start in range(0, len(client_id_lists), rounds_per_program):
+        chunk = client_id_lists[start : start + rounds_per_program]
+        inputs, initial_users = many_round_inputs(fedrecon, clients, chunk, rounds_per_program)
+        results += run_program(
+            fedrecon, program_arguments(fedrecon, inputs, initial_users, len(chunk))
+        )
+    return results

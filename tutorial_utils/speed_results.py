@@ -1,0 +1,234 @@
+"""The simulator's speed figures, from one file that ``benchmarks/benchmark_simulation.py`` writes.
+
+Every speed figure of the project (the README's speed table, notebook 05's speed cells)
+comes from ``benchmarks/simulation_results.json``, the output of one benchmark run:
+
+- :func:`load` reads the file and checks it against :data:`SCHEMA` (a clear error names
+  the file and the missing or mistyped field);
+- :func:`speed_table` and :func:`profile_table` turn it into tables;
+- :func:`update_readme` writes the speed table and the profile into the README between
+  the markers :data:`BEGIN` and :data:`END` (the benchmark calls it; a test checks that
+  the README matches the file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from tutorial_utils import reporting
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_FILE = ROOT / "benchmarks" / "simulation_results.json"
+BEGIN = "<!-- speed table: written by benchmarks/benchmark_simulation.py -->"
+END = "<!-- end of speed table -->"
+
+# Each section's fields and their types (a number may be missing: null, e.g. without TFF).
+NUMBER = (int, float, type(None))
+SCHEMA = {
+    "run": {"command": str, "date": str, "environment": str, "cpus": int},
+    "tutorial": {
+        "clients": int,
+        "tff_seconds": NUMBER,
+        "per_round_seconds": NUMBER,
+        "many_rounds_seconds": NUMBER,
+    },
+    "paper_protocol": {
+        "rounds": int,
+        "clients": int,
+        "seconds_with_compilation": NUMBER,
+        "seconds_after_compilation": NUMBER,
+        "per_round_seconds": NUMBER,
+        "tff_seconds_estimated": NUMBER,
+        "test_rmse": NUMBER,
+        "test_rating_accuracy": NUMBER,
+    },
+    "all_users": {"clients": int, "seconds": NUMBER, "seconds_with_compilation": NUMBER},
+    "profile": {
+        "clients": int,
+        "rounds": int,
+        "host_batches_ms": NUMBER,
+        "host_numbering_ms": NUMBER,
+        "transfer_ms": NUMBER,
+        "program_ms": NUMBER,
+        "compilation_seconds": NUMBER,
+        "many_host_ms": NUMBER,
+        "many_transfer_ms": NUMBER,
+        "many_program_ms": NUMBER,
+    },
+    "scaling": {
+        "clients": list,
+        "clients_rounds_per_second": list,
+        "clients_factors": int,
+        "factors": list,
+        "factors_rounds_per_second": list,
+        "factors_clients": int,
+    },
+    "memory_mib": {
+        "data_loaded": NUMBER,
+        "simulator": NUMBER,
+        "tff_process": NUMBER,
+        "tff_worker": NUMBER,
+    },
+}
+
+
+def check(results: dict, source: str = "the results") -> dict:
+    """``results`` if it has every field of :data:`SCHEMA` with its type, else ValueError."""
+    for section, fields in SCHEMA.items():
+        if not isinstance(results.get(section), dict):
+            raise ValueError(f"{source}: section {section!r} is missing.")
+        for field, kind in fields.items():
+            if field not in results[section]:
+                raise ValueError(f"{source}: field {section}.{field} is missing.")
+            value = results[section][field]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"{source}: {section}.{field} = {value!r} is not {kind}.")
+    return results
+
+
+def load(path: Path = RESULTS_FILE) -> dict:
+    """The benchmark's results, checked against :data:`SCHEMA`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: run benchmarks/benchmark_simulation.py to write it."
+        )
+    return check(json.loads(path.read_text()), str(path))
+
+
+def _seconds(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f} s"
+
+
+def _ratio(slow, fast) -> str:
+    return "-" if slow is None or not fast else f"{slow / fast:.0f}x"
+
+
+def speed_table(results: dict) -> pd.DataFrame:
+    """TFF against the simulator, one row per measure, cells as text."""
+    tutorial, paper = results["tutorial"], results["paper_protocol"]
+    every, memory = results["all_users"], results["memory_mib"]
+    best = tutorial["many_rounds_seconds"]
+    rows = [
+        (
+            f"one round, {tutorial['clients']} clients, the walkthrough's settings",
+            _seconds(tutorial["tff_seconds"], 3),
+            f"{1000 * tutorial['per_round_seconds']:.2f} ms a round at a time, "
+            f"{1000 * best:.2f} ms many rounds a program",
+            _ratio(tutorial["tff_seconds"], best),
+        ),
+        (
+            f"rounds per second, {tutorial['clients']} clients",
+            "-" if tutorial["tff_seconds"] is None else f"{1 / tutorial['tff_seconds']:.2f}",
+            f"{1 / best:.0f}",
+            _ratio(tutorial["tff_seconds"], best),
+        ),
+        (
+            f"the paper's protocol: {paper['rounds']} rounds of {paper['clients']} clients",
+            _seconds(paper["tff_seconds_estimated"], 0) + " (estimated)",
+            f"{paper['seconds_after_compilation']:.2f} s "
+            f"({paper['seconds_with_compilation']:.2f} s with compilation)",
+            _ratio(paper["tff_seconds_estimated"], paper["seconds_with_compilation"]),
+        ),
+        (
+            f"one round over all {every['clients']} training users",
+            "-",
+            f"{every['seconds']:.2f} s "
+            f"({every['seconds_with_compilation']:.2f} s with compilation)",
+            "",
+        ),
+        (
+            "peak memory (RSS)",
+            "-"
+            if memory["tff_process"] is None
+            else f"worker process {memory['tff_worker']:.0f} MiB, benchmark process "
+            f"{memory['tff_process']:.0f} MiB after TFF",
+            f"benchmark process {memory['simulator']:.0f} MiB "
+            f"({memory['data_loaded']:.0f} MiB once the data are loaded)",
+            "",
+        ),
+    ]
+    return pd.DataFrame(rows, columns=["Measure", "TFF 0.87", "Simulator", "Speed-up"])
+
+
+def profile_table(results: dict) -> pd.DataFrame:
+    """Where a round's time goes, one round at a time and many rounds a program (ms)."""
+    p = results["profile"]
+    rows = [
+        ("host: drawing the batches", p["host_batches_ms"], p["many_host_ms"]),
+        ("host: numbering the local item rows", p["host_numbering_ms"], None),
+        ("transfer: arguments to tensors", p["transfer_ms"], p["many_transfer_ms"]),
+        ("compiled program (XLA)", p["program_ms"], p["many_program_ms"]),
+    ]
+    table = pd.DataFrame(rows, columns=["ms a round", "one round a call", "many rounds a call"])
+    return table.set_index("ms a round")
+
+
+def scaling_table(results: dict) -> pd.DataFrame:
+    """Rounds per second against clients a round and against latent factors, with the
+    time per client and round relative to the smallest size (1.00: it grows linearly)."""
+    scale = results["scaling"]
+    tables = []
+    for size, speeds, other, other_name in (
+        ("clients", scale["clients_rounds_per_second"], scale["clients_factors"], "factors"),
+        ("factors", scale["factors_rounds_per_second"], scale["factors_clients"], "clients"),
+    ):
+        sizes = pd.Series(scale[size], dtype=float)
+        per_unit = 1 / (pd.Series(speeds) * sizes)
+        tables.append(
+            pd.DataFrame(
+                {
+                    "grows": f"{size} ({other} {other_name})",
+                    "size": scale[size],
+                    "rounds per second": speeds,
+                    "time per unit, relative": per_unit / per_unit.iloc[0],
+                }
+            )
+        )
+    return pd.concat(tables, ignore_index=True)
+
+
+def readme_block(results: dict) -> str:
+    """The README's speed section body: the speed table, then the profile."""
+    run, p = results["run"], results["profile"]
+    speed = reporting.markdown_table(speed_table(results), align="lrrr")
+    profile = reporting.markdown_table(
+        profile_table(results), index=True, float_format="{:.2f}", align="lrr"
+    )
+    return "\n".join(
+        [
+            BEGIN,
+            f"Measured on {run['date']} ({run['environment']}, {run['cpus']} CPUs) by "
+            f"`{run['command']}`:",
+            "",
+            speed,
+            "",
+            f"Where a round of {p['clients']} clients (the paper's protocol) spends its time, "
+            f"mean of {p['rounds']} rounds; compiling a new shape takes "
+            f"{p['compilation_seconds']:.2f} s once (many rounds a call: the host column is "
+            "the batches and the numbering together):",
+            "",
+            profile,
+            "",
+            "How the speed scales (the last column is the time a round per client, or per "
+            "latent factor, relative to the first row: 1.00 is linear growth, below 1 the "
+            "fixed costs of a round are shared by more work):",
+            "",
+            reporting.markdown_table(scaling_table(results), float_format="{:.2f}", align="lrrr"),
+            END,
+        ]
+    )
+
+
+def update_readme(results: dict, readme: Path = ROOT / "README.md") -> None:
+    """Replaces the README's block between :data:`BEGIN` and :data:`END` by
+    :func:`readme_block`."""
+    text = readme.read_text()
+    if text.count(BEGIN) != 1 or text.count(END) != 1:
+        raise ValueError(f"{readme} must hold the markers {BEGIN!r} and {END!r} once each.")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    readme.write_text(head + readme_block(results) + tail)
