@@ -127,6 +127,7 @@ def test_the_panel_retrains_on_every_change(live_data):
     assert [run["run"] for run in box.runs] == [1]
     assert box.runs[0]["changes"] == "(nothing)"
     assert box.controls["num_rounds"].value == RUN.num_rounds
+    first_figure = bytes(box.children[2].value)
     box.controls["num_rounds"].value = 20
     box.controls["halves"].value = "shared"
     assert [run["changes"] for run in box.runs] == ["(nothing)", "rounds 20", "rounds 20"]
@@ -136,7 +137,7 @@ def test_the_panel_retrains_on_every_change(live_data):
     status, figure, table = box.children[1:]
     assert status.value.startswith("<b>Run 3</b>: 20 rounds of 10 clients, shared halves")
     assert table.value.split("<tbody>")[1].count("<tr>") == 3
-    assert bytes(figure.value).startswith(b"\x89PNG")
+    assert bytes(figure.value).startswith(b"\x89PNG") and bytes(figure.value) != first_figure
 
 
 def test_the_panel_says_why_a_setting_cannot_train(live_data):

@@ -139,6 +139,7 @@ def test_moving_a_slider_trains_a_new_run(voila_url, browser, tmp_path):
     )
     handle = wait.until(expected_conditions.element_to_be_clickable((By.XPATH, rounds_slider)))
     before = int(float(handle.get_attribute("aria-valuenow")))
+    first_figure = browser.find_element(By.CSS_SELECTOR, "img.widget-image").get_attribute("src")
     handle.click()
     handle.send_keys(Keys.ARROW_RIGHT)
     try:
@@ -151,3 +152,5 @@ def test_moving_a_slider_trains_a_new_run(voila_url, browser, tmp_path):
     assert status.text.startswith(f"Run 2: {after} rounds of")
     runs = browser.find_elements(By.CSS_SELECTOR, ".live-runs tbody tr")
     assert len(runs) == 2 and f"rounds {after}" in runs[1].text
+    figure = browser.find_element(By.CSS_SELECTOR, "img.widget-image").get_attribute("src")
+    assert figure != first_figure  # the learning curves were redrawn

@@ -237,9 +237,10 @@ def panel(
         runs.append(
             {"run": len(runs) + 1, "changes": changes_from(result.run, start), **result.summary()}
         )
-        status.value = f"<b>Run {len(runs)}</b>: {describe(result)}"
-        table.value = pd.DataFrame(runs).set_index("run").to_html(float_format=lambda v: f"{v:.3f}")
+        # The figure and the table first: once the status names a run, all of it is shown.
         figure.value = figure_png(result)
+        table.value = pd.DataFrame(runs).set_index("run").to_html(float_format=lambda v: f"{v:.3f}")
+        status.value = f"<b>Run {len(runs)}</b>: {describe(result)}"
 
     def retrain(_change=None):
         values = {name: control.value for name, control in controls.items()}
