@@ -138,6 +138,8 @@ def test_the_panel_retrains_on_every_change(live_data):
     assert status.value.startswith("<b>Run 3</b>: 20 rounds of 10 clients, shared halves")
     assert table.value.split("<tbody>")[1].count("<tr>") == 3
     assert bytes(figure.value).startswith(b"\x89PNG") and bytes(figure.value) != first_figure
+    box.controls["recon_steps_max"].value = None  # the dropdown's "no cap"
+    assert box.runs[-1]["changes"] == "recon steps max None, rounds 20"
 
 
 def test_the_panel_says_why_a_setting_cannot_train(live_data):

@@ -109,7 +109,6 @@ def train_once(
         eval_client_ids=live_data.val_ids,
         eval_every=eval_every,
         progress=progress,
-        desc="Training",
         seed=seed,
     )
     test = simulator.evaluate(live_data.packed, live_data.test_ids, seed=seed)
@@ -134,9 +133,9 @@ def learning_curves(result: LiveResult):
 # The widget panel
 # ---------------------------------------------------------------------------------------
 
-# The learning rates get log sliders; the step caps, these choices (None: no cap).
+# The learning rates get log sliders; the step caps, these choices or no cap (None).
 _LEARNING_RATES = ("server_lr", "client_lr", "reconstruction_lr")
-_STEP_CAPS = (None, 1, 2, 5, 10, 20, 50, 100)
+_STEP_CAPS = (1, 2, 5, 10, 20, 50, 100)
 
 
 def _widgets_module():
@@ -188,7 +187,7 @@ def _controls(widgets, start: FedReconRun, halves: str) -> dict:
         ("recon_steps_max", "reconstruction steps"),
         ("post_recon_steps_max", "post-recon steps"),
     ):
-        caps = sorted(set(_STEP_CAPS[1:]) | {getattr(start, name) or 1})
+        caps = sorted(set(_STEP_CAPS) | {getattr(start, name) or 1})
         controls[name] = widgets.Dropdown(
             options=[("no cap", None), *((f"at most {cap}", cap) for cap in caps)],
             value=getattr(start, name),
