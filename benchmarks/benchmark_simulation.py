@@ -46,6 +46,7 @@ from tutorial_utils import (
     data,
     environment,
     many_rounds,
+    plotting,
     reporting,
     simulator,
     speed_results,
@@ -368,6 +369,9 @@ def main() -> None:
     print(f"compilation of a new shape: {where['compilation_seconds']:.2f} s")
     args.results.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nWrote {args.results}")
+    figure = args.results.with_name(args.results.stem.replace("results", "scaling") + ".png")
+    plotting.speed_scaling(results["scaling"]).savefig(figure, dpi=100, bbox_inches="tight")
+    print(f"Wrote {figure}")
     if args.results == speed_results.RESULTS_FILE:
         speed_results.update_readme(results)
         print("Rewrote the speed table of README.md")

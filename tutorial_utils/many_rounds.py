@@ -13,7 +13,7 @@ dispatch) are a large share of the round. :func:`run_rounds` instead
    ``round_sizes``);
 3. runs them in one XLA program, a loop over rounds whose body is the simulator's own
    :func:`simulator.training_round`, so the item matrix never leaves the program
-   between rounds.
+   between rounds; meanwhile the host prepares the next rounds.
 
 The rounds' results equal those of calling ``run_round`` once a round, up to float
 rounding (``tests/test_many_rounds.py``).
@@ -22,12 +22,19 @@ rounding (``tests/test_many_rounds.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tensorflow as tf
 
 from tutorial_utils import simulator
-from tutorial_utils.batches import PackedClients, RoundInputs, round_inputs
+from tutorial_utils.batches import (
+    PackedClients,
+    PhaseBatches,
+    RoundBatches,
+    RoundInputs,
+    round_inputs,
+)
 
 
 def _with_round_axis(spec):
@@ -79,6 +86,26 @@ def _training_rounds(
     return item_matrix, sums
 
 
+# How many rounds' batches one vectorized NumPy pass makes (larger passes outgrow the caches).
+ROUNDS_PER_BATCH_PASS = 5
+
+
+def _joined(phases: Sequence[PhaseBatches]) -> PhaseBatches:
+    """The clients of several :class:`PhaseBatches` end to end, steps padded to the most."""
+    steps = max(phase.mask.shape[1] for phase in phases)
+    return PhaseBatches(
+        *(
+            np.concatenate(
+                [
+                    np.pad(phase[f], [(0, 0), (0, steps - phase[f].shape[1]), (0, 0)])
+                    for phase in phases
+                ]
+            )
+            for f in range(3)
+        )
+    )
+
+
 def many_round_inputs(
     fedrecon: simulator.FedReconSimulator,
     clients: PackedClients,
@@ -101,13 +128,18 @@ def many_round_inputs(
         users.append(
             rng.uniform(*fedrecon.user_init_range, (len(round_rows), run.num_latent_factors))
         )
-    batches = clients.batches_from_keys(
-        np.concatenate(rows),
-        np.concatenate(keys),
-        run.train_split,
-        run.batch_size,
-        fedrecon.reshuffle_each_pass,
-    )
+    # The batches of a few rounds at a time: arrays that stay in the CPU's caches.
+    groups = [
+        clients.batches_from_keys(
+            np.concatenate(rows[start : start + ROUNDS_PER_BATCH_PASS]),
+            np.concatenate(keys[start : start + ROUNDS_PER_BATCH_PASS]),
+            run.train_split,
+            run.batch_size,
+            fedrecon.reshuffle_each_pass,
+        )
+        for start in range(0, len(rows), ROUNDS_PER_BATCH_PASS)
+    ]
+    batches = RoundBatches(*(_joined([group[stage] for group in groups]) for stage in (0, 1)))
     # Rounds without clients pad the round axis to ``num_rounds``: one shape for every chunk.
     sizes = [len(r) for r in rows] + [0] * max(num_rounds - len(rows), 0)
     inputs = round_inputs(batches, fedrecon.num_items, sizes)
@@ -165,11 +197,25 @@ def run_rounds(
         raise ValueError(f"rounds_per_program must be at least 1, got {rounds_per_program}.")
     if fedrecon.dp_noise_multiplier:
         return [fedrecon.run_round(clients, client_ids) for client_ids in client_id_lists]
+    chunks = [
+        client_id_lists[start : start + rounds_per_program]
+        for start in range(0, len(client_id_lists), rounds_per_program)
+    ]
+
+    padded = min(rounds_per_program, len(client_id_lists))  # one shape for every chunk
+
+    def prepare(chunk):
+        return many_round_inputs(fedrecon, clients, chunk, padded), len(chunk)
+
+    # The host prepares the next chunk while the compiled program runs the current one
+    # (the chunks' random draws still happen in order, one chunk after the other).
     results = []
-    for start in range(0, len(client_id_lists), rounds_per_program):
-        chunk = client_id_lists[start : start + rounds_per_program]
-        inputs, initial_users = many_round_inputs(fedrecon, clients, chunk, rounds_per_program)
-        results += run_program(
-            fedrecon, program_arguments(fedrecon, inputs, initial_users, len(chunk))
-        )
+    with ThreadPoolExecutor(max_workers=1) as host:
+        upcoming = host.submit(prepare, chunks[0]) if chunks else None
+        for index in range(len(chunks)):
+            (inputs, initial_users), num_rounds = upcoming.result()
+            if index + 1 < len(chunks):
+                upcoming = host.submit(prepare, chunks[index + 1])
+            arguments = program_arguments(fedrecon, inputs, initial_users, num_rounds)
+            results += run_program(fedrecon, arguments)
     return results

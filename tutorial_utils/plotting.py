@@ -253,3 +253,33 @@ def privacy_tradeoff(table: pd.DataFrame, name: str = "07_privacy_tradeoff") -> 
     fig.set_layout_engine("tight")
     save(fig, name)
     return fig
+
+
+def speed_scaling(scaling: dict, name: str = "05_speed_scaling") -> Figure:
+    """Rounds per second against clients a round and against latent factors (the
+    ``scaling`` section of the simulation benchmark's results), on log-log axes, with the
+    line that linear growth from the smallest size would follow."""
+    fig = plt.figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    panels = (
+        ("clients", "clients_rounds_per_second", "Clients a round", "clients_factors", "factors"),
+        ("factors", "factors_rounds_per_second", "Latent factors", "factors_clients", "clients"),
+    )
+    for ax, (size, speed, label, other, other_name) in zip(axes, panels):
+        sizes, speeds = np.asarray(scaling[size], float), np.asarray(scaling[speed], float)
+        ax.plot(sizes, speeds, marker="o", label="measured")
+        ax.plot(sizes, speeds[0] * sizes[0] / sizes, "--", color="gray", label="linear growth")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel=label,
+            ylabel="Rounds per second",
+            title=f"{label} ({scaling[other]} {other_name})",
+        )
+        ax.set_xticks(sizes, [f"{s:.0f}" for s in sizes], minor=False)
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.set_layout_engine("tight")
+    save(fig, name)
+    return fig

@@ -1,0 +1,97 @@
+"""The speed figures: one results file, checked against its schema, and the README from it."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from tutorial_utils import speed_results
+
+
+def example_results() -> dict:
+    """A results file's content with every field (numbers made up for the formatting)."""
+    results = {
+        section: {
+            field: 1 if kind is int else [1.0, 2.0] if kind is list else 1.0
+            for field, kind in fields.items()
+        }
+        for section, fields in speed_results.SCHEMA.items()
+    }
+    results["run"] = {"command": "python b.py", "date": "2026-01-01", "environment": "e", "cpus": 2}
+    results["tutorial"].update(clients=50, tff_seconds=2.0, many_rounds_seconds=0.002)
+    results["paper_protocol"].update(tff_seconds_estimated=None)
+    return results
+
+
+def test_the_readme_prints_the_benchmarks_results_file():
+    results = speed_results.load()
+    readme = (speed_results.ROOT / "README.md").read_text()
+    assert speed_results.readme_block(results) in readme
+
+
+def test_the_results_file_has_every_field_of_the_schema():
+    results = json.loads(speed_results.RESULTS_FILE.read_text())
+    assert set(results) == set(speed_results.SCHEMA)
+    for section, fields in speed_results.SCHEMA.items():
+        assert set(results[section]) == set(fields), section
+
+
+def test_check_names_a_missing_or_mistyped_field():
+    results = example_results()
+    assert speed_results.check(copy.deepcopy(results)) == results
+    del results["profile"]["program_ms"]
+    with pytest.raises(ValueError, match="profile.program_ms is missing"):
+        speed_results.check(results, "f.json")
+    results = example_results()
+    results["all_users"]["seconds"] = "fast"
+    with pytest.raises(ValueError, match="all_users.seconds"):
+        speed_results.check(results)
+    with pytest.raises(ValueError, match="section 'run'"):
+        speed_results.check({})
+
+
+def test_load_says_how_to_make_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="benchmark_simulation.py"):
+        speed_results.load(tmp_path / "missing.json")
+
+
+def test_speed_table_divides_the_measured_times():
+    table = speed_results.speed_table(example_results()).set_index("Measure")
+    row = table.loc["rounds per second, 50 clients"]
+    assert (row["TFF 0.87"], row["Simulator"], row["Speed-up"]) == ("0.50", "500", "1000x")
+    assert table.iloc[2]["Speed-up"] == "-"  # TFF's time was not measured
+
+
+def test_scaling_table_compares_the_time_per_client():
+    results = example_results()
+    results["scaling"].update(clients=[50, 100], clients_rounds_per_second=[10.0, 10.0])
+    table = speed_results.scaling_table(results)
+    assert table["time per unit, relative"].tolist()[:2] == [1.0, 0.5]
+    assert len(table) == 4
+
+
+def test_update_readme_rewrites_only_its_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{speed_results.BEGIN}\nold\n{speed_results.END}\nafter\n")
+    speed_results.update_readme(example_results(), readme)
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("\nafter\n") and "old" not in text
+    assert speed_results.readme_block(example_results()) in text
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="markers"):
+        speed_results.update_readme(example_results(), readme)
+
+
+def test_speed_scaling_plots_the_measured_points_and_the_linear_line(tmp_path, monkeypatch):
+    from tutorial_utils import plotting
+
+    monkeypatch.setenv("FEDRECON_OUTPUT_DIR", str(tmp_path))
+    scaling = example_results()["scaling"]
+    scaling.update(clients=[50, 100, 200], clients_rounds_per_second=[100.0, 80.0, 30.0])
+    fig = plotting.speed_scaling(scaling, name="scaling")
+    assert (tmp_path / "scaling.png").stat().st_size > 0
+    measured, linear = fig.axes[0].get_lines()
+    assert list(measured.get_ydata()) == [100.0, 80.0, 30.0]
+    assert list(linear.get_ydata()) == [100.0, 50.0, 25.0]
