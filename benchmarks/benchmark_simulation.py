@@ -83,9 +83,9 @@ def per_round_seconds(fedrecon, packed, sampler, rounds: int, warmup: int) -> fl
 
 def many_rounds_seconds(fedrecon, packed, sampler, rounds: int) -> float:
     """Mean time a round of :func:`many_rounds.run_rounds` on ``rounds`` rounds, after the
-    same number of rounds that compile its programs."""
-    many_rounds.run_rounds(fedrecon, packed, [sampler.sample() for _ in range(rounds)])
+    same rounds' clients once, which compiles the programs of their shapes."""
     client_ids = [sampler.sample() for _ in range(rounds)]
+    many_rounds.run_rounds(fedrecon, packed, client_ids)
     start = time.perf_counter()
     many_rounds.run_rounds(fedrecon, packed, client_ids)
     return (time.perf_counter() - start) / rounds
