@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tutorial_utils import plotting
+from tutorial_utils import plotting, walkthrough
 
 
 @pytest.fixture(autouse=True)
@@ -84,6 +84,21 @@ def test_learning_curves_plot_training_and_validation(output_dir):
     # Without validation columns: the training curves only.
     fig = plotting.learning_curves(history[["loss", "rating_accuracy"]], name="train_only")
     assert [len(ax.get_lines()) for ax in fig.axes] == [1, 1]
+
+
+def test_learning_curves_overlay_a_reference_run(output_dir):
+    history = pd.DataFrame(
+        {"loss": [3.0, 2.0, 1.5], "rating_accuracy": [0.1, 0.2, 0.25]},
+        index=pd.RangeIndex(1, 4, name="round"),
+    )
+    reference = walkthrough.training_history()
+    fig = plotting.learning_curves(history, name="overlay", reference=reference)
+    for ax, column in zip(fig.axes, ("loss", "rating_accuracy")):
+        _, dashed = ax.get_lines()
+        assert dashed.get_linestyle() == "--"
+        assert dashed.get_label() == "walkthrough (printed)"
+        assert dashed.get_xdata().tolist() == list(range(1, 21))
+        assert dashed.get_ydata().tolist() == reference[column].tolist()
 
 
 def test_learning_curves_default_name_size_and_callers_names(output_dir):

@@ -8,6 +8,7 @@ Modules, each named after what it holds (CONTRIBUTING.md says how they fit toget
 - ``download``: download and extract ``ml-1m.zip`` safely.
 - ``synthetic_movielens``: the synthetic stand-in, in MovieLens' format.
 - ``exploration``: summaries of the ratings (statistics, top genres per user).
+- ``walkthrough``: what TFF's walkthrough printed, to compare against.
 - ``clients``: per-user ``tf.data`` clients built on demand, the split by user, sampling.
 - ``config``: ``FedReconRun`` (one run, any engine) and each notebook's full/smoke settings.
 - ``splits``: ``DatasetSplit``, TFF's client-data split with and without TFF, overlap counts.

@@ -71,7 +71,12 @@ def examples_per_user(counts: Iterable[int], name: str = "01_examples_per_user")
     return fig
 
 
-def learning_curves(history: pd.DataFrame, name: str = "05_learning_curves") -> Figure:
+def learning_curves(
+    history: pd.DataFrame,
+    name: str = "05_learning_curves",
+    reference: pd.DataFrame | None = None,
+    reference_label: str = "walkthrough (printed)",
+) -> Figure:
     """Loss and accuracy per round, for training and (where measured) validation.
 
     ``history`` is indexed by round (as ``rounds.run_rounds`` returns it), with ``loss``
@@ -80,6 +85,8 @@ def learning_curves(history: pd.DataFrame, name: str = "05_learning_curves") -> 
     columns exist, the rounds after which validation users were evaluated (not NaN) are
     drawn as points. The loss axis is logarithmic, since the loss falls by an order of
     magnitude early on. Notebooks pass their own ``name``, e.g. ``"03_training_curves"``.
+    ``reference``, a history of the same shape (``walkthrough.training_history()``), is
+    drawn as a dashed line beside the training curve.
     """
     accuracy = "rating_accuracy" if "rating_accuracy" in history else "accuracy"
     accuracy_label = "Rating accuracy" if accuracy == "rating_accuracy" else "Accuracy"
@@ -97,6 +104,16 @@ def learning_curves(history: pd.DataFrame, name: str = "05_learning_curves") -> 
             label="training (sampled clients)",
             **marker,
         )
+        if reference is not None:
+            ax.plot(
+                reference.index,
+                reference[column],
+                linestyle="--",
+                linewidth=1,
+                color="tab:gray",
+                label=reference_label,
+                **marker,
+            )
         val_column = f"val_{column}"
         if val_column in history:
             measured = history[val_column].dropna()
