@@ -27,6 +27,22 @@ requires_real_data = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="module")
+def tiny_movielens() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(ratings, movies)``: 20 users with 8 ratings each of 15 movies, enough to train
+    and score a run in seconds."""
+    rng = np.random.default_rng(3)
+    ratings = pd.DataFrame(
+        [
+            (u, int(m), int(rng.integers(1, 6)))
+            for u in range(20)
+            for m in rng.choice(15, 8, replace=False)
+        ],
+        columns=["UserID", "MovieID", "Rating"],
+    )
+    return ratings, pd.DataFrame({"MovieID": range(15)})
+
+
 @pytest.fixture
 def small_ratings() -> pd.DataFrame:
     """Three users with 7, 3 and 12 ratings of 10 movies, users interleaved in file order."""

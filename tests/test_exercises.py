@@ -7,7 +7,6 @@ import re
 import types
 from typing import NamedTuple
 
-import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
@@ -443,17 +442,8 @@ def test_exercise_4_skeleton_is_not_done_yet(capsys):
 # --- Exercise 1's runs -------------------------------------------------------------------------
 
 
-def test_train_and_score_runs_an_exercise_configuration_on_tiny_data():
-    rng = np.random.default_rng(3)
-    ratings = pd.DataFrame(
-        [
-            (u, int(m), int(rng.integers(1, 6)))
-            for u in range(20)
-            for m in rng.choice(15, 8, replace=False)
-        ],
-        columns=["UserID", "MovieID", "Rating"],
-    )
-    movies = pd.DataFrame({"MovieID": range(15)})
+def test_train_and_score_runs_an_exercise_configuration_on_tiny_data(tiny_movielens):
+    ratings, movies = tiny_movielens
     run = config.FedReconRun(
         recon_epochs=2,
         recon_steps_max=3,

@@ -2,7 +2,6 @@
 
 import types
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -12,18 +11,9 @@ SOURCE = types.SimpleNamespace(kind="synthetic")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    """20 users with 8 ratings each of 15 movies, and a base configuration keeping them all."""
-    rng = np.random.default_rng(3)
-    ratings = pd.DataFrame(
-        [
-            (u, int(m), int(rng.integers(1, 6)))
-            for u in range(20)
-            for m in rng.choice(15, 8, replace=False)
-        ],
-        columns=["UserID", "MovieID", "Rating"],
-    )
-    movies = pd.DataFrame({"MovieID": range(15)})
+def tiny(tiny_movielens):
+    """The tiny ratings, and a base configuration keeping all of their users."""
+    ratings, movies = tiny_movielens
     run = config.FedReconRun(
         recon_epochs=2,
         recon_steps_max=3,
