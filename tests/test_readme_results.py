@@ -127,6 +127,15 @@ def test_the_overlap_paragraph_of_the_readme_is_notebook_03s():
     ) in readme
 
 
+def test_the_simulators_test_scores_in_the_readme_are_notebook_05s():
+    out = stored_text("05_fast_simulation")
+    rmse, accuracy = re.search(
+        r"^Test users: RMSE ([\d.]+), rating accuracy ([\d.]+)$", out, re.M
+    ).groups()
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"reach **RMSE {rmse} and rating accuracy {accuracy}**" in readme
+
+
 @pytest.mark.skipif(not SEED_TEXT.exists(), reason=f"the walkthrough's text is not at {SEED_TEXT}")
 def test_the_walkthrough_numbers_are_the_ones_it_printed():
     text = SEED_TEXT.read_text()

@@ -15,12 +15,20 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tutorial_utils import clients, config, environment, reference_fedrecon, reporting, runs, splits
+from tutorial_utils import (
+    clients,
+    config,
+    environment,
+    parity,
+    reference_fedrecon,
+    reporting,
+    runs,
+    splits,
+)
 from tutorial_utils import simulator as sim
 from tutorial_utils.batches import (
     PackedClients,
     RoundBatches,
-    batches_from_datasets,
     bucket,
     round_inputs,
     stage_overlap,
@@ -415,10 +423,6 @@ def test_imports_neither_tff_nor_keras_model():
 # --------------------------------------------------------------------------------------
 
 
-def relative_difference(a: float, b: float) -> float:
-    return abs(a - b) / max(abs(a), abs(b)) if a != b else 0.0
-
-
 @requires_tff
 @pytest.mark.parametrize(
     "split, client_lr",
@@ -427,68 +431,27 @@ def relative_difference(a: float, b: float) -> float:
 )
 def test_matches_tff(rating_clients, split, client_lr):
     """Same initial items, user initializer, clients and batches: the same rounds as TFF."""
-    import tensorflow_federated as tff
-
-    from tutorial_utils import model, training
-
-    model_fn = model.reconstruction_model_fn(
-        NUM_ITEMS, NUM_FACTORS, user_initializer=tf.keras.initializers.Constant(0.01)
+    table = parity.compare_with_tff(
+        rating_clients, NUM_ITEMS, small_run(client_lr=client_lr), split
     )
-    process = training.build_training_process(
-        model_fn, config.FedReconRun(client_lr=client_lr), splits.tff_split_fn(split)
-    )
-    initial = np.random.default_rng(1).uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS))
-    initial = initial.astype(np.float32)
-    state = process.set_model_weights(
-        process.initialize(), tff.learning.models.ModelWeights([initial], [])
-    )
-    simulator = sim.FedReconSimulator(
-        small_run(client_lr=client_lr), NUM_ITEMS, item_matrix=initial, user_init_range=(0.01, 0.01)
-    )
-
-    sampler = clients.ClientSampler(rating_clients.client_ids, 10, seed=3)
-    metric_diffs, matrix_diffs = [], []
-    for _ in range(5):
-        client_ids = sampler.sample()
-        state, tff_metrics = process.next(state, rating_clients.create_tf_datasets(client_ids))
-        tff_metrics = training.round_metrics(tff_metrics)
-        ours = simulator.run_round_batches(
-            batches_from_datasets(
-                rating_clients.create_tf_datasets(client_ids), split, rating_clients.batch_size
-            )
-        )
-        tff_matrix = process.get_model_weights(state).trainable[0]
-        metric_diffs.append(
-            max(
-                relative_difference(ours[name], tff_metrics[name])
-                for name in ("loss", "rating_accuracy")
-            )
-        )
-        matrix_diffs.append(float(np.abs(simulator.item_matrix - tff_matrix).max()))
-    # Evaluation, with build_fed_recon_eval's default split.
-    evaluation = training.build_evaluation_process(model_fn)
-    everyone = rating_clients.client_ids
-    tff_eval = training.evaluate(
-        evaluation, process.get_model_weights(state), rating_clients.create_tf_datasets(everyone)
-    )
-    ours_eval = simulator.evaluate_batches(
-        batches_from_datasets(
-            rating_clients.create_tf_datasets(everyone),
-            splits.DatasetSplit(),
-            rating_clients.batch_size,
-        )
-    )
-    eval_diff = max(
-        relative_difference(ours_eval[name], tff_eval[name]) for name in ("loss", "rating_accuracy")
-    )
+    rounds, evaluation = table.drop(index="evaluation"), table.loc["evaluation"]
+    assert list(rounds.index) == [1, 2, 3, 4, 5]
     print(
-        f"\n{split}: max relative metric difference {max(metric_diffs):.2e}, "
-        f"max absolute item difference {max(matrix_diffs):.2e}, "
-        f"evaluation {eval_diff:.2e}; final loss {ours['loss']:.4f}"
+        f"\n{split}: max relative metric difference {rounds['metric difference'].max():.2e}, "
+        f"max absolute item difference {rounds['item difference'].max():.2e}, "
+        f"evaluation {evaluation['metric difference']:.2e}; "
+        f"final loss {rounds['simulator loss'].iloc[-1]:.4f}"
     )
-    assert max(metric_diffs) <= 1e-4
-    assert max(matrix_diffs) <= 1e-4
-    assert eval_diff <= 1e-4
+    assert rounds["metric difference"].max() <= 1e-4
+    assert rounds["item difference"].max() <= 1e-4
+    assert evaluation["metric difference"] <= 1e-4
+
+
+def test_relative_difference():
+    assert parity.relative_difference(2.0, 2.0) == 0.0
+    assert parity.relative_difference(0.0, 0.0) == 0.0
+    assert parity.relative_difference(1.0, 0.8) == pytest.approx(0.2)
+    assert parity.relative_difference(-1.0, 1.0) == pytest.approx(2.0)
 
 
 # --------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ Modules, each named after what it holds (CONTRIBUTING.md says how they fit toget
 - ``batches``: a simulated round's batches, from packed clients or ``tf.data``.
 - ``reference_fedrecon``: FedRecon written out plainly, one client at a time, for reading.
 - ``simulator``: FedRecon in plain TensorFlow, every client of a round at once.
+- ``parity``: the simulator against TFF 0.87, the same rounds compared number by number.
 - ``many_rounds``: many simulator rounds in one compiled program, with the same results.
 - ``speed_results``: the simulation benchmark's results file, its tables and the README's.
 - ``runs``: train, then score one run, with TFF or the simulator.
