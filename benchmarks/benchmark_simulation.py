@@ -41,12 +41,14 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from tutorial_utils import (
+    batches,
     clients,
     config,
     data,
     environment,
     many_rounds,
     plotting,
+    program_inputs,
     reporting,
     simulator,
     speed_results,
@@ -94,54 +96,87 @@ def many_rounds_seconds(fedrecon, packed, sampler, rounds: int) -> float:
 def profile(fedrecon, packed, sampler, rounds: int) -> dict:
     """Where a round's time goes (ms a round), one round a call and many rounds a call.
 
-    One round a call: drawing the batches (``round_batches``), numbering the local item
-    rows and drawing the users (``round_arguments``), turning the arguments into tensors,
-    and the compiled program (run to completion). The first call of the round's shapes
-    is timed apart, as compilation. Many rounds a call: the same ``rounds`` rounds'
-    host work in one pass, their transfer, and one program.
+    One round a call, as ``run_round`` does it: the random draws (the shuffle keys, then
+    the user embeddings), the batches and local item rows made from them
+    (``PackedClients.training_inputs``), turning the arguments into tensors, and the
+    compiled program (run to completion). The rounds are timed on a second pass over the
+    same clients, when every shape is compiled; the first call of the first pass, less a
+    round's program, is the compilation. Many rounds a call: the same ``rounds`` rounds'
+    host work in one pass, their transfer, and one program (again after one call that
+    compiles). Packing the clients (which numbers every client's local item rows once) is
+    timed too.
     """
     run = fedrecon.run
-    clock = {"host_batches_ms": 0.0, "host_numbering_ms": 0.0, "transfer_ms": 0.0}
-    clock["program_ms"] = 0.0
-    first_call = None
-    for round_num in range(rounds + 1):
-        start = time.perf_counter()
-        batches = packed.round_batches(
-            sampler.sample(), run.train_split, run.batch_size, fedrecon.rng
-        )
-        drawn = time.perf_counter()
-        inputs, arguments = fedrecon.round_arguments(batches)
-        numbered = time.perf_counter()
-        dp = (np.inf, np.zeros(fedrecon.item_matrix.shape, np.float32), run.clients_per_round)
-        arguments = [*arguments, inputs.table_clients, run.client_lr, run.server_lr, dp]
-        tensors = tf.nest.map_structure(
-            lambda a, s: tf.constant(a, s.dtype), arguments[1:], simulator.TRAINING_SPECS[1:]
-        )
-        transferred = time.perf_counter()
-        fedrecon._item_matrix, sums = simulator._training_round(arguments[0], *tensors)
-        sums.numpy()
-        done = time.perf_counter()
-        if round_num == 0:
-            first_call = done - transferred
-            continue
-        clock["host_batches_ms"] += drawn - start
-        clock["host_numbering_ms"] += numbered - drawn
-        clock["transfer_ms"] += transferred - numbered
-        clock["program_ms"] += done - transferred
+    start = time.perf_counter()
+    batches.PackedClients(packed.client_ids, *packed_arrays(packed))
+    packing_seconds = time.perf_counter() - start
+    client_ids = [sampler.sample() for _ in range(rounds)]
+    clock = {}
+    for timed in (False, True):  # the first pass compiles the rounds' shapes
+        clock = {"host_draws_ms": 0.0, "host_inputs_ms": 0.0, "transfer_ms": 0.0}
+        clock["program_ms"] = 0.0
+        for round_num, round_ids in enumerate(client_ids):
+            start = time.perf_counter()
+            rows = packed.rows(round_ids)
+            keys = packed.shuffle_keys(len(rows), run.train_split, fedrecon.rng)
+            k = run.num_latent_factors
+            users = fedrecon.rng.uniform(*fedrecon.user_init_range, (len(rows), k))
+            drawn = time.perf_counter()
+            stacked = packed.training_inputs(
+                [rows], [keys], run.train_split, run.batch_size, fedrecon.num_items
+            )
+            inputs = program_inputs.RoundInputs(*(array[0] for array in stacked))
+            made = time.perf_counter()
+            padded_users = np.zeros((len(inputs.recon_rows), k), np.float32)
+            padded_users[: len(rows)] = users
+            dp = (np.inf, np.zeros(fedrecon.item_matrix.shape, np.float32), run.clients_per_round)
+            arguments = [
+                inputs.table_items,
+                padded_users,
+                (inputs.recon_rows, inputs.recon_ratings, inputs.recon_mask),
+                (inputs.post_recon_rows, inputs.post_recon_ratings, inputs.post_recon_mask),
+                run.reconstruction_lr,
+                inputs.table_clients,
+                run.client_lr,
+                run.server_lr,
+                dp,
+            ]
+            tensors = tf.nest.map_structure(
+                lambda a, s: tf.constant(a, s.dtype), arguments, simulator.TRAINING_SPECS[1:]
+            )
+            transferred = time.perf_counter()
+            fedrecon._item_matrix, sums = simulator._training_round(fedrecon._item_matrix, *tensors)
+            sums.numpy()
+            done = time.perf_counter()
+            if not timed and round_num == 0:
+                first_call = done - transferred
+            clock["host_draws_ms"] += drawn - start
+            clock["host_inputs_ms"] += made - drawn
+            clock["transfer_ms"] += transferred - made
+            clock["program_ms"] += done - transferred
     result = {name: 1000 * value / rounds for name, value in clock.items()}
     result["compilation_seconds"] = first_call - result["program_ms"] / 1000
-    client_ids = [sampler.sample() for _ in range(rounds)]
-    start = time.perf_counter()
-    inputs, users = many_rounds.many_round_inputs(fedrecon, packed, client_ids)
-    drawn = time.perf_counter()
-    arguments = many_rounds.program_arguments(fedrecon, inputs, users, rounds)
-    transferred = time.perf_counter()
-    many_rounds.run_program(fedrecon, arguments)
-    done = time.perf_counter()
+    result["packing_seconds"] = packing_seconds
+    for _ in range(2):  # the first call compiles the program of the rounds' shape
+        start = time.perf_counter()
+        inputs, users = many_rounds.many_round_inputs(fedrecon, packed, client_ids)
+        drawn = time.perf_counter()
+        arguments = many_rounds.program_arguments(fedrecon, inputs, users, rounds)
+        transferred = time.perf_counter()
+        many_rounds.run_program(fedrecon, arguments)
+        done = time.perf_counter()
     result["many_host_ms"] = 1000 * (drawn - start) / rounds
     result["many_transfer_ms"] = 1000 * (transferred - drawn) / rounds
     result["many_program_ms"] = 1000 * (done - transferred) / rounds
     return {"clients": len(client_ids[0]), "rounds": rounds, **result}
+
+
+def packed_arrays(packed) -> tuple[list, list]:
+    """Every client's ratings as ``PackedClients`` takes them: item ids and ratings."""
+    return (
+        [items[:count] for items, count in zip(packed.items, packed.counts)],
+        [ratings[:count] for ratings, count in zip(packed.ratings, packed.counts)],
+    )
 
 
 def tff_seconds_per_round(rating_clients, sampler, num_items: int, run: FedReconRun, rounds: int):

@@ -26,14 +26,8 @@ from tutorial_utils import (
     splits,
 )
 from tutorial_utils import simulator as sim
-from tutorial_utils.batches import (
-    PackedClients,
-    RoundBatches,
-    bucket,
-    round_inputs,
-    stage_overlap,
-    step_schedule,
-)
+from tutorial_utils.batches import PackedClients, RoundBatches, stage_overlap, step_schedule
+from tutorial_utils.program_inputs import bucket, round_inputs
 
 requires_tff = pytest.mark.skipif(
     not environment.installed("tensorflow_federated"),

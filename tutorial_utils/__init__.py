@@ -17,6 +17,7 @@ Modules, each named after what it holds (CONTRIBUTING.md says how they fit toget
 - ``training``: TFF's FedRecon training and evaluation processes.
 - ``rounds``: the one training loop every engine runs through.
 - ``batches``: a simulated round's batches, from packed clients or ``tf.data``.
+- ``program_inputs``: a round's batches numbered and padded for the compiled program.
 - ``reference_fedrecon``: FedRecon written out plainly, one client at a time, for reading.
 - ``simulator``: FedRecon in plain TensorFlow, every client of a round at once.
 - ``parity``: the simulator against TFF 0.87, the same rounds compared number by number.

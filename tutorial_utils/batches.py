@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tutorial_utils.program_inputs import RoundInputs, TrainingShape
 from tutorial_utils.splits import DatasetSplit, shared_ratings, split_dataset_fn
 
 
@@ -155,6 +156,23 @@ def step_schedule(num_batches: np.ndarray, split: DatasetSplit, phase: str) -> S
     for post-reconstruction; the passes are repeated ``epochs`` times and the result cut
     at ``steps_max``, exactly as ``repeat(epochs).take(steps_max)``.
     """
+    first, stride, per_pass, num_steps = _steps(num_batches, split, phase)
+    step = np.arange(num_steps.max(initial=0))[None, :]
+    active = step < num_steps[:, None]
+    per_pass = np.maximum(per_pass, 1)[:, None]  # clients without batches take no step
+    return Schedule(
+        epoch=np.where(active, step // per_pass, 0),
+        batch=np.where(active, first + stride * (step % per_pass), 0),
+        active=active,
+    )
+
+
+_STAGES = ("recon", "post_recon")
+
+
+def _steps(num_batches: np.ndarray, split: DatasetSplit, phase: str):
+    """For :func:`step_schedule`: the stage's first batch and stride within a pass, its
+    batches per pass and its number of steps, per client."""
     num_batches = np.asarray(num_batches, np.int64)
     epochs, steps_max = split.epochs_and_steps_max(phase)
     if split.split_dataset:
@@ -166,14 +184,7 @@ def step_schedule(num_batches: np.ndarray, split: DatasetSplit, phase: str) -> S
     num_steps = per_pass * epochs
     if steps_max is not None:
         num_steps = np.minimum(num_steps, steps_max)
-    step = np.arange(num_steps.max(initial=0))[None, :]
-    active = step < num_steps[:, None]
-    per_pass = np.maximum(per_pass, 1)[:, None]  # clients without batches take no step
-    return Schedule(
-        epoch=np.where(active, step // per_pass, 0),
-        batch=np.where(active, first + stride * (step % per_pass), 0),
-        active=active,
-    )
+    return first, stride, per_pass, num_steps
 
 
 class PackedClients:
@@ -199,6 +210,26 @@ class PackedClients:
         if len(items):
             self.items[valid] = np.concatenate(items)
             self.ratings[valid] = np.concatenate(ratings)
+        # Each client's distinct items in increasing order (its local item rows, numbered
+        # as ``round_inputs`` numbers them), and each rating's row among them.
+        rating_row = np.nonzero(valid)[0]
+        span = int(self.items.max(initial=0)) + 1
+        pairs, pair_of_rating = np.unique(
+            rating_row * span + self.items[valid], return_inverse=True
+        )
+        pair_row = pairs // span
+        self.num_distinct = np.bincount(pair_row, minlength=len(self.counts))
+        first_pair = np.cumsum(self.num_distinct) - self.num_distinct
+        self.distinct_items = np.zeros(
+            (len(self.counts), self.num_distinct.max(initial=1)), np.int64
+        )
+        self.distinct_items[pair_row, np.arange(len(pairs)) - first_pair[pair_row]] = pairs % span
+        self.local_row = np.zeros(valid.shape, np.int64)
+        self.local_row[valid] = pair_of_rating.reshape(-1) - first_pair[rating_row]
+        self._item_range = (
+            np.where(valid, self.items, 0).min(axis=1, initial=0),
+            self.items.max(axis=1, initial=0),
+        )
 
     @classmethod
     def from_rating_clients(cls, clients) -> PackedClients:
@@ -256,34 +287,143 @@ class PackedClients:
         The rows may be those of several rounds end to end: a client's batches depend on
         its own keys only, so many rounds are made in one vectorized pass.
         """
+        stages = self._examples(rows, keys, split, batch_size, reshuffle_each_pass)
+        client = rows[:, None, None]
+        return RoundBatches(
+            *(
+                PhaseBatches(
+                    items=np.where(mask, self.items[client, examples], 0),
+                    ratings=np.where(mask, self.ratings[client, examples], 0),
+                    mask=mask,
+                )
+                for examples, mask in stages
+            )
+        )
+
+    def _examples(self, rows, keys, split: DatasetSplit, batch_size: int, reshuffle_each_pass):
+        """For each stage, which ratings (positions in the table's rows) each client uses
+        at each step, ``[clients, steps, batch]``, and the mask of real examples."""
         counts = self.counts[rows]
         num_batches = -(-counts // batch_size)
-        width = self.items.shape[1]
-        # A uniform permutation of each client's ratings per pass: sort random keys,
-        # with the padding's keys above every real one so it stays at the end.
-        keys = np.where(np.arange(width) < counts[:, None, None], keys, 2.0)
-        orders = np.argsort(keys, axis=2)
-
-        def phase_batches(phase: str, first_pass: int) -> PhaseBatches:
+        stages = []
+        for phase, first_pass in (("recon", 0), ("post_recon", split.recon_epochs)):
             schedule = step_schedule(num_batches, split, phase)
             passes = schedule.epoch + first_pass  # the order each step's batch comes from
             if not reshuffle_each_pass:
                 passes = np.zeros_like(passes)
+            stages.append((schedule, passes))
+        orders = self._orders(counts, keys, [(s.active, passes) for s, passes in stages])
+        num_passes, width = keys.shape[1:]
+        client = np.arange(len(rows))[:, None, None] * num_passes
+        examples = []
+        for schedule, passes in stages:
             position = schedule.batch[..., None] * batch_size + np.arange(batch_size)
             mask = schedule.active[..., None] & (position < counts[:, None, None])
-            position = np.where(mask, position, 0)
-            client = np.arange(len(rows))[:, None, None]
-            example = orders[client, passes[..., None], position]
-            return PhaseBatches(
-                items=np.where(mask, self.items[rows[:, None, None], example], 0),
-                ratings=np.where(mask, self.ratings[rows[:, None, None], example], 0),
-                mask=mask,
-            )
+            order = (client + passes[..., None]) * width + np.where(mask, position, 0)
+            examples.append((orders.reshape(-1).take(order), mask))
+        return examples
 
-        return RoundBatches(
-            recon=phase_batches("recon", 0),
-            post_recon=phase_batches("post_recon", split.recon_epochs),
-        )
+    @staticmethod
+    def _orders(counts: np.ndarray, keys: np.ndarray, stages) -> np.ndarray:
+        """The orders ``[clients, passes, width]`` that sorting ``keys`` gives each
+        client's first ``counts`` ratings, for the passes that some step of ``stages``
+        (pairs of a schedule's ``active`` and its passes) uses; the others stay 0.
+
+        Sorting only those, each client only as wide as the power of two above its number
+        of ratings, gives the same orders as sorting every pass over the table's width.
+        """
+        num_clients, num_passes, width = keys.shape
+        used = np.zeros((num_clients, num_passes), bool)
+        for active, passes in stages:
+            used[np.nonzero(active)[0], passes[active]] = True
+        orders = np.zeros(keys.shape, np.int64)
+        widths = np.minimum(2 ** np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64), width)
+        for sort_width in np.unique(widths):
+            client, which = np.nonzero(used & (widths == sort_width)[:, None])
+            part = keys[client, which, :sort_width]
+            real = np.arange(sort_width) < counts[client, None]
+            # The padding's keys sort above every real one, so it stays at the end.
+            orders[client, which, :sort_width] = np.argsort(np.where(real, part, 2.0), axis=1)
+        return orders
+
+    def training_shape(
+        self, round_rows: Sequence[np.ndarray], split: DatasetSplit, batch_size: int
+    ) -> TrainingShape:
+        """The smallest :class:`TrainingShape` that holds the rounds of ``round_rows``."""
+        sizes = [len(rows) for rows in round_rows]
+        rows = np.concatenate([np.zeros(0, np.int64), *round_rows])
+        num_batches = -(-self.counts[rows] // batch_size)
+        steps = [_steps(num_batches, split, phase)[3].max(initial=0) for phase in _STAGES]
+        table_rows = [self.num_distinct[rows].sum() for rows in round_rows]
+        return TrainingShape(len(sizes), max(sizes, default=0), max(table_rows, default=0), *steps)
+
+    def training_inputs(
+        self,
+        round_rows: Sequence[np.ndarray],
+        round_keys: Sequence[np.ndarray],
+        split: DatasetSplit,
+        batch_size: int,
+        num_items: int,
+        *,
+        reshuffle_each_pass: bool = True,
+        shape: TrainingShape | None = None,
+        rounds_per_pass: int = 5,
+    ) -> RoundInputs:
+        """The simulator's inputs for training rounds, with a leading round axis: what
+        :func:`round_inputs` makes of :meth:`batches_from_keys`, made directly (every
+        client's local item rows were numbered once, when the table was packed).
+
+        Round ``r`` trains table rows ``round_rows[r]`` with shuffle keys ``round_keys[r]``.
+        Its table of local rows holds every item its clients rated, also those that no
+        step of the round uses (their updates are zero). The arrays have ``shape``
+        (default: the rounds' own, rounded up to :func:`bucket` sizes). ``rounds_per_pass``
+        rounds are made in one vectorized pass (larger passes outgrow the CPU's caches).
+        """
+        needed = self.training_shape(round_rows, split, batch_size)
+        shape = needed.bucketed() if shape is None else shape
+        if any(have < need for have, need in zip(shape, needed)):
+            raise ValueError(f"The rounds need a shape of at least {needed}, got {shape}.")
+        sizes = np.array([len(rows) for rows in round_rows], np.int64)
+        rows = np.concatenate([np.zeros(0, np.int64), *round_rows])
+        if len(rows) and (
+            self._item_range[0][rows].min() < 0 or self._item_range[1][rows].max() >= num_items
+        ):
+            raise ValueError(f"Item ids must be in [0, {num_items}).")
+        bounds = np.concatenate([[0], np.cumsum(sizes)])  # each round's clients in ``rows``
+        client_round = np.repeat(np.arange(len(sizes)), sizes)
+        local_client = np.arange(len(rows)) - bounds[client_round]
+        distinct = self.num_distinct[rows]
+        table_bounds = np.concatenate([[0], np.cumsum(distinct)])
+        client_offset = table_bounds[:-1] - table_bounds[bounds[client_round]]  # in its table
+        num_rows = shape.table_rows
+        padded = []
+        for steps in (shape.recon_steps, shape.post_recon_steps):
+            stage_shape = (shape.rounds, shape.clients, steps, batch_size)
+            padded += [
+                np.full(stage_shape, num_rows, np.int32),
+                np.zeros(stage_shape, np.float32),
+                np.zeros(stage_shape, np.float32),
+            ]
+        for start in range(0, len(sizes), rounds_per_pass):
+            group = slice(bounds[start], bounds[min(start + rounds_per_pass, len(sizes))])
+            keys = np.concatenate(round_keys[start : start + rounds_per_pass])
+            rating = rows[group, None, None] * self.items.shape[1]  # of position 0
+            stages = self._examples(rows[group], keys, split, batch_size, reshuffle_each_pass)
+            for first, (examples, mask) in zip((0, 3), stages):
+                where = (client_round[group], local_client[group], slice(mask.shape[1]))
+                rating_examples = rating + examples
+                table_row = client_offset[group, None, None] + self.local_row.take(rating_examples)
+                padded[first][where] = np.where(mask, table_row, num_rows)
+                padded[first + 1][where] = np.where(mask, self.ratings.take(rating_examples), 0)
+                padded[first + 2][where] = mask
+        valid = np.arange(self.distinct_items.shape[1]) < distinct[:, None]
+        entry_client, entry_column = np.nonzero(valid)
+        where = (client_round[entry_client], client_offset[entry_client] + entry_column)
+        table_items = np.zeros((shape.rounds, num_rows), np.int32)
+        table_items[where] = self.distinct_items[rows][valid]
+        table_clients = np.zeros((shape.rounds, num_rows), np.int32)
+        table_clients[where] = local_client[entry_client]
+        return RoundInputs(table_items, table_clients, *padded)
 
 
 def stage_overlap(
@@ -321,91 +461,3 @@ def stage_overlap(
         columns=["reconstruction", "evaluation", "shared"],
         index=pd.Index([int(c) for c in client_ids], name="client"),
     )
-
-
-# ---------------------------------------------------------------------------------------
-# A round's batches as the simulator's arrays
-# ---------------------------------------------------------------------------------------
-
-
-def bucket(size: int) -> int:
-    """``size`` rounded up to 4, 5, 6 or 7 times a power of two (at least 1).
-
-    XLA compiles one program per input shape; rounding the shapes up (by at most 25%)
-    keeps the number of programs small when client counts and steps vary by round.
-    """
-    if size <= 4:
-        return max(size, 1)
-    unit = 2 ** (int(size).bit_length() - 3)  # size is in [4 * unit, 8 * unit)
-    return -(-size // unit) * unit
-
-
-class RoundInputs(NamedTuple):
-    """A round's batches renumbered onto the table of (client, item) rows, and padded.
-
-    The table has one row per distinct (client, item) pair of the round: the clients'
-    local copies of their item rows. ``*_rows`` give each example's table row; padded
-    examples point one past the table's end, at a scratch row. With ``round_sizes``,
-    :func:`round_inputs` gives many rounds, each array with a leading round axis.
-    """
-
-    table_items: np.ndarray  # [rows] int32: the item of each table row
-    table_clients: np.ndarray  # [rows] int32: the client of each table row
-    recon_rows: np.ndarray  # [clients, steps, batch] int32
-    recon_ratings: np.ndarray  # [clients, steps, batch] float32
-    recon_mask: np.ndarray  # [clients, steps, batch] float32, 1 for real examples
-    post_recon_rows: np.ndarray
-    post_recon_ratings: np.ndarray
-    post_recon_mask: np.ndarray
-
-
-def round_inputs(
-    batches: RoundBatches, num_items: int, round_sizes: Sequence[int] | None = None
-) -> RoundInputs:
-    """Numbers the distinct (client, item) pairs of a round and pads every dimension.
-
-    Clients, steps and table rows are padded to :func:`bucket` sizes; padding clients
-    and steps have no examples, padding table rows belong to no example. With
-    ``round_sizes``, ``batches`` holds several rounds' clients end to end (the first
-    ``round_sizes[0]`` clients are round 0's, and so on): each round gets its own table,
-    and every array a leading axis of rounds, padded to a :func:`bucket` size with rounds
-    that have no clients.
-    """
-    phases = (batches.recon, batches.post_recon)
-    for phase in phases:
-        real_items = phase.items[phase.mask]
-        if real_items.size and (real_items.min() < 0 or real_items.max() >= num_items):
-            raise ValueError(f"Item ids must be in [0, {num_items}).")
-    sizes = np.array([batches.num_clients] if round_sizes is None else round_sizes, np.int64)
-    if sizes.sum() != batches.num_clients or (sizes < 0).any():
-        raise ValueError(f"round_sizes {list(sizes)} must add up to {batches.num_clients}.")
-    client_round = np.repeat(np.arange(len(sizes)), sizes)  # of each client in batches
-    local_client = np.arange(batches.num_clients) - (np.cumsum(sizes) - sizes)[client_round]
-    client = np.arange(batches.num_clients, dtype=np.int64)[:, None, None]
-    keys = [(client * num_items + phase.items)[phase.mask] for phase in phases]
-    pairs, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-    pair_round = client_round[pairs // num_items]  # pairs are sorted by client, so by round
-    local_row = np.arange(len(pairs)) - np.searchsorted(pair_round, pair_round)
-    num_rounds = bucket(len(sizes))
-    num_rows = bucket(np.bincount(pair_round, minlength=1).max())
-    num_clients = bucket(sizes.max(initial=0))
-    padded = []
-    for phase, phase_inverse in zip(phases, np.split(inverse, [len(keys[0])])):
-        _, steps, batch_size = phase.mask.shape
-        shape = (num_rounds, num_clients, bucket(steps), batch_size)
-        where = (client_round, local_client, slice(steps))
-        real_rows = np.full(phase.mask.shape, num_rows, np.int32)
-        real_rows[phase.mask] = local_row[phase_inverse]
-        rows = np.full(shape, num_rows, np.int32)
-        rows[where] = real_rows
-        ratings = np.zeros(shape, np.float32)
-        ratings[where] = phase.ratings
-        mask = np.zeros(shape, np.float32)
-        mask[where] = phase.mask
-        padded += [rows, ratings, mask]
-    table_items = np.zeros((num_rounds, num_rows), np.int32)
-    table_items[pair_round, local_row] = pairs % num_items
-    table_clients = np.zeros((num_rounds, num_rows), np.int32)
-    table_clients[pair_round, local_row] = local_client[pairs // num_items]
-    stacked = RoundInputs(table_items, table_clients, *padded)
-    return stacked if round_sizes is not None else RoundInputs(*(a[0] for a in stacked))

@@ -1,22 +1,23 @@
 """Many FedRecon rounds in one compiled program: the simulator at the machine's limit.
 
 :meth:`FedReconSimulator.run_round <tutorial_utils.simulator.FedReconSimulator.run_round>`
-does a round's host work in NumPy (drawing the batches, numbering the table of local item
-rows), then calls one compiled program. At 50 or 100 clients a round the arithmetic takes
-a few milliseconds, so that host work and the call itself (converting the arguments,
-dispatch) are a large share of the round. :func:`run_rounds` instead
+does a round's host work in NumPy (the random draws, the batches and the table of local
+item rows), then calls one compiled program. At 50 or 100 clients a round the arithmetic
+takes a few milliseconds, so that host work and the call itself (converting the
+arguments, dispatch) are a large share of the round. :func:`run_rounds` instead
 
 1. draws the random numbers of many rounds in the order ``run_round`` draws them (each
    round's shuffle keys, then its user embeddings), so the results stay the same;
-2. builds the batches and tables of all those rounds in one vectorized NumPy pass
-   (:meth:`PackedClients.batches_from_keys`, :func:`batches.round_inputs` with
-   ``round_sizes``);
+2. builds the batches and tables of those rounds a few rounds per vectorized NumPy pass
+   (:meth:`PackedClients.training_inputs`), all in one shape just large enough for every
+   round it is given, so that the program compiles once;
 3. runs them in one XLA program, a loop over rounds whose body is the simulator's own
    :func:`simulator.training_round`, so the item matrix never leaves the program
    between rounds; meanwhile the host prepares the next rounds.
 
-The rounds' results equal those of calling ``run_round`` once a round, up to float
-rounding (``tests/test_many_rounds.py``).
+The rounds' results equal those of calling ``run_round`` once a round
+(``tests/test_many_rounds.py``). :func:`blocks` lets ``simulator.train`` run the rounds
+between two evaluations this way.
 """
 
 from __future__ import annotations
@@ -27,14 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import tensorflow as tf
 
-from tutorial_utils import simulator
-from tutorial_utils.batches import (
-    PackedClients,
-    PhaseBatches,
-    RoundBatches,
-    RoundInputs,
-    round_inputs,
-)
+from tutorial_utils import rounds, simulator
+from tutorial_utils.batches import PackedClients
+from tutorial_utils.program_inputs import RoundInputs, TrainingShape
 
 
 def _with_round_axis(spec):
@@ -86,36 +82,16 @@ def _training_rounds(
     return item_matrix, sums
 
 
-# How many rounds' batches one vectorized NumPy pass makes (larger passes outgrow the caches).
-ROUNDS_PER_BATCH_PASS = 5
-
-
-def _joined(phases: Sequence[PhaseBatches]) -> PhaseBatches:
-    """The clients of several :class:`PhaseBatches` end to end, steps padded to the most."""
-    steps = max(phase.mask.shape[1] for phase in phases)
-    return PhaseBatches(
-        *(
-            np.concatenate(
-                [
-                    np.pad(phase[f], [(0, 0), (0, steps - phase[f].shape[1]), (0, 0)])
-                    for phase in phases
-                ]
-            )
-            for f in range(3)
-        )
-    )
-
-
 def many_round_inputs(
     fedrecon: simulator.FedReconSimulator,
     clients: PackedClients,
     client_id_lists: Sequence[Sequence[int]],
-    num_rounds: int = 0,
+    shape: TrainingShape | None = None,
 ) -> tuple[RoundInputs, np.ndarray]:
     """The inputs of several training rounds, each with a leading round axis, and the
     initial user embeddings ``[rounds, clients, k]``, drawn from the simulator's generator
-    in the order that calling ``run_round`` once a round draws them. The round axis is
-    padded to at least ``num_rounds`` (with rounds that have no clients)."""
+    in the order that calling ``run_round`` once a round draws them. The arrays have
+    ``shape`` (:meth:`PackedClients.training_inputs`); padding rounds have no clients."""
     run, rng = fedrecon.run, fedrecon.rng
     rows = [clients.rows(client_ids) for client_ids in client_id_lists]
     keys, users = [], []
@@ -128,21 +104,15 @@ def many_round_inputs(
         users.append(
             rng.uniform(*fedrecon.user_init_range, (len(round_rows), run.num_latent_factors))
         )
-    # The batches of a few rounds at a time: arrays that stay in the CPU's caches.
-    groups = [
-        clients.batches_from_keys(
-            np.concatenate(rows[start : start + ROUNDS_PER_BATCH_PASS]),
-            np.concatenate(keys[start : start + ROUNDS_PER_BATCH_PASS]),
-            run.train_split,
-            run.batch_size,
-            fedrecon.reshuffle_each_pass,
-        )
-        for start in range(0, len(rows), ROUNDS_PER_BATCH_PASS)
-    ]
-    batches = RoundBatches(*(_joined([group[stage] for group in groups]) for stage in (0, 1)))
-    # Rounds without clients pad the round axis to ``num_rounds``: one shape for every chunk.
-    sizes = [len(r) for r in rows] + [0] * max(num_rounds - len(rows), 0)
-    inputs = round_inputs(batches, fedrecon.num_items, sizes)
+    inputs = clients.training_inputs(
+        rows,
+        keys,
+        run.train_split,
+        run.batch_size,
+        fedrecon.num_items,
+        reshuffle_each_pass=fedrecon.reshuffle_each_pass,
+        shape=shape,
+    )
     initial_users = np.zeros((*inputs.recon_rows.shape[:2], run.num_latent_factors), np.float32)
     for r, round_users in enumerate(users):
         initial_users[r, : len(round_users)] = round_users
@@ -185,10 +155,14 @@ def run_rounds(
     clients: PackedClients,
     client_id_lists: Sequence[Sequence[int]],
     rounds_per_program: int = 50,
+    *,
+    shape: TrainingShape | None = None,
 ) -> list[dict[str, float]]:
     """Training rounds on ``client_id_lists`` (one list of clients per round), as many
     calls of ``fedrecon.run_round`` would run them, ``rounds_per_program`` at a time in
-    one compiled program. Returns each round's metrics, as ``run_round`` does.
+    one compiled program. Returns each round's metrics, as ``run_round`` does. ``shape``
+    (:meth:`PackedClients.training_shape`, default: these rounds') sizes the programs'
+    arrays; its ``rounds`` is the most rounds that one call will be given.
 
     With DP noise (``dp_noise_multiplier > 0``) every round draws its noise between the
     rounds' other draws, so those rounds run one at a time, through ``run_round``.
@@ -202,10 +176,15 @@ def run_rounds(
         for start in range(0, len(client_id_lists), rounds_per_program)
     ]
 
-    padded = min(rounds_per_program, len(client_id_lists))  # one shape for every chunk
+    # One shape for every chunk, just large enough for all the rounds: one compilation.
+    # (``shape``, if given, holds these rounds and may hold more, for calls to come.)
+    if shape is None:
+        rows = [clients.rows(client_ids) for client_ids in client_id_lists]
+        shape = clients.training_shape(rows, fedrecon.run.train_split, fedrecon.run.batch_size)
+    shape = shape._replace(rounds=min(rounds_per_program, shape.rounds))
 
     def prepare(chunk):
-        return many_round_inputs(fedrecon, clients, chunk, padded), len(chunk)
+        return many_round_inputs(fedrecon, clients, chunk, shape), len(chunk)
 
     # The host prepares the next chunk while the compiled program runs the current one
     # (the chunks' random draws still happen in order, one chunk after the other).
@@ -219,3 +198,19 @@ def run_rounds(
             arguments = program_arguments(fedrecon, inputs, initial_users, num_rounds)
             results += run_program(fedrecon, arguments)
     return results
+
+
+def blocks(fedrecon, clients: PackedClients, sampler, num_rounds: int, block: int):
+    """For :func:`simulator.train`: draws the ``num_rounds`` rounds' clients from
+    ``sampler`` first, so that one program shape holds every block of at most ``block``
+    rounds (one compilation). Returns a sampler that replays them, and the
+    ``next_rounds`` of :func:`rounds.run_rounds` that runs a block with :func:`run_rounds`."""
+    client_id_lists = [sampler.sample() for _ in range(num_rounds)]
+    rows = [clients.rows(client_ids) for client_ids in client_id_lists]
+    shape = clients.training_shape(rows, fedrecon.run.train_split, fedrecon.run.batch_size)
+    shape = shape._replace(rounds=min(block, num_rounds, rounds.MAX_BLOCK))
+
+    def next_rounds(block_client_ids):
+        return run_rounds(fedrecon, clients, block_client_ids, shape=shape)
+
+    return rounds.Replay(client_id_lists), next_rounds

@@ -15,8 +15,21 @@ from collections.abc import Callable
 import pandas as pd
 from tqdm import tqdm
 
+# The most rounds that ``run_rounds`` gives ``next_rounds`` at once (so the bar moves).
+MAX_BLOCK = 500
+
 # The columns an evaluation adds to the history, where it reports them.
 VALIDATION_METRICS = ("loss", "rmse", "rating_accuracy")
+
+
+class Replay:
+    """A sampler that gives back lists of clients drawn before, in order."""
+
+    def __init__(self, client_id_lists):
+        self._lists = iter(client_id_lists)
+
+    def sample(self) -> list:
+        return next(self._lists)
 
 
 def run_rounds(
@@ -28,6 +41,7 @@ def run_rounds(
     eval_every: int = 0,
     progress: bool = True,
     desc: str = "Training",
+    next_rounds: Callable[[list[list]], list[dict]] | None = None,
 ) -> pd.DataFrame:
     """Runs ``num_rounds`` rounds, each ``next_round(sampler.sample())``.
 
@@ -36,8 +50,20 @@ def run_rounds(
     metrics ``evaluate()`` returns are added after every ``eval_every``-th round and after
     the last one (NaN in the other rows). A progress bar (unless ``progress`` is False)
     shows the latest loss and accuracy, and the latest validation accuracy.
+
+    ``next_rounds``, if given, replaces ``next_round``: given the lists of clients of the
+    rounds up to the next evaluation (at most ``MAX_BLOCK``), it runs them at once and
+    returns each round's metrics; the progress bar then moves a block at a time.
     """
     evaluating = evaluate is not None and eval_every > 0
+    if next_rounds is None:
+        block = 1
+
+        def next_rounds(client_id_lists):
+            return [next_round(client_ids) for client_ids in client_id_lists]
+
+    else:
+        block = min(eval_every if evaluating else num_rounds, MAX_BLOCK)
     rows, postfix = [], {}
     bar = tqdm(
         total=num_rounds,
@@ -48,21 +74,27 @@ def run_rounds(
         disable=not progress,
     )
     try:
-        for round_num in range(1, num_rounds + 1):
-            row = {"round": round_num, **next_round(sampler.sample())}
-            if evaluating and (round_num % eval_every == 0 or round_num == num_rounds):
-                metrics = evaluate()
-                row.update(
-                    {f"val_{name}": metrics[name] for name in VALIDATION_METRICS if name in metrics}
+        first = 1
+        while first <= num_rounds:
+            last = min(first + block - 1, num_rounds)
+            if evaluating:  # a block ends at the next evaluation
+                last = min(last, -(-first // eval_every) * eval_every)
+            metrics = next_rounds([sampler.sample() for _ in range(first, last + 1)])
+            block_rows = [{"round": n, **m} for n, m in zip(range(first, last + 1), metrics)]
+            if evaluating and (last % eval_every == 0 or last == num_rounds):
+                scores = evaluate()
+                block_rows[-1].update(
+                    {f"val_{name}": scores[name] for name in VALIDATION_METRICS if name in scores}
                 )
-                postfix["val_accuracy"] = f"{_accuracy(metrics):.3f}"
-            rows.append(row)
-            shown = {"loss": row.get("loss"), "accuracy": _accuracy(row)}
+                postfix["val_accuracy"] = f"{_accuracy(scores):.3f}"
+            rows += block_rows
+            shown = {"loss": rows[-1].get("loss"), "accuracy": _accuracy(rows[-1])}
             bar.set_postfix(
                 {**{k: f"{v:.3f}" for k, v in shown.items() if v is not None}, **postfix},
                 refresh=False,
             )
-            bar.update()
+            bar.update(len(block_rows))
+            first = last + 1
     finally:
         bar.close()
     history = pd.DataFrame(rows).set_index("round")

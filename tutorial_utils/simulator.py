@@ -55,11 +55,10 @@ run out of batches is left as it is. At the end the deltas of the table rows are
 weighted and summed into the item rows they came from (``unsorted_segment_sum``).
 
 Host-side bookkeeping (choosing batches, numbering the table rows) is NumPy; the
-arithmetic is one ``tf.function`` per round, compiled with XLA, which fuses each step's few
-small ops (without it the executor's per-op overhead dominates). XLA compiles a program
-per input shape, so shapes are rounded up to a few sizes (``batches.bucket``); the first
-rounds of each new size take about a second to compile. ``tutorial_utils.many_rounds``
-runs many rounds (:func:`training_round`) in one program, with the same results.
+arithmetic is one ``tf.function`` per round, compiled with XLA (one program per input
+shape, so shapes are rounded up to a few sizes, ``program_inputs.bucket``).
+``tutorial_utils.many_rounds`` runs many rounds in one program, with the same results;
+:func:`train` uses it.
 """
 
 from __future__ import annotations
@@ -71,8 +70,9 @@ import pandas as pd
 import tensorflow as tf
 
 from tutorial_utils import metrics, rounds
-from tutorial_utils.batches import PackedClients, RoundBatches, RoundInputs, round_inputs
+from tutorial_utils.batches import PackedClients, RoundBatches
 from tutorial_utils.config import FedReconRun
+from tutorial_utils.program_inputs import RoundInputs, round_inputs
 from tutorial_utils.splits import DatasetSplit
 
 # The per-client sums that the TensorFlow part returns, one column each.
@@ -220,13 +220,21 @@ def training_round(
     weights = tf.where(client_finite, tf.where(dp, 1.0, sums[:, _NUM_EXAMPLES]), 0.0)
     row_weights = tf.gather(weights, table_clients)[:, None]
     delta = tf.where(row_weights > 0, delta, 0.0)
-    squares = tf.math.unsorted_segment_sum(tf.reduce_sum(delta**2, 1), table_clients, num_clients)
-    scale = tf.where(dp, clip * tf.minimum(tf.math.rsqrt(squares), 1 / clip), 1.0)  # as TF clips
-    row_weights *= tf.gather(scale, table_clients)[:, None]
+
+    def clipped_row_weights():  # each client's delta clipped to norm ``clip``, as TF clips
+        squares = tf.math.unsorted_segment_sum(
+            tf.reduce_sum(delta**2, 1), table_clients, num_clients
+        )
+        scale = clip * tf.minimum(tf.math.rsqrt(squares), 1 / clip)
+        return row_weights * tf.gather(scale, table_clients)[:, None]
+
+    # Without DP the program skips the clipping and the noise (XLA runs one branch).
+    row_weights = tf.cond(dp, clipped_row_weights, lambda: row_weights)
     weighted_sum = tf.math.unsorted_segment_sum(
         delta * row_weights, table_items, tf.shape(item_matrix)[0]
     )
-    mean_delta = (weighted_sum + noise) / tf.where(dp, denominator, tf.reduce_sum(weights))
+    weighted_sum = tf.cond(dp, lambda: weighted_sum + noise, lambda: weighted_sum)
+    mean_delta = weighted_sum / tf.where(dp, denominator, tf.reduce_sum(weights))
     # Server SGD with -mean_delta as the gradient; a non-finite mean is rejected.
     accept = tf.reduce_all(tf.math.is_finite(mean_delta))
     return tf.where(accept, item_matrix + server_lr * mean_delta, item_matrix), sums
@@ -274,10 +282,9 @@ class FedReconSimulator:
     shuffling of :class:`PackedClients`. Two simulators with the same arguments and calls
     give the same results.
 
-    ``user_init_range`` and ``item_init_range`` are the bounds of uniform initializers
-    (``(c, c)`` is the constant ``c``); ``reshuffle_each_pass`` is how
-    :meth:`PackedClients.round_batches` shuffles (see ``tutorial_utils.batches``).
-    ``dp_clip``, ``dp_noise_multiplier``: the DP server update (noise from the generator).
+    ``user_init_range``, ``item_init_range``: bounds of uniform initializers (``(c, c)``
+    is the constant ``c``); ``reshuffle_each_pass``: how the clients' data are shuffled
+    (``tutorial_utils.batches``); ``dp_clip``, ``dp_noise_multiplier``: the DP server update.
     """
 
     def __init__(
@@ -333,18 +340,16 @@ class FedReconSimulator:
     def round_arguments(
         self, batches: RoundBatches, rng: np.random.Generator | None = None
     ) -> tuple[RoundInputs, list]:
-        """The round's inputs, and the arguments that both TensorFlow functions take.
-
-        The user embeddings are drawn from ``rng`` (default: the simulator's generator).
-        """
-        rng = self.rng if rng is None else rng
+        """The round's inputs, and the arguments that both TensorFlow functions take, with
+        user embeddings drawn from ``rng`` (default: the simulator's generator)."""
         inputs = round_inputs(batches, self.num_items)
+        return inputs, self._arguments(inputs, batches.num_clients, rng or self.rng)
+
+    def _arguments(self, inputs: RoundInputs, num_clients: int, rng) -> list:
         k = self.run.num_latent_factors
         users = np.zeros((len(inputs.recon_rows), k), np.float32)
-        users[: batches.num_clients] = rng.uniform(
-            *self.user_init_range, size=(batches.num_clients, k)
-        )
-        arguments = [
+        users[:num_clients] = rng.uniform(*self.user_init_range, size=(num_clients, k))
+        return [
             self._item_matrix,
             inputs.table_items,
             users,
@@ -352,7 +357,6 @@ class FedReconSimulator:
             (inputs.post_recon_rows, inputs.post_recon_ratings, inputs.post_recon_mask),
             self.run.reconstruction_lr,
         ]
-        return inputs, arguments
 
     def run_round_batches(self, batches: RoundBatches) -> dict[str, float]:
         """One training round on explicit batches; updates :attr:`item_matrix`.
@@ -361,6 +365,9 @@ class FedReconSimulator:
         ``num_examples``: the post-reconstruction examples, which weigh the clients.
         """
         inputs, arguments = self.round_arguments(batches)
+        return self._train(inputs, arguments)
+
+    def _train(self, inputs: RoundInputs, arguments: list) -> dict[str, float]:
         clip, shape = self.dp_clip or np.inf, self._item_matrix.shape
         noise = np.zeros(shape, np.float32)
         if self.dp_noise_multiplier:
@@ -372,15 +379,20 @@ class FedReconSimulator:
         return round_metrics(sums.numpy())
 
     def run_round(self, clients: PackedClients, client_ids: Sequence[int]) -> dict[str, float]:
-        """One training round on ``client_ids``, shuffled with the simulator's generator."""
-        batches = clients.round_batches(
-            client_ids,
-            self.run.train_split,
-            self.run.batch_size,
-            self.rng,
-            self.reshuffle_each_pass,
+        """One training round on ``client_ids``, shuffled with the simulator's generator:
+        ``run_round_batches(clients.round_batches(...))``, from the same draws, but faster."""
+        rows, run, reshuffle = clients.rows(client_ids), self.run, self.reshuffle_each_pass
+        keys = clients.shuffle_keys(len(rows), run.train_split, self.rng, reshuffle)
+        stacked = clients.training_inputs(
+            [rows],
+            [keys],
+            run.train_split,
+            run.batch_size,
+            self.num_items,
+            reshuffle_each_pass=reshuffle,
         )
-        return self.run_round_batches(batches)
+        inputs = RoundInputs(*(array[0] for array in stacked))
+        return self._train(inputs, self._arguments(inputs, len(rows), self.rng))
 
     def evaluate_batches(
         self, batches: RoundBatches, rng: np.random.Generator | None = None
@@ -417,30 +429,21 @@ class FedReconSimulator:
         seed use the same batches.
         """
         rng = self.rng if seed is None else np.random.default_rng(seed)
-        if reshuffle_each_pass is None:
-            reshuffle_each_pass = self.reshuffle_each_pass
-        batches = clients.round_batches(
-            client_ids,
-            split or self.run.eval_split,
-            self.run.batch_size,
-            rng,
-            reshuffle_each_pass,
-        )
+        reshuffle = self.reshuffle_each_pass if reshuffle_each_pass is None else reshuffle_each_pass
+        split = split or self.run.eval_split
+        batches = clients.round_batches(client_ids, split, self.run.batch_size, rng, reshuffle)
         return self.evaluate_batches(batches, rng)
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    """``numerator / denominator``, 0 when the denominator is 0 (Keras' ``divide_no_nan``)."""
-    return float(numerator / denominator) if denominator else 0.0
-
-
 def round_metrics(sums: np.ndarray) -> dict[str, float]:
-    """Sums the clients' metric sums, then divides: TFF's ``sum_then_finalize``."""
-    totals = sums.astype(np.float64).sum(axis=0)
+    """Sums the clients' metric sums, then divides (TFF's ``sum_then_finalize``; a ratio
+    with a denominator of 0 is 0, as Keras' ``divide_no_nan``)."""
+    total = sums.astype(np.float64).sum(axis=0)
+    loss, batches, correct, examples = total[[_LOSS_SUM, _NUM_BATCHES, _NUM_CORRECT, _NUM_EXAMPLES]]
     return {
-        "loss": _ratio(totals[_LOSS_SUM], totals[_NUM_BATCHES]),
-        "rating_accuracy": _ratio(totals[_NUM_CORRECT], totals[_NUM_EXAMPLES]),
-        "num_examples": int(totals[_NUM_EXAMPLES]),
+        "loss": float(loss / batches) if batches else 0.0,
+        "rating_accuracy": float(correct / examples) if examples else 0.0,
+        "num_examples": int(examples),
     }
 
 
@@ -461,23 +464,28 @@ def train(
     desc: str = "Training",
     **evaluate_options,
 ) -> pd.DataFrame:
-    """Runs ``num_rounds`` rounds of ``simulator`` (a :class:`FedReconSimulator`, or any
-    object with its ``run_round`` and ``evaluate``) through :func:`rounds.run_rounds`.
+    """Runs ``num_rounds`` rounds of ``simulator`` (a :class:`FedReconSimulator`, whose
+    rounds between evaluations run many to a program, or any object with its ``run_round``
+    and ``evaluate``) through :func:`rounds.run_rounds`.
 
-    Returns a table indexed by round (1 to ``num_rounds``) with the round's training
-    metrics ``loss``, ``rating_accuracy`` and ``num_examples``. With ``eval_client_ids``
-    and ``eval_every``, the users ``eval_client_ids`` are evaluated after every
-    ``eval_every``-th round and after the last one: columns ``val_loss``, ``val_rmse``
-    and ``val_rating_accuracy``, empty (NaN) in the other rows. ``evaluate_options`` go
-    to :meth:`FedReconSimulator.evaluate`; give a ``seed`` so that evaluating does not
-    change the training rounds (and every evaluation draws the same batches).
+    Returns a table indexed by round (1 to ``num_rounds``) with the round's ``loss``,
+    ``rating_accuracy`` and ``num_examples``. With ``eval_client_ids`` and ``eval_every``,
+    those users are evaluated after every ``eval_every``-th round and after the last one:
+    columns ``val_loss``, ``val_rmse`` and ``val_rating_accuracy`` (NaN in other rows).
+    ``evaluate_options`` go to :meth:`FedReconSimulator.evaluate`; give a ``seed`` so
+    that evaluating does not change the training rounds.
     """
-    evaluate = None
+    evaluate = next_rounds = None
     if eval_client_ids is not None:
 
         def evaluate():
             return simulator.evaluate(clients, eval_client_ids, **evaluate_options)
 
+    if isinstance(simulator, FedReconSimulator):  # the same rounds, many a program
+        from tutorial_utils import many_rounds  # (it builds on this module)
+
+        block = eval_every if evaluate is not None and eval_every > 0 else num_rounds
+        sampler, next_rounds = many_rounds.blocks(simulator, clients, sampler, num_rounds, block)
     return rounds.run_rounds(
         lambda client_ids: simulator.run_round(clients, client_ids),
         sampler,
@@ -486,4 +494,5 @@ def train(
         eval_every=eval_every,
         progress=progress,
         desc=desc,
+        next_rounds=next_rounds,
     )

@@ -49,8 +49,9 @@ SCHEMA = {
     "profile": {
         "clients": int,
         "rounds": int,
-        "host_batches_ms": NUMBER,
-        "host_numbering_ms": NUMBER,
+        "packing_seconds": NUMBER,
+        "host_draws_ms": NUMBER,
+        "host_inputs_ms": NUMBER,
         "transfer_ms": NUMBER,
         "program_ms": NUMBER,
         "compilation_seconds": NUMBER,
@@ -158,8 +159,9 @@ def profile_table(results: dict) -> pd.DataFrame:
     """Where a round's time goes, one round at a time and many rounds a program (ms)."""
     p = results["profile"]
     rows = [
-        ("host: drawing the batches", p["host_batches_ms"], p["many_host_ms"]),
-        ("host: numbering the local item rows", p["host_numbering_ms"], None),
+        ("host: random draws (shuffle keys, user embeddings)", p["host_draws_ms"], None),
+        ("host: batches and local item rows from the draws", p["host_inputs_ms"], None),
+        ("host: both, several rounds a pass", None, p["many_host_ms"]),
         ("transfer: arguments to tensors", p["transfer_ms"], p["many_transfer_ms"]),
         ("compiled program (XLA)", p["program_ms"], p["many_program_ms"]),
     ]
@@ -207,9 +209,10 @@ def readme_block(results: dict) -> str:
             speed,
             "",
             f"Where a round of {p['clients']} clients (the paper's protocol) spends its time, "
-            f"mean of {p['rounds']} rounds; compiling a new shape takes "
-            f"{p['compilation_seconds']:.2f} s once (many rounds a call: the host column is "
-            "the batches and the numbering together):",
+            f"mean of {p['rounds']} rounds. Compiling a new shape takes "
+            f"{p['compilation_seconds']:.2f} s once; numbering every client's local item rows "
+            f"takes {p['packing_seconds']:.2f} s once, when the clients are packed. With many "
+            "rounds a call the host works on the next rounds while the program runs:",
             "",
             profile,
             "",
