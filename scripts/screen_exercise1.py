@@ -15,8 +15,10 @@ The simulator draws other random numbers than TFF (initial values, clients of ea
 batch orders), so one TFF run lands somewhere in the spread of the seeds, not on their
 mean. Read the mean, the lowest test accuracy, and how many seeds diverged.
 
-The table is printed and written to ``<output>/exercise1_screen.csv`` and ``.md`` (a run
-every seed of which diverged has ``-`` for its accuracies).
+The table is printed as Markdown (a run every seed of which diverged has ``-`` for its
+accuracies) and written to ``results/exercise1_screen.csv`` (``--output`` names another
+folder): the record that the solutions notebook and the README read
+(``tutorial_utils.recorded``), which a new screen replaces.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from tutorial_utils import config, data, reporting, runs
+from tutorial_utils import config, data, recorded, reporting, runs
 
 SPLIT = config.SPLIT_ALONE
 
@@ -85,7 +87,7 @@ def screen(
                 bar.update()
             rows.append(
                 {
-                    "changed from the split alone": config.changes_from(run, SPLIT),
+                    recorded.CHANGED: recorded.changed_from_split_alone(run),
                     "client-rounds": run.clients_per_round * run.num_rounds,
                     "val accuracy (mean)": np.mean(val) if val else np.nan,
                     "test accuracy (mean)": np.mean(test) if test else np.nan,
@@ -101,7 +103,7 @@ def screen(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds per run (default: 5)")
-    reporting.add_output_option(parser, "exercise1_screen")
+    recorded.add_output_option(parser, "exercise1_screen")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
@@ -113,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     table = screen(GRID, list(range(args.seeds)), source, ratings_df, movies_df)
     args.output.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output / "exercise1_screen.csv", index=False)
-    markdown = reporting.markdown_table(table)
-    (args.output / "exercise1_screen.md").write_text(markdown + "\n")
-    print(markdown)
+    print(reporting.markdown_table(table))
     return 0
 
 

@@ -10,10 +10,11 @@ configuration (1600 train, 200 validation, 200 test), and is scored by
 reconstructed on half of their ratings and scored on the other half. Choose on the
 validation accuracy; the test accuracy is reported, not tuned on.
 
-Rows are appended to ``<output>/exercise1_tuning.csv`` as soon as a run ends, and runs
-already in that file are skipped, so an interrupted sweep resumes where it stopped. At
-the end the whole table is printed and written as Markdown (``exercise1_tuning.md``).
-Each 100-round run took 13 to 19 minutes on a 2-core machine shared with other jobs.
+Rows are appended to ``results/exercise1_tuning.csv`` (``--output`` names another folder)
+as soon as a run ends, and runs already in that file are skipped, so an interrupted sweep
+resumes where it stopped, and a new run adds to the record that the solutions notebook and
+the README read (``tutorial_utils.recorded``). At the end the whole table is printed as
+Markdown. The file's minutes say how long each run took.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 
 import pandas as pd
 
-from tutorial_utils import config, data, reporting, runs, runtime
+from tutorial_utils import config, data, recorded, runs, runtime
 
 SPLIT = config.SPLIT_ALONE
 
@@ -45,35 +46,6 @@ RUNS = {
 }
 
 
-def changes(run: config.FedReconRun) -> str:
-    """What ``run`` changes from the split alone, e.g. ``recon lr 0.5, server lr 2.0``."""
-    if run == SPLIT:
-        return "(exercise 1's split, walkthrough's rates, 100 rounds)"
-    return config.changes_from(run, SPLIT)
-
-
-def tuning_markdown(table: pd.DataFrame) -> str:
-    """The results as a Markdown table, one run per row, in the order of ``table``.
-
-    A run whose loss became NaN diverged: its accuracies read ``diverged``.
-    """
-    diverged = table["val_loss"].isna()
-    shown = pd.DataFrame(
-        {
-            "changed from the split alone": [changes(RUNS[name]) for name in table.index],
-            "val accuracy": table["val_accuracy"].astype(object).mask(diverged, "diverged"),
-            "test accuracy": table["test_accuracy"].astype(object).mask(diverged, "diverged"),
-            "val loss": table["val_loss"],
-            "test loss": table["test_loss"],
-            "minutes": table["minutes"],
-        },
-        index=table.index.rename("run"),
-    )
-    return reporting.markdown_table(
-        shown, index=True, formats={"minutes": "{:.1f}"}, missing="NaN", align="llrrrrr"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -83,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(RUNS),
         help="which runs (default: all, in order)",
     )
-    reporting.add_output_option(parser, "exercise1_tuning")
+    recorded.add_output_option(parser, "exercise1_tuning")
     args = parser.parse_args(argv)
 
     source = data.find_movielens()
@@ -92,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ratings_df, movies_df = data.load_movielens(source)
     args.output.mkdir(parents=True, exist_ok=True)
     csv_path = args.output / "exercise1_tuning.csv"
-    done = pd.read_csv(csv_path, index_col="run") if csv_path.exists() else pd.DataFrame()
+    done = recorded.load_tuning(csv_path) if csv_path.exists() else pd.DataFrame()
     for name in args.runs:
         if name in done.index:
             print(f"{name}: already in {csv_path}, skipped")
@@ -102,13 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         row = pd.DataFrame([result.summary()], index=pd.Index([name], name="run"))
         print(row.to_string(), flush=True)
         # Re-read the file first: another sweep may have added rows in the meantime.
-        done = pd.read_csv(csv_path, index_col="run") if csv_path.exists() else pd.DataFrame()
+        done = recorded.load_tuning(csv_path) if csv_path.exists() else pd.DataFrame()
         done = pd.concat([done.drop(index=name, errors="ignore"), row])
         done.to_csv(csv_path)
     table = done.loc[[name for name in RUNS if name in done.index]]
-    markdown = tuning_markdown(table)
-    (args.output / "exercise1_tuning.md").write_text(markdown + "\n")
-    print(markdown)
+    print(recorded.tuning_markdown(table))
     best = table["val_accuracy"].idxmax()
     print(
         f"Best on validation: {best} (test rating accuracy {table.loc[best, 'test_accuracy']:.4f})"

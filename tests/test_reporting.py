@@ -1,8 +1,5 @@
 """Tables: the one Markdown formatter, CSV files beside the figures."""
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,12 +50,3 @@ def test_save_table_writes_csv_in_the_output_folder(tmp_path, monkeypatch):
     path = reporting.save_table(table, "t")
     assert path == tmp_path / "out" / "t.csv"
     pd.testing.assert_frame_equal(pd.read_csv(path, index_col=0), table)
-
-
-def test_output_option_defaults_to_the_tables_folder_beside_the_figures(tmp_path, monkeypatch):
-    monkeypatch.setenv("FEDRECON_OUTPUT_DIR", str(tmp_path / "figures"))
-    parser = argparse.ArgumentParser()
-    reporting.add_output_option(parser, "exercise1_screen")
-    assert parser.parse_args([]).output == tmp_path / "tables"
-    assert parser.parse_args(["--output", "x"]).output == Path("x")
-    assert "exercise1_screen.csv" in parser.format_help()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import config, data, reporting
+from tutorial_utils import config, data, recorded, reporting, runs
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -86,31 +87,34 @@ def test_screen_ranks_runs_and_counts_diverged_seeds(screen_script, ratings_df):
     assert markdown[3].endswith("| - | - | - | - | 2 of 2 |")
 
 
-def test_tune_table_marks_diverged_runs(tune_script):
-    table = pd.DataFrame(
-        {
-            "val_loss": [0.91234, np.nan],
-            "val_accuracy": [0.41111, 0.0],
-            "test_loss": [0.95, np.nan],
-            "test_accuracy": [0.40004, 0.0],
-            "minutes": [14.26, 3.0],
-        },
-        index=pd.Index(["split_alone", "recon_lr_0.5_server_lr_2"], name="run"),
-    )
-    lines = tune_script.tuning_markdown(table).splitlines()
-    assert lines[0] == (
-        "| run | changed from the split alone | val accuracy | test accuracy | val loss "
-        "| test loss | minutes |"
-    )
-    assert lines[1] == "|---|---|---:|---:|---:|---:|---:|"
-    assert lines[2] == (
-        "| split_alone | (exercise 1's split, walkthrough's rates, 100 rounds) "
-        "| 0.4111 | 0.4000 | 0.9123 | 0.9500 | 14.3 |"
-    )
-    assert lines[3] == (
-        "| recon_lr_0.5_server_lr_2 | server lr 2.0, recon lr 0.5 "
-        "| diverged | diverged | NaN | NaN | 3.0 |"
-    )
+def test_the_scripts_runs_are_the_recorded_ones(screen_script, tune_script):
+    """The record in results/ holds every TFF run of the tuning script, by name and with the
+    same parameters, and the screen's rows are candidates of its grid with their budget."""
+    tuning = recorded.load_tuning()
+    assert list(tuning.index) == list(tune_script.RUNS)
+    for name, run in tune_script.RUNS.items():
+        assert recorded.run_of(tuning.loc[name]) == run, name
+    grid = {recorded.changed_from_split_alone(run): run for run in screen_script.GRID}
+    for _, row in recorded.load_screen().iterrows():
+        run = grid[row[recorded.CHANGED]]
+        assert row["client-rounds"] == run.clients_per_round * run.num_rounds
+
+
+def test_the_tuning_script_resumes_from_its_record(tune_script, tmp_path, monkeypatch, capsys):
+    """Runs already in the script's CSV are skipped, so a rerun over a complete record
+    trains nothing and leaves it as it was (the CSV is results/ unless --output says)."""
+    record = tmp_path / "exercise1_tuning.csv"
+    shutil.copy(recorded.TUNING_FILE, record)
+    source = data.MovieLensSource(Path("."), kind="synthetic", description="test data")
+    monkeypatch.setattr(data, "find_movielens", lambda: source)
+    monkeypatch.setattr(data, "load_movielens", lambda _: (None, None))
+    monkeypatch.setattr(runs, "train_and_score", lambda *a, **k: pytest.fail("trained a run"))
+    assert tune_script.main(["--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in tune_script.RUNS:
+        assert f"{name}: already in {record}, skipped" in out
+    assert recorded.tuning_markdown(recorded.load_tuning()) in out
+    assert record.read_bytes() == recorded.TUNING_FILE.read_bytes()
 
 
 # The one Markdown formatter (tutorial_utils.reporting), which the scripts and benchmarks use.

@@ -24,6 +24,7 @@ Modules, each named after what it holds (CONTRIBUTING.md says how they fit toget
 - ``many_rounds``: many simulator rounds in one compiled program, with the same results.
 - ``speed_results``: the simulation benchmark's results file, its tables and the README's.
 - ``runs``: train, then score one run, with TFF or the simulator.
+- ``recorded``: results of runs too long to repeat (exercise 1's), read from ``results/``.
 - ``live``: one simulated run from a few settings, and a widget panel that retrains it.
 - ``exercises``: the checks of notebook 04's exercises.
 - ``feedback``: verdicts, and tools that look inside a learner's ``dataset_split_fn``.

@@ -8,7 +8,6 @@ figures, in ``settings.output_dir()``.
 
 from __future__ import annotations
 
-import argparse
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,17 +24,6 @@ def save_table(table: pd.DataFrame, name: str) -> Path:
     path = directory / f"{name}.csv"
     table.to_csv(path)
     return path
-
-
-def add_output_option(parser: argparse.ArgumentParser, stem: str) -> None:
-    """A script's ``--output`` folder for ``<stem>.csv`` and ``<stem>.md``: ``output/tables``
-    beside the figures unless given."""
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=settings.output_dir().parent / "tables",
-        help=f"folder for {stem}.csv and .md (default: output/tables)",
-    )
 
 
 def _is_missing(value) -> bool:
