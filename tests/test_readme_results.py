@@ -2,12 +2,13 @@
 walkthrough printed (``tutorial_utils.walkthrough``), never from typed numbers."""
 
 import ast
+import importlib.util
 import json
 import re
 
 import pytest
 
-from tutorial_utils import settings, walkthrough
+from tutorial_utils import config, recorded, settings, walkthrough
 
 ROOT = settings.project_root()
 SEED_TEXT = (
@@ -15,15 +16,55 @@ SEED_TEXT = (
 )
 
 
+def notebook_cells(notebook: str) -> list[dict]:
+    return json.loads((ROOT / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
+
+
 def stored_text(notebook: str) -> str:
     """Every printed output of a notebook, stored by the last real-data run, in cell order."""
-    cells = json.loads((ROOT / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
     parts = []
-    for cell in cells:
+    for cell in notebook_cells(notebook):
         for output in cell.get("outputs", []):
             text = output.get("text") or output.get("data", {}).get("text/plain", "")
             parts.append("".join(text))
     return "\n".join(parts)
+
+
+def stored_outputs(notebook: str, kind: str) -> list[str]:
+    """A notebook's stored outputs of one MIME type (``text/markdown``, ``text/html``)."""
+    return [
+        "".join(output["data"][kind])
+        for cell in notebook_cells(notebook)
+        for output in cell.get("outputs", [])
+        if kind in output.get("data", {})
+    ]
+
+
+def readme_section(title: str) -> str:
+    """The README's text under ``### title``, up to the next heading."""
+    text = (ROOT / "README.md").read_text()
+    return re.split(r"^##+ ", text.split(f"\n### {title}\n", 1)[1], flags=re.M)[0]
+
+
+def unexplained_numbers(section: str, phrases: list[str], allowed: tuple[str, ...] = ()):
+    """Checks that every phrase is in ``section`` (whitespace aside), then returns the
+    numbers left in its prose once the phrases, code and ``allowed`` words are taken out:
+    every number of a checked section must be in a checked phrase."""
+    text = " ".join(section.split())
+    text = re.sub(r"`[^`]*`", " ", re.sub(r"```.*?```", " ", text))
+    for phrase in phrases:
+        assert phrase in text, f"the README does not say: {phrase}"
+        text = text.replace(phrase, " ")
+    for word in allowed:
+        text = text.replace(word, " ")
+    return re.findall(r"\d[\d.,%]*", text)
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def printed(text: str, label: str):
@@ -157,3 +198,93 @@ def test_the_walkthrough_numbers_are_the_ones_it_printed():
     assert f"Num users: {walkthrough.NUM_USERS}\nNum movies: {walkthrough.NUM_MOVIES}" in text
     assert f"Average rating: {walkthrough.AVERAGE_RATING}\n" in text
     assert f"Median rating: {walkthrough.MEDIAN_RATING}\n" in text
+
+
+def test_the_exercise_1_section_is_the_recorded_runs_and_notebook_04s():
+    """The README's exercise 1 numbers come from results/ (TFF's runs, the screen), from the
+    solutions notebook's stored outputs (which show those files, and the simulator's run)
+    and from the settings of the runs."""
+    exercises = pytest.importorskip("tutorial_utils.exercises")
+    tuning, screen = recorded.load_tuning(), recorded.load_screen()
+    split, best = config.SPLIT_ALONE, config.EXERCISES_FULL.tuned
+    split_tff, best_tff = recorded.tuning_row(tuning, split), recorded.tuning_row(tuning, best)
+    best_screen = recorded.screen_row(screen, best)
+    diverged, seeds = recorded.screen_seeds(best_screen)
+    grid = {
+        recorded.changed_from_split_alone(run): run for run in load_script("screen_exercise1").GRID
+    }
+    top = recorded.screen_shown(screen, top=6)
+    rates = {grid[label].reconstruction_lr for label in top[recorded.CHANGED]} - {
+        split.reconstruction_lr
+    }
+    # The notebook shows the files' tables, and says the same in its summary.
+    shown = stored_outputs("04_exercises_solutions", "text/markdown")
+    assert recorded.tuning_markdown(tuning) in shown
+    assert recorded.screen_markdown(screen, top=6) in shown
+    [summary] = [text for text in shown if text.startswith("- **Exercise 1**")]
+    found = re.search(
+        r"the split alone scores ([\d.]+) on the test users\..* TFF reaches ([\d.]+) on the "
+        r"validation users and ([\d.]+) on the test users \(its simulated seeds scored "
+        r"([\d.]+) to ([\d.]+) on test\)\. Above, the simulator's run scores ([\d.]+) on "
+        r"validation and ([\d.]+) on test",
+        summary,
+    )
+    assert found, summary
+    tff_numbers = (split_tff.test_accuracy, best_tff.val_accuracy, best_tff.test_accuracy)
+    assert found.groups()[:3] == tuple(f"{x:.4f}" for x in tff_numbers)
+    assert found.groups()[3:5] == tuple(
+        f"{best_screen[f'test accuracy ({x})']:.4f}" for x in ("min", "max")
+    )
+    simulated_val, simulated_test = found.groups()[5:]
+    source = "".join(
+        "".join(c["source"])
+        for c in notebook_cells("04_exercises_solutions")
+        if c["cell_type"] == "code"
+    )
+    every = re.search(r'engine="simulator", eval_every=(\d+)', source).group(1)
+    # "Doubling the server or the client rate diverges."
+    for rate in ("server_lr", "client_lr"):
+        doubled = tuning.index[tuning[rate] == 2 * getattr(split, rate)]
+        assert len(doubled) and recorded.diverged(tuning)[doubled].all(), rate
+    assert (split.server_lr, split.client_lr, split.reconstruction_lr) == (
+        config.WALKTHROUGH_RUN.server_lr,
+        config.WALKTHROUGH_RUN.client_lr,
+        config.WALKTHROUGH_RUN.reconstruction_lr,
+    )
+    assert diverged == 0
+    minutes = f"{best_tff.minutes:.0f} minutes"
+    phrases = [
+        f"Exercise 1's split ({split.recon_epochs} reconstruction epochs capped at "
+        f"{split.recon_steps_max} steps, {split.post_recon_epochs} post-reconstruction epoch "
+        f"capped at {split.post_recon_steps_max} steps) with the walkthrough's rates and "
+        f"{split.num_rounds} rounds of {split.clients_per_round} clients reaches a test rating "
+        f"accuracy of {split_tff.test_accuracy:.4f} ({config.FULL.max_clients} users;",
+        f"the simulator of notebook 05, {len(grid)} of them with {seeds} seeds each",
+        f"then {best.recon_epochs} reconstruction epochs instead of {split.recon_epochs} and a "
+        f"reconstruction rate of {min(rates)} to {max(rates)}.",
+        f"The chosen run, {best.recon_epochs} reconstruction epochs at a rate of "
+        f"{best.reconstruction_lr} and {best.num_rounds} rounds of {best.clients_per_round} "
+        f"clients, scored a test rating accuracy of {best_screen['test accuracy (mean)']:.4f} "
+        f"on average over the {seeds} simulated seeds "
+        f"({best_screen['test accuracy (min)']:.4f} to {best_screen['test accuracy (max)']:.4f}, "
+        "none diverged)",
+        f"Confirmed with TFF 0.87, it reaches **{best_tff.val_accuracy:.4f} on validation and "
+        f"{best_tff.test_accuracy:.4f} on test users** (in {minutes},",
+        f"(at least {exercises.TARGET_VALIDATION_ACCURACY:.2f},",
+        f"which takes seconds instead of TFF's {minutes} and scores {simulated_val} on "
+        f"validation and {simulated_test} on test users",
+        f"scores the validation users every {every} rounds",
+    ]
+    section = readme_section("Exercise 1, tuned")
+    assert unexplained_numbers(section, phrases, ("notebook 05", "exercise 1")) == []
+    [row] = [
+        line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if "04_exercises_solutions](" in line
+    ]
+    for phrase in (
+        f"a screen of {len(grid)} candidates with the simulator",
+        f"(with TFF it takes {minutes}:",
+        f"scored every {every} rounds",
+    ):
+        assert phrase in row, phrase
