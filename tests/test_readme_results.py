@@ -5,6 +5,7 @@ import ast
 import importlib.util
 import json
 import re
+from html.parser import HTMLParser
 
 import pytest
 
@@ -38,6 +39,52 @@ def stored_outputs(notebook: str, kind: str) -> list[str]:
         for output in cell.get("outputs", [])
         if kind in output.get("data", {})
     ]
+
+
+class _TableReader(HTMLParser):
+    """The rows of every ``<table>`` in an HTML text, as lists of cell texts; a header cell
+    spanning several columns is repeated in each."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell, self._span = [], None, 1
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("th", "td"):
+            self._cell, self._span = "", int(dict(attrs).get("colspan", 1))
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td"):
+            self.tables[-1][-1].extend([self._cell.strip()] * self._span)
+            self._cell = None
+
+
+def stored_tables(notebook: str) -> list[list[list[str]]]:
+    """Every DataFrame a notebook stored as HTML: its rows (header rows first) of cells,
+    exactly as displayed."""
+    tables = []
+    for html in stored_outputs(notebook, "text/html"):
+        reader = _TableReader()
+        reader.feed(html)
+        tables.extend(reader.tables)
+    return tables
+
+
+def stored_frame(notebook: str, columns: list[str]) -> list[dict[str, str]]:
+    """The rows of the stored table whose header is the index and then ``columns``, each
+    as {column: cell}."""
+    for header, *rows in stored_tables(notebook):
+        if header[1:] == columns:
+            return [dict(zip(columns, row[1:])) for row in rows]
+    raise AssertionError(f"no stored table with the columns {columns}")
 
 
 def readme_section(title: str) -> str:
@@ -288,3 +335,124 @@ def test_the_exercise_1_section_is_the_recorded_runs_and_notebook_04s():
         f"scored every {every} rounds",
     ):
         assert phrase in row, phrase
+
+
+def test_the_beyond_section_is_notebook_06s():
+    """Every number of "Beyond the walkthrough" is one notebook 06 stored, as it shows it."""
+    notebook = "06_beyond_the_tutorial"
+    out = stored_text(notebook)
+    users = re.search(r"^Train / validation / test users: (\d+) (\d+) (\d+)$", out, re.M)
+    no_fold_in = re.search(r"^Unseen users' RMSE without the fold-in: ([\d.]+)$", out, re.M)
+    hits = re.search(
+        r"holds a liked held-out movie for (\d+%) of unseen users, the most popular movies "
+        r"for (\d+%)",
+        out,
+    )
+    top_n = re.search(r"num_recommendations=(\d+)", out).group(1)
+    [traffic] = [t for t in stored_outputs(notebook, "text/markdown") if "Sent dense" in t]
+    dense = re.search(r"item matrix is ([\d.]+ MB) each way against ([\d.]+ MB)", traffic)
+    sparse = re.search(r"Sent sparsely, ([\d,]+) bytes against ([\d,]+)", traffic)
+    assert users and no_fold_in and hits and dense and sparse
+
+    # The pivot of the steps table: a row of metrics, one of rounds, one naming the index.
+    metrics_row, rounds_row, _, *rows = next(
+        t for t in stored_tables(notebook) if "rating_accuracy" in t[0]
+    )
+    steps = {
+        (metric, budget, row[0]): cell
+        for row in rows
+        for metric, budget, cell in zip(metrics_row[1:], rounds_row[1:], row[1:])
+    }
+    columns = ["method", "rounds", "seen rmse", "seen accuracy", "unseen rmse", "unseen accuracy"]
+    methods = {
+        (row["method"], row["rounds"]): row
+        for row in stored_frame(
+            notebook, [*columns, "seen with stored embedding", "unseen with stored embedding"]
+        )
+    }
+    lists = {
+        (row["method"], row["users"]): row
+        for row in stored_frame(
+            notebook,
+            [
+                "method",
+                "users",
+                "users with a liked movie",
+                "hit rate",
+                "precision",
+                "list overlap",
+            ],
+        )
+    }
+    budgets = sorted({int(b) for m, b in methods if b.isdigit()})
+    last = str(budgets[-1])
+    fed, stateful, als = "FedRecon (stateless)", "Stateful + fold-in", "Centralized (ALS)"
+    # The first budget after which most seen users have had a stored embedding.
+    most = next(
+        str(b)
+        for b in budgets
+        if float(methods[stateful, str(b)]["seen with stored embedding"]) > 0.5
+    )
+    # What the prose says in words: the stateful model trails, then roughly ties; the most
+    # popular list hits more often; FedRecon's lists overlap more than ALS', less than popular.
+    seen = {
+        b: (float(methods[stateful, b]["seen rmse"]), float(methods[fed, b]["seen rmse"]))
+        for b in (most, last)
+    }
+    assert seen[most][0] > seen[most][1] and abs(seen[last][0] - seen[last][1]) < 0.02
+    unseen = {name: lists[name, "unseen"] for name in (fed, als, "Most popular")}
+    assert float(unseen["Most popular"]["hit rate"]) > float(unseen[fed]["hit rate"])
+    overlap = [float(unseen[name]["list overlap"]) for name in (als, fed, "Most popular")]
+    assert overlap == sorted(overlap)
+    assert "4 or 5 stars" in "".join("".join(c["source"]) for c in notebook_cells(notebook))
+
+    def at(budget, count):
+        return steps["rmse", budget, count], steps["rating_accuracy", budget, count]
+
+    phrases = [
+        "split {} / {} / {}, the paper's protocol".format(*users.groups()),
+        f"after {last} rounds, 20 reconstruction steps give test RMSE {at(last, '20')[0]} and "
+        f"rating accuracy {at(last, '20')[1]}, and 50 steps give {at(last, '50')[0]} / "
+        f"{at(last, '50')[1]}; centralized ALS on the same split gets "
+        f"{methods[als, '<NA>']['unseen rmse']} / {methods[als, '<NA>']['unseen accuracy']}.",
+        f"(test RMSE {no_fold_in.group(1)} with the initial one)",
+        f"With it, test users get RMSE {methods[stateful, last]['unseen rmse']} and accuracy "
+        f"{methods[stateful, last]['unseen accuracy']} after {last} rounds, against FedRecon's "
+        f"{methods[fed, last]['unseen rmse']} / {methods[fed, last]['unseen accuracy']};",
+        f"(RMSE {seen[most][0]:.3f} against {seen[most][1]:.3f} after {most} rounds, when "
+        f"{float(methods[stateful, most]['seen with stored embedding']):.1%} have been) and "
+        f"roughly ties after {last} rounds ({seen[last][0]:.3f} against {seen[last][1]:.3f}).",
+        f"hold a liked held-out movie (4 or 5 stars) in the top {top_n} for {hits.group(2)} of "
+        f"them and FedRecon's lists for {hits.group(1)} (ALS' hit rate: "
+        f"{unseen[als]['hit rate']}),",
+        f"(mean Jaccard {unseen[fed]['list overlap']}) than ALS' ({unseen[als]['list overlap']}), "
+        f"less than the popular ones ({unseen['Most popular']['list overlap']}).",
+        f"FedRecon's item matrix is {dense.group(1)} each way per client per round against "
+        f"{dense.group(2)} for a fully global model",
+        f"sends {sparse.group(1)} against {sparse.group(2)} bytes.",
+    ]
+    section = readme_section("Beyond the walkthrough")
+    assert unexplained_numbers(section, phrases, ("Notebook 06",)) == []
+
+
+def test_the_live_exploration_section_is_notebook_08s():
+    out = stored_text("08_live_exploration")
+    runs = {
+        halves: re.search(
+            rf"^(\d+) rounds of (\d+) clients, {halves} halves: test RMSE ([\d.]+), rating "
+            r"accuracy ([\d.]+),",
+            out,
+            re.M,
+        ).groups()
+        for halves in ("disjoint", "shared")
+    }
+    rounds, _, rmse, accuracy = runs["disjoint"]
+    assert runs["shared"][:2] == runs["disjoint"][:2]
+    phrases = [
+        f"the paper's protocol cut to {rounds} rounds, reaches test RMSE {rmse} and rating "
+        f"accuracy {accuracy}; with shared halves, {runs['shared'][2]} and {runs['shared'][3]} "
+        "(notebook 08's stored outputs,",
+        f"times a {rounds}-round run against the goal of one second.",
+    ]
+    section = readme_section("Live exploration")
+    assert unexplained_numbers(section, phrases, ("Notebook 08", "127.0.0.1")) == []
