@@ -20,6 +20,20 @@ def small_cnn(num_classes):
     return tf.keras.Model(images, last(features)), [conv, last], []
 
 
+@pytest.fixture(scope="module")
+def fed_avg_evaluation():
+    """``build_fed_recon_eval`` for ``small_cnn``'s fully global network on a disjoint split,
+    as notebook 04 scores its FedAvg model: with no local variables, reconstruction does
+    nothing and the network is scored on the second half of each writer's batches."""
+    return training.build_evaluation_process(
+        lambda: emnist.personal_reconstruction_model(small_cnn(10)),
+        config.EXERCISES_SMOKE.emnist_run,
+        dataset_split_fn=split(split_dataset=True),
+        loss_fn=emnist.emnist_loss_fn,
+        metrics_fn=emnist.emnist_metrics_fn,
+    )
+
+
 def test_synthetic_emnist_is_repeatable_with_personal_digits():
     first = emnist.synthetic_emnist(3, 12, seed=5)
     again = emnist.synthetic_emnist(3, 12, seed=5)
@@ -61,7 +75,7 @@ def test_load_emnist_says_the_data_are_synthetic_by_default(capsys, monkeypatch)
     assert settings.emnist_choice() == "real"
 
 
-def test_a_fedavg_model_is_scored_by_fedrecon_evaluation_on_the_same_half():
+def test_a_fedavg_model_is_scored_by_fedrecon_evaluation_on_the_same_half(fed_avg_evaluation):
     """How notebook 04 compares FedAvg with FedRecon: same network, same scored batches."""
     tf.keras.utils.set_random_seed(0)
     data = emnist.synthetic_emnist(2, 8)
@@ -75,14 +89,9 @@ def test_a_fedavg_model_is_scored_by_fedrecon_evaluation_on_the_same_half():
         fed_avg, lambda ids: [client_datasets[i] for i in ids], everyone, 2, progress=False
     )
     assert len(history) == 2 and "loss" in history.columns
-    evaluation = training.build_evaluation_process(
-        lambda: emnist.personal_reconstruction_model(small_cnn(10)),
-        run,
-        dataset_split_fn=split(split_dataset=True),
-        loss_fn=emnist.emnist_loss_fn,
-        metrics_fn=emnist.emnist_metrics_fn,
+    scores = training.evaluate(
+        fed_avg_evaluation, fed_avg.get_model_weights(state), client_datasets
     )
-    scores = training.evaluate(evaluation, fed_avg.get_model_weights(state), client_datasets)
     assert set(scores) == {"loss", "accuracy"} and 0 <= scores["accuracy"] <= 1
 
 
@@ -92,18 +101,11 @@ def test_a_network_with_local_layers_is_refused_by_fedavg():
         emnist.global_keras_model((keras_model, global_layers[:-1], global_layers[-1:]))
 
 
-def test_compare_on_new_writers_scores_every_model_on_the_test_writers(capsys):
+def test_compare_on_new_writers_scores_every_model_on_the_test_writers(capsys, fed_avg_evaluation):
     tf.keras.utils.set_random_seed(0)
     data = emnist.load_emnist(config.EXERCISES_SMOKE, choice="synthetic")
     capsys.readouterr()
     run = config.EXERCISES_SMOKE.emnist_run
-    evaluation = training.build_evaluation_process(
-        lambda: emnist.personal_reconstruction_model(small_cnn(10)),
-        run,
-        dataset_split_fn=split(split_dataset=True),
-        loss_fn=emnist.emnist_loss_fn,
-        metrics_fn=emnist.emnist_metrics_fn,
-    )
     fed_avg = training.build_fed_avg_process(lambda: emnist.global_keras_model(small_cnn(10)), run)
     untrained = fed_avg.get_model_weights(fed_avg.initialize())
     state, _ = training.train(
@@ -111,11 +113,12 @@ def test_compare_on_new_writers_scores_every_model_on_the_test_writers(capsys):
     )
     trained = fed_avg.get_model_weights(state)
     table = emnist.compare_on_new_writers(
-        data, {"trained": (evaluation, trained), "untrained": (evaluation, untrained)}
+        data,
+        {"trained": (fed_avg_evaluation, trained), "untrained": (fed_avg_evaluation, untrained)},
     )
     assert table.index.tolist() == ["trained", "untrained"]
     assert set(table.columns) == {"loss", "accuracy"}
     test_datasets = data.create_tf_datasets(data.test_ids, split="test")
-    direct = training.evaluate(evaluation, trained, test_datasets)
+    direct = training.evaluate(fed_avg_evaluation, trained, test_datasets)
     assert table.loc["trained", "loss"] == round(direct["loss"], 4)
     assert table.loc["trained", "loss"] != table.loc["untrained", "loss"]
