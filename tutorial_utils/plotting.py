@@ -185,15 +185,19 @@ def method_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful
                 rounds = runs["rounds"].astype(int)
                 ax.plot(rounds, runs[column], marker="o", label=method)
                 if method.startswith("Stateful") and group == "seen":
+                    # Each label on the side of its point away from the other methods' line.
+                    others = federated[federated["method"] != method].groupby("rounds")[column]
                     for x, y, share in zip(
                         rounds, runs[column], runs[f"{group} with stored embedding"]
                     ):
+                        above = y >= others.mean().get(x, y)
                         ax.annotate(
                             f"{share:.0%}",
                             (x, y),
                             textcoords="offset points",
-                            xytext=(0, 6),
+                            xytext=(0, 6 if above else -6),
                             ha="center",
+                            va="bottom" if above else "top",
                             fontsize=8,
                             color="tab:orange",
                         )
