@@ -12,7 +12,7 @@ import pytest
 from conftest import copy_of_checkout
 
 import tutorial_utils
-from tutorial_utils import links, pins, run_notebooks
+from tutorial_utils import links, pins, recorded, run_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = run_notebooks.notebook_paths(ROOT / "notebooks")
@@ -62,7 +62,8 @@ def test_the_stacks_are_what_their_names_say():
 
 
 def test_the_lock_files_ship_inside_the_package(tmp_path):
-    """A wheel of the checkout carries requirements/ as tutorial_utils/requirements/."""
+    """A wheel of the checkout carries requirements/ as tutorial_utils/requirements/, and
+    results/ as tutorial_utils/results/."""
     subprocess.run(
         [
             sys.executable,
@@ -85,6 +86,29 @@ def test_the_lock_files_ship_inside_the_package(tmp_path):
             shipped = f"tutorial_utils/requirements/{stack}-{kind}.txt"
             assert shipped in names
             assert zipfile.ZipFile(wheel).read(shipped).decode() == pins.read(stack, kind)
+    # So do the recorded results that the solutions notebook shows, and an installed copy
+    # (as in Colab, outside any checkout) reads them.
+    for path in (recorded.TUNING_FILE, recorded.SCREEN_FILE):
+        shipped = f"tutorial_utils/results/{path.name}"
+        assert zipfile.ZipFile(wheel).read(shipped) == path.read_bytes()
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", site, wheel],
+        check=True,
+        capture_output=True,
+    )
+    check = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from tutorial_utils import recorded; "
+        "print(recorded.RESULTS_DIR, recorded.available(), len(recorded.load_tuning()))"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", check, site],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    ).stdout.split()
+    assert shown[:2] == [str(site / "tutorial_utils" / "results"), "True"]
 
 
 @pytest.mark.parametrize(

@@ -19,13 +19,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
 from tutorial_utils import config, links, reporting, settings
 
-RESULTS_DIR = settings.project_root() / "results"
+# In a checkout, the project's results/; installed (e.g. in Colab), the copy the package
+# carries as ``tutorial_utils.results`` (pyproject.toml).
+RESULTS_DIR = (
+    settings.project_root() / "results"
+    if settings.in_checkout()
+    else Path(str(resources.files("tutorial_utils") / "results"))
+)
 RESULTS_URL = f"https://github.com/{links.GITHUB_REPOSITORY}/tree/{links.GITHUB_BRANCH}/results"
 TUNING_FILE = RESULTS_DIR / "exercise1_tuning.csv"
 SCREEN_FILE = RESULTS_DIR / "exercise1_screen.csv"
@@ -73,7 +80,7 @@ def add_output_option(parser: argparse.ArgumentParser, stem: str) -> None:
 
 
 def available() -> bool:
-    """True when both of exercise 1's files are here (in a checkout of the project)."""
+    """True when both of exercise 1's files are here (in a checkout or an installed copy)."""
     return TUNING_FILE.is_file() and SCREEN_FILE.is_file()
 
 
