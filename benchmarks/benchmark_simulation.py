@@ -36,8 +36,6 @@ import resource
 import time
 from pathlib import Path
 
-import numpy as np
-import tensorflow as tf
 from tqdm import tqdm
 
 from tutorial_utils import (
@@ -50,6 +48,7 @@ from tutorial_utils import (
     plotting,
     program_inputs,
     reporting,
+    round_math,
     simulator,
     speed_results,
     splits,
@@ -119,33 +118,16 @@ def profile(fedrecon, packed, sampler, rounds: int) -> dict:
             start = time.perf_counter()
             rows = packed.rows(round_ids)
             keys = packed.shuffle_keys(len(rows), run.train_split, fedrecon.rng)
-            k = run.num_latent_factors
-            users = fedrecon.rng.uniform(*fedrecon.user_init_range, (len(rows), k))
+            users = fedrecon.draw_users(len(rows))
             drawn = time.perf_counter()
             stacked = packed.training_inputs(
                 [rows], [keys], run.train_split, run.batch_size, fedrecon.num_items
             )
             inputs = program_inputs.RoundInputs(*(array[0] for array in stacked))
             made = time.perf_counter()
-            padded_users = np.zeros((len(inputs.recon_rows), k), np.float32)
-            padded_users[: len(rows)] = users
-            dp = (np.inf, np.zeros(fedrecon.item_matrix.shape, np.float32), run.clients_per_round)
-            arguments = [
-                inputs.table_items,
-                padded_users,
-                (inputs.recon_rows, inputs.recon_ratings, inputs.recon_mask),
-                (inputs.post_recon_rows, inputs.post_recon_ratings, inputs.post_recon_mask),
-                run.reconstruction_lr,
-                inputs.table_clients,
-                run.client_lr,
-                run.server_lr,
-                dp,
-            ]
-            tensors = tf.nest.map_structure(
-                lambda a, s: tf.constant(a, s.dtype), arguments, simulator.TRAINING_SPECS[1:]
-            )
+            arguments = fedrecon.training_arguments(inputs, users)
             transferred = time.perf_counter()
-            fedrecon._item_matrix, sums = simulator._training_round(fedrecon._item_matrix, *tensors)
+            fedrecon._item_matrix, sums = round_math.compiled_training_round(*arguments)
             sums.numpy()
             done = time.perf_counter()
             if not timed and round_num == 0:

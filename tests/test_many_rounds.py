@@ -131,7 +131,7 @@ def test_training_inputs_hold_each_rounds_batches(packed, reshuffle_each_pass):
     rows = [packed.rows(ids) for ids in lists]
     keys = [packed.shuffle_keys(len(r), SPLIT, rng, reshuffle_each_pass) for r in rows]
     stacked = packed.training_inputs(
-        rows, keys, SPLIT, 4, NUM_ITEMS, reshuffle_each_pass=reshuffle_each_pass, rounds_per_pass=4
+        rows, keys, SPLIT, 4, NUM_ITEMS, reshuffle_each_pass=reshuffle_each_pass, clients_per_pass=7
     )
     assert stacked.table_items.shape[0] >= len(lists)
     for r, (round_rows, round_keys) in enumerate(zip(rows, keys)):

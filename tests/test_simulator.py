@@ -22,12 +22,13 @@ from tutorial_utils import (
     parity,
     reference_fedrecon,
     reporting,
+    round_math,
     runs,
     splits,
 )
 from tutorial_utils import simulator as sim
 from tutorial_utils.batches import PackedClients, RoundBatches, stage_overlap, step_schedule
-from tutorial_utils.program_inputs import bucket, round_inputs
+from tutorial_utils.program_inputs import RoundInputs, bucket, round_inputs, trains_rows_once
 
 requires_tff = pytest.mark.skipif(
     not environment.installed("tensorflow_federated"),
@@ -313,6 +314,54 @@ def test_training_round_matches_the_reference():
     assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     assert metrics["rating_accuracy"] == pytest.approx(expected["rating_accuracy"])
     assert metrics["num_examples"] == expected["num_examples"]
+
+
+def distinct_round(seed: int, num_clients: int):
+    """As :func:`random_round`, but no client rates an item twice after reconstruction, so
+    every client trains each of its item rows at most once."""
+    item_matrix, recon, _, simulator = random_round(seed, num_clients)
+    rng = np.random.default_rng(seed)
+    post_recon = []
+    for _ in range(num_clients):
+        items = rng.permutation(NUM_ITEMS)[: rng.integers(1, 30)]
+        ratings = rng.integers(1, 6, size=len(items))
+        post_recon.append([batch(items[i : i + 5], ratings[i : i + 5]) for i in range(0, 30, 5)])
+    return item_matrix, recon, [[b for b in c if len(b[0])] for c in post_recon], simulator
+
+
+def test_training_rows_once_matches_the_reference():
+    run = small_run()
+    item_matrix, recon, post_recon, simulator = distinct_round(3, 6)
+    batches = RoundBatches.from_lists(recon, post_recon, 5)
+    assert trains_rows_once(round_inputs(batches, NUM_ITEMS))
+    metrics = simulator.run_round_batches(batches)
+    expected_matrix, expected = reference_round(item_matrix, recon, post_recon, run, 0.3)
+    np.testing.assert_allclose(simulator.item_matrix, expected_matrix, atol=1e-5)
+    assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert metrics["rating_accuracy"] == pytest.approx(expected["rating_accuracy"])
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_training_every_step_at_once_equals_one_step_after_another(seed):
+    _, recon, post_recon, simulator = distinct_round(seed, 7)
+    inputs, arguments = simulator.round_arguments(RoundBatches.from_lists(recon, post_recon, 5))
+    compiled = tf.function(round_math.local_training, jit_compile=True)
+    at_once, in_order = (
+        compiled(*arguments, simulator.run.client_lr, tf.constant(once)) for once in (True, False)
+    )
+    for fast, plain in zip(at_once, in_order):
+        np.testing.assert_array_equal(fast.numpy(), plain.numpy())
+
+
+def test_trains_rows_once_tells_whether_a_client_trains_an_item_twice():
+    recon = [[batch([4], [1])], [batch([4], [1])]]
+    once = [[batch([1, 2], [3, 4]), batch([3], [5])], [batch([1], [2])]]  # two rows of item 1
+    twice = [[batch([1, 2], [3, 4]), batch([2], [5])], [batch([1], [2])]]
+    for post_recon, expected in ((once, True), (twice, False)):
+        inputs = round_inputs(RoundBatches.from_lists(recon, post_recon, 5), NUM_ITEMS)
+        assert trains_rows_once(inputs) is expected
+        stacked = RoundInputs(*(np.stack([a, a]) for a in inputs))  # two rounds
+        assert trains_rows_once(stacked) is expected
 
 
 def test_evaluation_matches_the_reference_and_changes_nothing():

@@ -20,6 +20,7 @@ Modules, each named after what it holds (CONTRIBUTING.md says how they fit toget
 - ``program_inputs``: a round's batches numbered and padded for the compiled program.
 - ``reference_fedrecon``: FedRecon written out plainly, one client at a time, for reading.
 - ``simulator``: FedRecon in plain TensorFlow, every client of a round at once.
+- ``round_math``: the simulator's compiled round: reconstruction, training, the server's sum.
 - ``parity``: the simulator against TFF 0.87, the same rounds compared number by number.
 - ``many_rounds``: many simulator rounds in one compiled program, with the same results.
 - ``speed_results``: the simulation benchmark's results file, its tables and the README's.

@@ -30,14 +30,16 @@ disjoint, as the paper intends.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tutorial_utils.program_inputs import RoundInputs, TrainingShape
+from tutorial_utils.program_inputs import RoundInputs, TrainingShape, bucket
 from tutorial_utils.splits import DatasetSplit, shared_ratings, split_dataset_fn
 
 
@@ -226,6 +228,8 @@ class PackedClients:
         self.distinct_items[pair_row, np.arange(len(pairs)) - first_pair[pair_row]] = pairs % span
         self.local_row = np.zeros(valid.shape, np.int64)
         self.local_row[valid] = pair_of_rating.reshape(-1) - first_pair[rating_row]
+        # How wide :meth:`_orders` sorts each client's keys: its ratings, rounded up.
+        self._sort_width = np.array([bucket(int(c)) for c in self.counts], np.int64)
         self._item_range = (
             np.where(valid, self.items, 0).min(axis=1, initial=0),
             self.items.max(axis=1, initial=0),
@@ -312,39 +316,47 @@ class PackedClients:
             if not reshuffle_each_pass:
                 passes = np.zeros_like(passes)
             stages.append((schedule, passes))
-        orders = self._orders(counts, keys, [(s.active, passes) for s, passes in stages])
-        num_passes, width = keys.shape[1:]
-        client = np.arange(len(rows))[:, None, None] * num_passes
+        orders, index = self._orders(
+            counts, self._sort_width[rows], keys, [(s.active, p) for s, p in stages]
+        )
+        width = keys.shape[2]
+        client = np.arange(len(rows))[:, None]
         examples = []
         for schedule, passes in stages:
             position = schedule.batch[..., None] * batch_size + np.arange(batch_size)
             mask = schedule.active[..., None] & (position < counts[:, None, None])
-            order = (client + passes[..., None]) * width + np.where(mask, position, 0)
+            order = index[client, passes][..., None] * width + np.where(mask, position, 0)
             examples.append((orders.reshape(-1).take(order), mask))
         return examples
 
     @staticmethod
-    def _orders(counts: np.ndarray, keys: np.ndarray, stages) -> np.ndarray:
-        """The orders ``[clients, passes, width]`` that sorting ``keys`` gives each
+    def _orders(
+        counts: np.ndarray, sort_widths: np.ndarray, keys: np.ndarray, stages
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The orders that sorting ``keys`` (``[clients, passes, width]``) gives each
         client's first ``counts`` ratings, for the passes that some step of ``stages``
-        (pairs of a schedule's ``active`` and its passes) uses; the others stay 0.
+        (pairs of a schedule's ``active`` and its passes) uses: ``orders[index[c, p]]``
+        is client ``c``'s order in pass ``p`` (``orders`` has a row per pass used).
 
-        Sorting only those, each client only as wide as the power of two above its number
-        of ratings, gives the same orders as sorting every pass over the table's width.
+        Sorting only those, each client only ``sort_widths`` wide (at least its number of
+        ratings), gives the same orders as sorting every pass over the table's width.
         """
         num_clients, num_passes, width = keys.shape
         used = np.zeros((num_clients, num_passes), bool)
         for active, passes in stages:
             used[np.nonzero(active)[0], passes[active]] = True
-        orders = np.zeros(keys.shape, np.int64)
-        widths = np.minimum(2 ** np.ceil(np.log2(np.maximum(counts, 1))).astype(np.int64), width)
+        client, which = np.nonzero(used)
+        index = np.zeros((num_clients, num_passes), np.int64)
+        index[client, which] = np.arange(len(client))
+        orders = np.zeros((max(len(client), 1), width), np.int32)
+        widths = np.minimum(sort_widths[client], width)
         for sort_width in np.unique(widths):
-            client, which = np.nonzero(used & (widths == sort_width)[:, None])
-            part = keys[client, which, :sort_width]
-            real = np.arange(sort_width) < counts[client, None]
+            picked = np.nonzero(widths == sort_width)[0]
+            part = keys[client[picked], which[picked], :sort_width]
+            real = np.arange(sort_width) < counts[client[picked], None]
             # The padding's keys sort above every real one, so it stays at the end.
-            orders[client, which, :sort_width] = np.argsort(np.where(real, part, 2.0), axis=1)
-        return orders
+            orders[picked, :sort_width] = np.argsort(np.where(real, part, 2.0), axis=1)
+        return orders, index
 
     def training_shape(
         self, round_rows: Sequence[np.ndarray], split: DatasetSplit, batch_size: int
@@ -367,7 +379,7 @@ class PackedClients:
         *,
         reshuffle_each_pass: bool = True,
         shape: TrainingShape | None = None,
-        rounds_per_pass: int = 5,
+        clients_per_pass: int = 500,
     ) -> RoundInputs:
         """The simulator's inputs for training rounds, with a leading round axis: what
         :func:`round_inputs` makes of :meth:`batches_from_keys`, made directly (every
@@ -376,8 +388,9 @@ class PackedClients:
         Round ``r`` trains table rows ``round_rows[r]`` with shuffle keys ``round_keys[r]``.
         Its table of local rows holds every item its clients rated, also those that no
         step of the round uses (their updates are zero). The arrays have ``shape``
-        (default: the rounds' own, rounded up to :func:`bucket` sizes). ``rounds_per_pass``
-        rounds are made in one vectorized pass (larger passes outgrow the CPU's caches).
+        (default: the rounds' own, rounded up to :func:`bucket` sizes). The arrays are
+        made ``clients_per_pass`` clients per vectorized pass (larger passes outgrow the
+        CPU's caches), the passes on as many threads as there are CPUs.
         """
         needed = self.training_shape(round_rows, split, batch_size)
         shape = needed.bucketed() if shape is None else shape
@@ -404,9 +417,14 @@ class PackedClients:
                 np.zeros(stage_shape, np.float32),
                 np.zeros(stage_shape, np.float32),
             ]
-        for start in range(0, len(sizes), rounds_per_pass):
-            group = slice(bounds[start], bounds[min(start + rounds_per_pass, len(sizes))])
-            keys = np.concatenate(round_keys[start : start + rounds_per_pass])
+
+        def fill(start: int) -> None:  # the arrays of clients ``start`` on, one pass
+            group = slice(start, min(start + clients_per_pass, len(rows)))
+            keys = [
+                round_keys[r][max(group.start - bounds[r], 0) : group.stop - bounds[r]]
+                for r in range(client_round[group.start], client_round[group.stop - 1] + 1)
+            ]
+            keys = keys[0] if len(keys) == 1 else np.concatenate(keys)
             rating = rows[group, None, None] * self.items.shape[1]  # of position 0
             stages = self._examples(rows[group], keys, split, batch_size, reshuffle_each_pass)
             for first, (examples, mask) in zip((0, 3), stages):
@@ -416,6 +434,12 @@ class PackedClients:
                 padded[first][where] = np.where(mask, table_row, num_rows)
                 padded[first + 1][where] = np.where(mask, self.ratings.take(rating_examples), 0)
                 padded[first + 2][where] = mask
+
+        # The passes write to different clients' entries, so they can run side by side
+        # (NumPy releases the GIL while it sorts and copies).
+        starts = range(0, len(rows), clients_per_pass)
+        with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1) or 1) as pool:
+            list(pool.map(fill, starts))
         valid = np.arange(self.distinct_items.shape[1]) < distinct[:, None]
         entry_client, entry_column = np.nonzero(valid)
         where = (client_round[entry_client], client_offset[entry_client] + entry_column)

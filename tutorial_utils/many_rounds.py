@@ -12,7 +12,7 @@ arguments, dispatch) are a large share of the round. :func:`run_rounds` instead
    (:meth:`PackedClients.training_inputs`), all in one shape just large enough for every
    round it is given, so that the program compiles once;
 3. runs them in one XLA program, a loop over rounds whose body is the simulator's own
-   :func:`simulator.training_round`, so the item matrix never leaves the program
+   :func:`round_math.training_round`, so the item matrix never leaves the program
    between rounds; meanwhile the host prepares the next rounds.
 
 The rounds' results equal those of calling ``run_round`` once a round
@@ -28,22 +28,22 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import tensorflow as tf
 
-from tutorial_utils import rounds, simulator
+from tutorial_utils import round_math, rounds, simulator
 from tutorial_utils.batches import PackedClients
-from tutorial_utils.program_inputs import RoundInputs, TrainingShape
+from tutorial_utils.program_inputs import RoundInputs, TrainingShape, trains_rows_once
 
 
 def _with_round_axis(spec):
     return tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype), spec)
 
 
-_ITEMS, _TABLE, _USERS, _RECON, _POST, _RECON_LR, _CLIENTS = simulator.TRAINING_SPECS[:7]
+_ITEMS, _TABLE, _USERS, _RECON, _POST, _RECON_LR, _CLIENTS = round_math.TRAINING_SPECS[:7]
 _MANY_ROUNDS_SPECS = [
     _ITEMS,
     *(_with_round_axis(spec) for spec in (_TABLE, _USERS, _RECON, _POST)),
     _RECON_LR,
     _with_round_axis(_CLIENTS),
-    *simulator.TRAINING_SPECS[7:],  # client and server learning rates, DP arguments
+    *round_math.TRAINING_SPECS[7:],  # learning rates, DP arguments, rows trained once
     tf.TensorSpec([], tf.int32),  # the number of real rounds (the rest is padding)
 ]
 
@@ -60,13 +60,14 @@ def _training_rounds(
     client_lr,
     server_lr,
     dp_arguments,
+    rows_once,
     num_rounds,
 ):
-    """``num_rounds`` rounds of :func:`simulator.training_round`, round ``r`` on the
+    """``num_rounds`` rounds of :func:`round_math.training_round`, round ``r`` on the
     ``r``-th slice of every input. Returns the item matrix and the sums ``[rounds, C, 5]``."""
-    sums = tf.zeros([tf.shape(users)[0], tf.shape(users)[1], simulator.NUM_SUMS])
+    sums = tf.zeros([tf.shape(users)[0], tf.shape(users)[1], round_math.NUM_SUMS])
     for r in tf.range(num_rounds):
-        item_matrix, round_sums = simulator.training_round(
+        item_matrix, round_sums = round_math.training_round(
             item_matrix,
             table_items[r],
             users[r],
@@ -77,6 +78,7 @@ def _training_rounds(
             client_lr,
             server_lr,
             dp_arguments,
+            rows_once,
         )
         sums = tf.tensor_scatter_nd_update(sums, [[r]], round_sums[None])
     return item_matrix, sums
@@ -101,9 +103,7 @@ def many_round_inputs(
                 len(round_rows), run.train_split, rng, fedrecon.reshuffle_each_pass
             )
         )
-        users.append(
-            rng.uniform(*fedrecon.user_init_range, (len(round_rows), run.num_latent_factors))
-        )
+        users.append(fedrecon.draw_users(len(round_rows)))
     inputs = clients.training_inputs(
         rows,
         keys,
@@ -137,6 +137,7 @@ def program_arguments(fedrecon: simulator.FedReconSimulator, inputs, initial_use
         run.client_lr,
         run.server_lr,
         dp_arguments,
+        trains_rows_once(inputs),
         num_rounds,
     ]
     specs = _MANY_ROUNDS_SPECS[1:]
@@ -147,7 +148,7 @@ def run_program(fedrecon: simulator.FedReconSimulator, arguments) -> list[dict[s
     """Runs the compiled rounds from the simulator's item matrix, and updates it."""
     fedrecon._item_matrix, sums = _training_rounds(fedrecon._item_matrix, *arguments)
     sums = sums.numpy()
-    return [simulator.round_metrics(sums[r]) for r in range(int(arguments[-1]))]
+    return [round_math.round_metrics(sums[r]) for r in range(int(arguments[-1]))]
 
 
 def run_rounds(

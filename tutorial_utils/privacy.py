@@ -28,8 +28,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tutorial_utils import round_math
 from tutorial_utils import simulator as fedrecon
 from tutorial_utils.batches import PackedClients, RoundBatches
+from tutorial_utils.program_inputs import trains_rows_once
 
 # --------------------------------------------------------------------------------------
 # What one update reveals
@@ -37,14 +39,21 @@ from tutorial_utils.batches import PackedClients, RoundBatches
 
 
 @tf.function(
-    input_signature=[*fedrecon.ROUND_SPECS, tf.TensorSpec([], tf.float32)], jit_compile=True
+    input_signature=[
+        *round_math.ROUND_SPECS,
+        round_math.TRAINING_SPECS[7],  # client learning rate
+        round_math.TRAINING_SPECS[-1],  # no table row is trained twice
+    ],
+    jit_compile=True,
 )
-def _local_updates(item_matrix, table_items, user, recon, post, reconstruction_lr, client_lr):
-    """The clients' part of a training round (``simulator.local_training``), compiled."""
-    delta, user, _ = fedrecon.local_training(
-        item_matrix, table_items, user, recon, post, reconstruction_lr, client_lr
+def _local_updates(
+    item_matrix, table_items, user, recon, post, reconstruction_lr, client_lr, rows_once
+):
+    """The clients' part of a training round (``round_math.local_training``), compiled."""
+    coefficients, user, _ = round_math.local_training(
+        item_matrix, table_items, user, recon, post, reconstruction_lr, client_lr, rows_once
     )
-    return delta, user
+    return coefficients, user
 
 
 class ClientUpdates(NamedTuple):
@@ -93,7 +102,12 @@ def client_updates(
     training round draws them.
     """
     inputs, arguments = simulator.round_arguments(batches, rng)
-    delta, users = _local_updates(*arguments, simulator.run.client_lr)
+    coefficients, users = _local_updates(
+        *arguments, simulator.run.client_lr, trains_rows_once(inputs)
+    )
+    # A row's update is its coefficient times its client's reconstructed embedding.
+    users = users.numpy()
+    delta = coefficients.numpy()[:, None] * users[inputs.table_clients]
     used = np.zeros(len(inputs.table_items) + 1, bool)
     for rows, mask in (
         (inputs.recon_rows, inputs.recon_mask),
@@ -105,8 +119,8 @@ def client_updates(
     return ClientUpdates(
         items=inputs.table_items[used].astype(np.int64),
         clients=inputs.table_clients[used].astype(np.int64),
-        delta=delta.numpy()[used],
-        users=users.numpy()[:num_clients],
+        delta=delta[used],
+        users=users[:num_clients],
         weights=batches.post_recon.mask.sum(axis=(1, 2)).astype(np.float64),
         num_items=simulator.num_items,
     )

@@ -87,6 +87,18 @@ def round_inputs(batches: RoundBatches, num_items: int) -> RoundInputs:
     return RoundInputs(table_items, table_clients, *padded)
 
 
+def trains_rows_once(inputs: RoundInputs) -> bool:
+    """Whether no round of ``inputs`` (one round, or many with a leading round axis)
+    trains a table row twice: no row but the scratch row appears twice among its
+    post-reconstruction examples, as with one post-reconstruction epoch. The simulator
+    then runs every post-reconstruction step at once."""
+    num_rows = inputs.table_items.shape[-1]
+    rows = inputs.post_recon_rows.reshape(inputs.table_items.size // num_rows, -1)
+    numbered = rows + (num_rows + 1) * np.arange(len(rows))[:, None]  # each round its own
+    counts = np.bincount(numbered[rows < num_rows], minlength=1)
+    return bool(counts.max() <= 1)
+
+
 class TrainingShape(NamedTuple):
     """The sizes of :meth:`PackedClients.training_inputs`' arrays: rounds, clients a
     round, rows of a round's table of local item rows, and steps of each stage."""

@@ -42,21 +42,14 @@ Both use post-reconstruction batches only. Evaluation reconstructs ``u`` the sam
 and then measures the post-reconstruction batches without training; it also reports
 ``rmse``, the square root of the mean squared error over examples.
 
-How it is vectorized
---------------------
-A client only touches the item rows it rated, so its local copy of ``V`` is just those
-rows. The local copies of all clients in a round are stacked into one table with one
-row per (client, item) pair; every rating points at its row. Batches are padded to
-``[clients, steps, batch_size]`` with a mask, so step ``t`` of every client runs at
-once: gather the rows, predict, take the gradient of the masked mean squared error,
-and update (``u`` for reconstruction; the table rows, by scatter-add, for training).
-Padded examples have zero gradient and point at one scratch row, so a client that has
-run out of batches is left as it is. At the end the deltas of the table rows are
-weighted and summed into the item rows they came from (``unsorted_segment_sum``).
+How it runs
+-----------
+The clients of a round run at once, in one compiled XLA program
+(``tutorial_utils.round_math``, which says how it is vectorized).
 
-Host-side bookkeeping (choosing batches, numbering the table rows) is NumPy; the
-arithmetic is one ``tf.function`` per round, compiled with XLA (one program per input
-shape, so shapes are rounded up to a few sizes, ``program_inputs.bucket``).
+Host-side bookkeeping (choosing batches, numbering the table rows) is NumPy. XLA compiles
+one program per input shape, so shapes are rounded up to a few sizes
+(``program_inputs.bucket``).
 ``tutorial_utils.many_rounds`` runs many rounds in one program, with the same results;
 :func:`train` uses it.
 """
@@ -69,189 +62,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tutorial_utils import metrics, rounds
+from tutorial_utils import metrics, round_math, rounds
 from tutorial_utils.batches import PackedClients, RoundBatches
 from tutorial_utils.config import FedReconRun
-from tutorial_utils.program_inputs import RoundInputs, round_inputs
+from tutorial_utils.program_inputs import RoundInputs, round_inputs, trains_rows_once
 from tutorial_utils.splits import DatasetSplit
-
-# The per-client sums that the TensorFlow part returns, one column each.
-_LOSS_SUM, _NUM_BATCHES, _NUM_CORRECT, _NUM_EXAMPLES, _SQUARED_ERROR = range(5)
-NUM_SUMS = 5
-
-
-# ---------------------------------------------------------------------------------------
-# The arithmetic, in TensorFlow: every client at once
-# ---------------------------------------------------------------------------------------
-
-
-def _predict(table, user, rows):
-    """Item vectors ``[C, ..., B, k]`` of ``rows`` and predictions ``u . v``."""
-    vectors = tf.gather(table, rows)
-    return vectors, tf.einsum("c...k,ck->c...", vectors, user)
-
-
-def _loss_gradient(predictions, ratings, mask):
-    """d(batch loss)/d(prediction) for the masked mean squared error: ``2 (p - y) / n``.
-
-    Padded examples get exactly 0 (``tf.where``, not a product with the mask, so that a
-    diverged client's NaN in the shared scratch row cannot leak into other clients).
-    """
-    count = tf.reduce_sum(mask, axis=-1, keepdims=True)
-    return tf.where(mask > 0, 2.0 * (predictions - ratings) / tf.maximum(count, 1.0), 0.0)
-
-
-def _metric_sums(predictions, ratings, mask):
-    """Per client ``[C, 5]``: sum of batch losses, batches, correct, examples, squared error.
-
-    Works on one step (``[C, B]``) or on all steps (``[C, S, B]``).
-    """
-    real = mask > 0
-    squared_error = tf.where(real, tf.square(predictions - ratings), 0.0)
-    count = tf.reduce_sum(mask, axis=-1)
-    correct = tf.cast(real & metrics.is_correct(ratings, predictions), tf.float32)
-    per_batch = tf.stack(
-        [
-            tf.math.divide_no_nan(tf.reduce_sum(squared_error, axis=-1), count),
-            tf.cast(count > 0, tf.float32),
-            tf.reduce_sum(correct, axis=-1),
-            count,
-            tf.reduce_sum(squared_error, axis=-1),
-        ],
-        axis=-1,
-    )
-    return tf.reduce_sum(tf.reshape(per_batch, [tf.shape(mask)[0], -1, NUM_SUMS]), axis=1)
-
-
-def _reconstruct(table, user, rows, ratings, mask, learning_rate):
-    """SGD on the user embeddings, one step per reconstruction batch, items frozen."""
-    for t in tf.range(tf.shape(rows)[1]):
-        vectors, predictions = _predict(table, user, rows[:, t])
-        gradient = tf.einsum(
-            "cb,cbk->ck", _loss_gradient(predictions, ratings[:, t], mask[:, t]), vectors
-        )
-        user = user - learning_rate * gradient
-    return user
-
-
-def _train_items(table, user, rows, ratings, mask, learning_rate):
-    """SGD on the local item rows, one step per post-reconstruction batch, users frozen.
-
-    Returns the trained table and the per-client metric sums, measured before each step.
-    """
-    sums = tf.zeros([tf.shape(user)[0], NUM_SUMS])
-    for t in tf.range(tf.shape(rows)[1]):
-        vectors, predictions = _predict(table, user, rows[:, t])
-        sums += _metric_sums(predictions, ratings[:, t], mask[:, t])
-        d_predictions = _loss_gradient(predictions, ratings[:, t], mask[:, t])
-        gradient = d_predictions[..., None] * user[:, None, :]  # d loss / d item row
-        table = tf.tensor_scatter_nd_add(table, rows[:, t, :, None], -learning_rate * gradient)
-    return table, sums
-
-
-def _local_table(item_matrix, table_items):
-    """The clients' local item rows, plus one scratch row for padded examples."""
-    return tf.concat(
-        [tf.gather(item_matrix, table_items), tf.zeros([1, tf.shape(item_matrix)[1]])], axis=0
-    )
-
-
-# One stage's examples, ``[clients, steps, batch]`` each: table rows, ratings, mask.
-_PHASE_SPEC = (
-    tf.TensorSpec([None, None, None], tf.int32),
-    tf.TensorSpec([None, None, None], tf.float32),
-    tf.TensorSpec([None, None, None], tf.float32),
-)
-ROUND_SPECS = [
-    tf.TensorSpec([None, None], tf.float32),  # item matrix
-    tf.TensorSpec([None], tf.int32),  # item of each table row
-    tf.TensorSpec([None, None], tf.float32),  # initial user embeddings
-    _PHASE_SPEC,  # reconstruction
-    _PHASE_SPEC,  # post-reconstruction
-    tf.TensorSpec([], tf.float32),  # reconstruction learning rate
-]
-
-
-def local_training(item_matrix, table_items, user, recon, post, reconstruction_lr, client_lr):
-    """What the clients of a round do: reconstruct, then train their item rows.
-
-    Returns the deltas of the table rows, the reconstructed users and the metric sums.
-    """
-    table = _local_table(item_matrix, table_items)
-    user = _reconstruct(table, user, *recon, reconstruction_lr)
-    trained, sums = _train_items(table, user, *post, client_lr)
-    return (trained - table)[:-1], user, sums
-
-
-TRAINING_SPECS = [
-    *ROUND_SPECS,
-    tf.TensorSpec([None], tf.int32),  # client of each table row
-    tf.TensorSpec([], tf.float32),  # client learning rate
-    tf.TensorSpec([], tf.float32),  # server learning rate
-    (tf.TensorSpec([]), tf.TensorSpec([None, None]), tf.TensorSpec([])),  # DP (float32)
-]
-
-
-def training_round(
-    item_matrix,
-    table_items,
-    user,
-    recon,
-    post,
-    reconstruction_lr,
-    table_clients,
-    client_lr,
-    server_lr,
-    dp_arguments,
-):
-    """One FedRecon round: local reconstruction and training, then the server update.
-
-    ``recon`` and ``post`` are a stage's ``(rows, ratings, mask)``.
-    """
-    delta, user, sums = local_training(
-        item_matrix, table_items, user, recon, post, reconstruction_lr, client_lr
-    )
-    num_clients = tf.shape(user)[0]
-    # A client whose update is not finite is dropped (zero delta, zero weight).
-    row_finite = tf.cast(tf.reduce_all(tf.math.is_finite(delta), axis=1), tf.int32)
-    client_finite = tf.math.unsorted_segment_min(row_finite, table_clients, num_clients) > 0
-    clip, noise, denominator = dp_arguments  # clip inf: no DP, noise 0
-    dp = tf.math.is_finite(clip)  # DP: weights 1, clipped deltas, noise, fixed denominator
-    weights = tf.where(client_finite, tf.where(dp, 1.0, sums[:, _NUM_EXAMPLES]), 0.0)
-    row_weights = tf.gather(weights, table_clients)[:, None]
-    delta = tf.where(row_weights > 0, delta, 0.0)
-
-    def clipped_row_weights():  # each client's delta clipped to norm ``clip``, as TF clips
-        squares = tf.math.unsorted_segment_sum(
-            tf.reduce_sum(delta**2, 1), table_clients, num_clients
-        )
-        scale = clip * tf.minimum(tf.math.rsqrt(squares), 1 / clip)
-        return row_weights * tf.gather(scale, table_clients)[:, None]
-
-    # Without DP the program skips the clipping and the noise (XLA runs one branch).
-    row_weights = tf.cond(dp, clipped_row_weights, lambda: row_weights)
-    weighted_sum = tf.math.unsorted_segment_sum(
-        delta * row_weights, table_items, tf.shape(item_matrix)[0]
-    )
-    weighted_sum = tf.cond(dp, lambda: weighted_sum + noise, lambda: weighted_sum)
-    mean_delta = weighted_sum / tf.where(dp, denominator, tf.reduce_sum(weights))
-    # Server SGD with -mean_delta as the gradient; a non-finite mean is rejected.
-    accept = tf.reduce_all(tf.math.is_finite(mean_delta))
-    return tf.where(accept, item_matrix + server_lr * mean_delta, item_matrix), sums
-
-
-_training_round = tf.function(training_round, input_signature=TRAINING_SPECS, jit_compile=True)
-
-
-@tf.function(input_signature=ROUND_SPECS, jit_compile=True)
-def _evaluation(item_matrix, table_items, user, recon, post, reconstruction_lr):
-    """Reconstruction, then the metric sums of the post-reconstruction batches."""
-    table = _local_table(item_matrix, table_items)
-    user = _reconstruct(table, user, *recon, reconstruction_lr)
-    post_rows, post_ratings, post_mask = post
-    _, predictions = _predict(table, user, post_rows)
-    return _metric_sums(predictions, post_ratings, post_mask)
-
 
 # ---------------------------------------------------------------------------------------
 # The simulator
@@ -340,23 +155,48 @@ class FedReconSimulator:
     def round_arguments(
         self, batches: RoundBatches, rng: np.random.Generator | None = None
     ) -> tuple[RoundInputs, list]:
-        """The round's inputs, and the arguments that both TensorFlow functions take, with
+        """The round's inputs, and the arguments that both compiled programs take, with
         user embeddings drawn from ``rng`` (default: the simulator's generator)."""
         inputs = round_inputs(batches, self.num_items)
-        return inputs, self._arguments(inputs, batches.num_clients, rng or self.rng)
+        return inputs, self._arguments(inputs, self.draw_users(batches.num_clients, rng))
 
-    def _arguments(self, inputs: RoundInputs, num_clients: int, rng) -> list:
+    def draw_users(self, num_clients: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Initial user embeddings ``[num_clients, k]`` from ``rng`` (default: the
+        simulator's generator), as TFF's clients draw them afresh every round."""
         k = self.run.num_latent_factors
-        users = np.zeros((len(inputs.recon_rows), k), np.float32)
-        users[:num_clients] = rng.uniform(*self.user_init_range, size=(num_clients, k))
+        return (rng or self.rng).uniform(*self.user_init_range, size=(num_clients, k))
+
+    def _arguments(self, inputs: RoundInputs, users: np.ndarray) -> list:
+        padded = np.zeros((len(inputs.recon_rows), self.run.num_latent_factors), np.float32)
+        padded[: len(users)] = users
         return [
             self._item_matrix,
             inputs.table_items,
-            users,
+            padded,
             (inputs.recon_rows, inputs.recon_ratings, inputs.recon_mask),
             (inputs.post_recon_rows, inputs.post_recon_ratings, inputs.post_recon_mask),
             self.run.reconstruction_lr,
         ]
+
+    def training_arguments(self, inputs: RoundInputs, users: np.ndarray) -> list:
+        """The arguments of ``round_math.compiled_training_round`` for a round on ``inputs``
+        from initial embeddings ``users``, as tensors. With DP noise, the round's noise
+        is drawn here, from the simulator's generator."""
+        clip, shape = self.dp_clip or np.inf, self._item_matrix.shape
+        noise = np.zeros(shape, np.float32)
+        if self.dp_noise_multiplier:
+            noise += self.rng.normal(0, self.dp_noise_multiplier * clip, shape)
+        arguments = [
+            *self._arguments(inputs, users),
+            inputs.table_clients,
+            self.run.client_lr,
+            self.run.server_lr,
+            (clip, noise, self.run.clients_per_round),
+            trains_rows_once(inputs),
+        ]
+        return tf.nest.map_structure(
+            lambda a, s: tf.convert_to_tensor(a, s.dtype), arguments, round_math.TRAINING_SPECS
+        )
 
     def run_round_batches(self, batches: RoundBatches) -> dict[str, float]:
         """One training round on explicit batches; updates :attr:`item_matrix`.
@@ -364,19 +204,13 @@ class FedReconSimulator:
         Returns TFF's round metrics ``loss`` and ``rating_accuracy``, and
         ``num_examples``: the post-reconstruction examples, which weigh the clients.
         """
-        inputs, arguments = self.round_arguments(batches)
-        return self._train(inputs, arguments)
+        inputs = round_inputs(batches, self.num_items)
+        return self._train(inputs, self.draw_users(batches.num_clients))
 
-    def _train(self, inputs: RoundInputs, arguments: list) -> dict[str, float]:
-        clip, shape = self.dp_clip or np.inf, self._item_matrix.shape
-        noise = np.zeros(shape, np.float32)
-        if self.dp_noise_multiplier:
-            noise += self.rng.normal(0, self.dp_noise_multiplier * clip, shape)
-        dp_arguments = (clip, noise, self.run.clients_per_round)
-        self._item_matrix, sums = _training_round(
-            *arguments, inputs.table_clients, self.run.client_lr, self.run.server_lr, dp_arguments
-        )
-        return round_metrics(sums.numpy())
+    def _train(self, inputs: RoundInputs, users: np.ndarray) -> dict[str, float]:
+        arguments = self.training_arguments(inputs, users)
+        self._item_matrix, sums = round_math.compiled_training_round(*arguments)
+        return round_math.round_metrics(sums.numpy())
 
     def run_round(self, clients: PackedClients, client_ids: Sequence[int]) -> dict[str, float]:
         """One training round on ``client_ids``, shuffled with the simulator's generator:
@@ -392,7 +226,7 @@ class FedReconSimulator:
             reshuffle_each_pass=reshuffle,
         )
         inputs = RoundInputs(*(array[0] for array in stacked))
-        return self._train(inputs, self._arguments(inputs, len(rows), self.rng))
+        return self._train(inputs, self.draw_users(len(rows)))
 
     def evaluate_batches(
         self, batches: RoundBatches, rng: np.random.Generator | None = None
@@ -403,10 +237,11 @@ class FedReconSimulator:
         user embeddings come from ``rng`` (default: the simulator's generator).
         """
         _, arguments = self.round_arguments(batches, rng)
-        sums = _evaluation(*arguments).numpy()
-        result = round_metrics(sums)
+        sums = round_math.compiled_evaluation(*arguments).numpy()
+        result = round_math.round_metrics(sums)
         totals = sums.astype(np.float64).sum(axis=0)
-        result["rmse"] = metrics.rmse(totals[_SQUARED_ERROR], totals[_NUM_EXAMPLES])
+        squared_error, examples = totals[[round_math.SQUARED_ERROR, round_math.NUM_EXAMPLES]]
+        result["rmse"] = metrics.rmse(squared_error, examples)
         return result
 
     def evaluate(
@@ -433,18 +268,6 @@ class FedReconSimulator:
         split = split or self.run.eval_split
         batches = clients.round_batches(client_ids, split, self.run.batch_size, rng, reshuffle)
         return self.evaluate_batches(batches, rng)
-
-
-def round_metrics(sums: np.ndarray) -> dict[str, float]:
-    """Sums the clients' metric sums, then divides (TFF's ``sum_then_finalize``; a ratio
-    with a denominator of 0 is 0, as Keras' ``divide_no_nan``)."""
-    total = sums.astype(np.float64).sum(axis=0)
-    loss, batches, correct, examples = total[[_LOSS_SUM, _NUM_BATCHES, _NUM_CORRECT, _NUM_EXAMPLES]]
-    return {
-        "loss": float(loss / batches) if batches else 0.0,
-        "rating_accuracy": float(correct / examples) if examples else 0.0,
-        "num_examples": int(examples),
-    }
 
 
 # ---------------------------------------------------------------------------------------
