@@ -72,6 +72,27 @@ def test_scaling_table_compares_the_time_per_client():
     assert len(table) == 4
 
 
+def test_linear_from_finds_where_the_time_per_unit_stops_changing():
+    sizes = [10, 20, 40, 80]
+    assert speed_results.linear_from(sizes, [1.0, 0.5, 0.45, 0.55]) == 20
+    assert speed_results.linear_from(sizes, [1.0, 1.1, 0.9, 1.2]) == 10
+    assert speed_results.linear_from(sizes, [1.0, 0.5, 0.25, 0.1]) is None
+
+
+def test_scaling_summary_says_where_the_growth_is_linear():
+    results = example_results()
+    results["scaling"].update(
+        clients=[50, 100, 200],
+        clients_rounds_per_second=[100.0, 50.0, 25.0],  # time per client constant
+        factors=[10, 20, 40],
+        factors_rounds_per_second=[100.0, 100.0, 100.0],  # time constant: far below linear
+    )
+    summary = speed_results.scaling_summary(results)
+    assert "With clients, the time a round grows linearly from 50 to 200 clients" in summary
+    assert "With factors, the time a round grows less than linearly all the way to 40" in summary
+    assert "at 40: 0.25 of its value at 10" in summary
+
+
 def test_update_readme_rewrites_only_its_block(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"before\n{speed_results.BEGIN}\nold\n{speed_results.END}\nafter\n")

@@ -417,6 +417,8 @@ class PackedClients:
                 np.zeros(stage_shape, np.float32),
                 np.zeros(stage_shape, np.float32),
             ]
+        table_items = np.zeros((shape.rounds, num_rows), np.int32)
+        table_clients = np.zeros((shape.rounds, num_rows), np.int32)
 
         def fill(start: int) -> None:  # the arrays of clients ``start`` on, one pass
             group = slice(start, min(start + clients_per_pass, len(rows)))
@@ -434,19 +436,19 @@ class PackedClients:
                 padded[first][where] = np.where(mask, table_row, num_rows)
                 padded[first + 1][where] = np.where(mask, self.ratings.take(rating_examples), 0)
                 padded[first + 2][where] = mask
+            # The group's table rows: each client's distinct items, from its offset on.
+            valid = np.arange(self.distinct_items.shape[1]) < distinct[group, None]
+            entry_client, entry_column = np.nonzero(valid)
+            entry_client += start
+            where = (client_round[entry_client], client_offset[entry_client] + entry_column)
+            table_items[where] = self.distinct_items[rows[group]][valid]
+            table_clients[where] = local_client[entry_client]
 
         # The passes write to different clients' entries, so they can run side by side
         # (NumPy releases the GIL while it sorts and copies).
         starts = range(0, len(rows), clients_per_pass)
         with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1) or 1) as pool:
             list(pool.map(fill, starts))
-        valid = np.arange(self.distinct_items.shape[1]) < distinct[:, None]
-        entry_client, entry_column = np.nonzero(valid)
-        where = (client_round[entry_client], client_offset[entry_client] + entry_column)
-        table_items = np.zeros((shape.rounds, num_rows), np.int32)
-        table_items[where] = self.distinct_items[rows][valid]
-        table_clients = np.zeros((shape.rounds, num_rows), np.int32)
-        table_clients[where] = local_client[entry_client]
         return RoundInputs(table_items, table_clients, *padded)
 
 

@@ -124,7 +124,7 @@ def program_arguments(fedrecon: simulator.FedReconSimulator, inputs, initial_use
     run = fedrecon.run
     dp_arguments = (
         fedrecon.dp_clip or np.inf,
-        np.zeros(fedrecon.item_matrix.shape, np.float32),
+        np.zeros((fedrecon.num_items, run.num_latent_factors), np.float32),
         run.clients_per_round,
     )
     arguments = [
@@ -172,9 +172,13 @@ def run_rounds(
         raise ValueError(f"rounds_per_program must be at least 1, got {rounds_per_program}.")
     if fedrecon.dp_noise_multiplier:
         return [fedrecon.run_round(clients, client_ids) for client_ids in client_id_lists]
+    # The first chunk is short: nothing runs while the host prepares it.
+    first = max(1, rounds_per_program // 5)
+    starts = [0, *range(first, len(client_id_lists), rounds_per_program)]
     chunks = [
-        client_id_lists[start : start + rounds_per_program]
-        for start in range(0, len(client_id_lists), rounds_per_program)
+        client_id_lists[start:end]
+        for start, end in zip(starts, [*starts[1:], len(client_id_lists)])
+        if end > start
     ]
 
     # One shape for every chunk, just large enough for all the rounds: one compilation.
@@ -185,18 +189,19 @@ def run_rounds(
     shape = shape._replace(rounds=min(rounds_per_program, shape.rounds))
 
     def prepare(chunk):
-        return many_round_inputs(fedrecon, clients, chunk, shape), len(chunk)
+        inputs, initial_users = many_round_inputs(fedrecon, clients, chunk, shape)
+        return program_arguments(fedrecon, inputs, initial_users, len(chunk))
 
-    # The host prepares the next chunk while the compiled program runs the current one
-    # (the chunks' random draws still happen in order, one chunk after the other).
+    # The host prepares the next chunk (and turns it into tensors) while the compiled
+    # program runs the current one (the chunks' random draws still happen in order, one
+    # chunk after the other).
     results = []
     with ThreadPoolExecutor(max_workers=1) as host:
         upcoming = host.submit(prepare, chunks[0]) if chunks else None
         for index in range(len(chunks)):
-            (inputs, initial_users), num_rounds = upcoming.result()
+            arguments = upcoming.result()
             if index + 1 < len(chunks):
                 upcoming = host.submit(prepare, chunks[index + 1])
-            arguments = program_arguments(fedrecon, inputs, initial_users, num_rounds)
             results += run_program(fedrecon, arguments)
     return results
 

@@ -215,23 +215,22 @@ def training_round(
     num_clients = tf.shape(user)[0]
     # A client whose update is not finite is dropped (zero weight). Its update's entries
     # are its coefficients times its u: all finite if the coefficients are and the
-    # largest |a| times the largest |u| is.
-    row_finite = tf.cast(tf.math.is_finite(coefficients), tf.int32)
-    client_finite = tf.math.unsorted_segment_min(row_finite, table_clients, num_clients) > 0
-    largest = tf.math.unsorted_segment_max(tf.abs(coefficients), table_clients, num_clients)
+    # largest |a| times the largest |u| is. (Only rows that a step trained can have an
+    # ``a`` other than 0, so the client's steps' rows hold them all.)
+    trained = tf.gather(tf.concat([coefficients, [0.0]], axis=0), post[0])  # [C, S, B]
+    client_finite = tf.reduce_all(tf.math.is_finite(trained), axis=[1, 2])
+    largest = tf.reduce_max(tf.abs(trained), axis=[1, 2])
     largest_entry = largest * tf.reduce_max(tf.abs(user), axis=1)
     client_finite &= (largest <= 0) | tf.math.is_finite(largest_entry)
     clip, noise, denominator = dp_arguments  # clip inf: no DP, noise 0
     dp = tf.math.is_finite(clip)  # DP: weights 1, clipped deltas, noise, fixed denominator
     weights = tf.where(client_finite, tf.where(dp, 1.0, sums[:, NUM_EXAMPLES]), 0.0)
 
-    def clipped_weights():  # each client's update clipped to norm ``clip``, as TF clips
-        squares = tf.math.unsorted_segment_sum(tf.square(coefficients), table_clients, num_clients)
-        squares *= tf.reduce_sum(tf.square(user), axis=1)
-        return weights * clip * tf.minimum(tf.math.rsqrt(squares), 1 / clip)
-
-    # Without DP the program skips the clipping and the noise (XLA runs one branch).
-    scales = tf.cond(dp, clipped_weights, lambda: weights)
+    # With DP each client's update is clipped to norm ``clip``, as TF clips.
+    squares = tf.math.unsorted_segment_sum(tf.square(coefficients), table_clients, num_clients)
+    squares *= tf.reduce_sum(tf.square(user), axis=1)
+    clipped = weights * clip * tf.minimum(tf.math.rsqrt(squares), 1 / clip)
+    scales = tf.where(dp, clipped, weights)
     # sum_c scale_c a_c u_c as one product: the clients' coefficients, one column each
     # (an item's row, a client's column), times their scaled embeddings.
     kept = tf.where(tf.gather(weights, table_clients) > 0, coefficients, 0.0)
@@ -241,8 +240,7 @@ def training_round(
         tf.stack([tf.shape(item_matrix)[0], num_clients]),
     )
     scaled_users = tf.where(scales[:, None] > 0, user, 0.0) * scales[:, None]
-    weighted_sum = tf.matmul(coefficient_matrix, scaled_users)
-    weighted_sum = tf.cond(dp, lambda: weighted_sum + noise, lambda: weighted_sum)
+    weighted_sum = tf.matmul(coefficient_matrix, scaled_users) + noise  # (0 without DP)
     mean_delta = weighted_sum / tf.where(dp, denominator, tf.reduce_sum(weights))
     # Server SGD with -mean_delta as the gradient; a non-finite mean is rejected.
     accept = tf.reduce_all(tf.math.is_finite(mean_delta))

@@ -193,6 +193,48 @@ def scaling_table(results: dict) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
+LINEAR_TOLERANCE = 0.25  # time per unit within 25% of constant counts as linear growth
+
+
+def linear_from(sizes: list, relative: list, tolerance: float = LINEAR_TOLERANCE):
+    """The smallest size from which the time per unit stays within ``tolerance`` of its
+    value there up to the largest size (the time grows linearly from there on), or None
+    if no two sizes do."""
+    for start, base in enumerate(relative[:-1]):
+        if all(abs(value / base - 1) <= tolerance for value in relative[start + 1 :]):
+            return sizes[start]
+    return None
+
+
+def scaling_summary(results: dict) -> str:
+    """Where the growth of the time a round is linear, in words, from
+    :func:`scaling_table`: one sentence for clients, one for latent factors."""
+    table = scaling_table(results)
+    sentences = []
+    for size, unit in (("clients", "client"), ("factors", "latent factor")):
+        part = table[table["grows"].str.startswith(size)]
+        sizes, relative = part["size"].tolist(), part["time per unit, relative"].tolist()
+        start, last = linear_from(sizes, relative), relative[-1]
+        if start == sizes[0]:
+            growth = f"grows linearly from {sizes[0]} to {sizes[-1]} {size}"
+        elif start is not None:
+            below = "less" if relative[sizes.index(start)] < 1 else "more"
+            growth = (
+                f"grows {below} than linearly up to {start} {size}, then linearly up to {sizes[-1]}"
+            )
+        else:
+            growth = (
+                f"grows {'less' if last < 1 else 'more'} than linearly all the way to "
+                f"{sizes[-1]} {size}"
+            )
+        sentences.append(
+            f"With {size}, the time a round {growth} (time per {unit} at {sizes[-1]}: "
+            f"{last:.2f} of its value at {sizes[0]}; linear means within "
+            f"{LINEAR_TOLERANCE:.0%} of constant)."
+        )
+    return " ".join(sentences)
+
+
 def readme_block(results: dict) -> str:
     """The README's speed section body: the speed table, then the profile."""
     run, p = results["run"], results["profile"]
@@ -221,6 +263,8 @@ def readme_block(results: dict) -> str:
             "fixed costs of a round are shared by more work):",
             "",
             reporting.markdown_table(scaling_table(results), float_format="{:.2f}", align="lrrr"),
+            "",
+            scaling_summary(results),
             END,
         ]
     )
