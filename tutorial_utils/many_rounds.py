@@ -172,13 +172,9 @@ def run_rounds(
         raise ValueError(f"rounds_per_program must be at least 1, got {rounds_per_program}.")
     if fedrecon.dp_noise_multiplier:
         return [fedrecon.run_round(clients, client_ids) for client_ids in client_id_lists]
-    # The first chunk is short: nothing runs while the host prepares it.
-    first = max(1, rounds_per_program // 5)
-    starts = [0, *range(first, len(client_id_lists), rounds_per_program)]
     chunks = [
-        client_id_lists[start:end]
-        for start, end in zip(starts, [*starts[1:], len(client_id_lists)])
-        if end > start
+        client_id_lists[start : start + rounds_per_program]
+        for start in range(0, len(client_id_lists), rounds_per_program)
     ]
 
     # One shape for every chunk, just large enough for all the rounds: one compilation.
