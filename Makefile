@@ -9,6 +9,7 @@
 find_python = $(firstword $(foreach v,$(1),$(foreach p,python$(v) $(wildcard $(HOME)/.pyenv/versions/$(v).*/bin/python$(v)) /usr/bin/python$(v),$(shell $(p) -c 'print("$(p)")' 2>/dev/null))))
 PYTHON ?= $(call find_python,3.13 3.12 3.11)
 PYTHON_REFERENCE ?= $(call find_python,3.11)
+PYTHON_COLAB ?= $(call find_python,3.13)
 # 1 makes `make test` fail when the reference stack cannot be built (CI sets it).
 REQUIRE_REFERENCE ?=
 
@@ -108,13 +109,18 @@ $(VENV_REFERENCE)/.installed: requirements/reference-lock.txt pyproject.toml
 
 comma := ,
 
-# Rebuild the lock files (make lock-modern for one of them) from the direct files, each in a scratch environment with
-# Python 3.11: the oldest Python of the modern stack, so that its pins install on all three.
-# Lines marked "# no-deps" are installed with --no-deps --ignore-requires-python.
+# Rebuild the lock files (make lock-modern for one of them) from the direct files, each in a
+# scratch environment. Lines marked "# no-deps" are installed with --no-deps
+# --ignore-requires-python. The modern stack is Colab's default runtime plus TFF: it is
+# resolved with Python 3.13 under the constraints of Colab's package list
+# (requirements/colab-default.txt; replace it with a newer list to follow Colab). The
+# reference stack is resolved with Python 3.11 and the pins TFF 0.87 declares.
+
+# $(call lock_stack,STACK,PYTHON,PIP CONSTRAINT OPTIONS)
 define lock_stack
-	rm -rf .venv-lock && $(PYTHON_REFERENCE) -m venv .venv-lock
+	rm -rf .venv-lock && $(2) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip==$(PIP_VERSION) setuptools
-	grep -v '# no-deps' requirements/$(1)-direct.txt | .venv-lock/bin/python -m pip install --quiet -r /dev/stdin
+	grep -v '# no-deps' requirements/$(1)-direct.txt | .venv-lock/bin/python -m pip install --quiet $(3) -r /dev/stdin
 	.venv-lock/bin/python -m pip install --quiet --no-deps --ignore-requires-python $$(grep -E '^[^#].*# no-deps' requirements/$(1)-direct.txt | cut -d' ' -f1)
 	{ sed -n '1,/^$$/p' requirements/$(1)-lock.txt; .venv-lock/bin/python -m pip freeze --all --exclude-editable | grep -v '^pip=='; } > requirements/$(1)-lock.tmp
 	mv requirements/$(1)-lock.tmp requirements/$(1)-lock.txt && rm -rf .venv-lock
@@ -122,9 +128,17 @@ endef
 
 lock: lock-modern lock-reference
 
-lock-modern lock-reference:
-	@test -n "$(PYTHON_REFERENCE)" || { echo "make lock needs Python 3.11 (set PYTHON_REFERENCE=/path/to/python3.11)."; exit 1; }
-	$(call lock_stack,$(@:lock-%=%))
+# Colab's list as pip constraints (pins.colab_constraints: without pip itself and without
+# the direct references, name @ URL, that pip refuses as constraints).
+lock-modern:
+	@test -n "$(PYTHON_COLAB)" || { echo "make lock-modern needs Python 3.13, Colab's (set PYTHON_COLAB=/path/to/python3.13)."; exit 1; }
+	$(PYTHON_COLAB) -c 'from tutorial_utils import pins; print(pins.colab_constraints("default"), end="")' > requirements/colab-constraints.tmp
+	$(call lock_stack,modern,$(PYTHON_COLAB),-c requirements/colab-constraints.tmp)
+	rm -f requirements/colab-constraints.tmp
+
+lock-reference:
+	@test -n "$(PYTHON_REFERENCE)" || { echo "make lock-reference needs Python 3.11 (set PYTHON_REFERENCE=/path/to/python3.11)."; exit 1; }
+	$(call lock_stack,reference,$(PYTHON_REFERENCE),)
 
 clean:
 	rm -rf $(VENV) $(VENV_REFERENCE) output

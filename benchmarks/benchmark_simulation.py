@@ -25,7 +25,7 @@ rounds, and of ``REPEATS`` calls of each simulator measurement (the paper's prot
 run ``REPEATS`` times more, from the same seed).
 
 Every round's batches are drawn as part of the round: ``create_tf_datasets`` for TFF,
-the simulator's own batches otherwise. The results go to ``benchmarks/simulation_results.json``
+the simulator's own batches otherwise. The results go to ``results/simulation_results.json``
 and, from it, to the README's speed table (``tutorial_utils.speed_results``); notebook 05
 prints the same file.
 """

@@ -4,6 +4,7 @@ import platform
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 
@@ -49,6 +50,58 @@ def test_tff_imports_after_the_package_as_in_the_walkthrough():
     assert version == "0.87.0"
     # Keras 2 either way: tf-keras on the modern stack, TensorFlow 2.14's own keras 2.14.
     assert keras == ("tf_keras" if environment.stack() == "modern" else "keras")
+
+
+def test_tff_imports_on_this_stacks_jax_and_only_jax_07_needs_the_two_names():
+    """The reference stack has jax 0.4, whose ``jax.lib.xla_client`` still has the names
+    TFF reads; the modern stack (Colab's) has jax 0.7, where the package supplies them."""
+    pytest.importorskip("tensorflow_federated")
+    result = run_python("""
+        import jax.lib.xla_client as public
+        print(hasattr(public, "XlaComputation"), hasattr(public, "Shape"))
+        import tutorial_utils
+        import jax
+        import tensorflow_federated as tff
+        print(jax.__version__, tff.__version__, public.XlaComputation.__module__)
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, after = result.stdout.splitlines()[-2:]
+    jax_version, tff_version, source = after.split()
+    assert tff_version == "0.87.0"
+    if environment.stack() == "modern":
+        assert jax_version.startswith("0.7.") and before == "False False"
+    else:
+        assert jax_version.startswith("0.4.") and before == "True True"
+    assert source.startswith("jaxlib")
+
+
+def fake_jax(monkeypatch, public_names):
+    """Stand-ins for ``jax.lib.xla_client`` (holding ``public_names``) and
+    ``jaxlib.xla_client`` (holding both names), as imported modules."""
+    public = types.ModuleType("jax.lib.xla_client")
+    source = types.ModuleType("jaxlib.xla_client")
+    for name in environment.XLA_CLIENT_NAMES:
+        setattr(source, name, type(name, (), {}))
+    for name in public_names:
+        setattr(public, name, getattr(source, name))
+    monkeypatch.setitem(sys.modules, "jax.lib.xla_client", public)
+    monkeypatch.setitem(sys.modules, "jaxlib.xla_client", source)
+    return public, source
+
+
+def test_jax_07_gets_both_names_from_jaxlib(monkeypatch):
+    public, source = fake_jax(monkeypatch, public_names=())
+    assert environment._give_jax_the_names_tff_reads() == ["XlaComputation", "Shape"]
+    assert public.XlaComputation is source.XlaComputation and public.Shape is source.Shape
+    assert environment._give_jax_the_names_tff_reads() == []  # a second call adds nothing
+
+
+def test_jax_04_is_left_as_it_is(monkeypatch):
+    public, source = fake_jax(monkeypatch, public_names=environment.XLA_CLIENT_NAMES)
+    own = types.ModuleType("unused")
+    public.Shape = own
+    assert environment._give_jax_the_names_tff_reads() == []
+    assert public.Shape is own
 
 
 def test_keras3_loaded_first_gets_plain_advice_not_a_traceback_from_tff():

@@ -12,7 +12,7 @@ import pytest
 from conftest import copy_of_checkout
 
 import tutorial_utils
-from tutorial_utils import links, pins, recorded, run_notebooks
+from tutorial_utils import links, pins, recorded, run_notebooks, speed_results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = run_notebooks.notebook_paths(ROOT / "notebooks")
@@ -88,7 +88,7 @@ def test_the_lock_files_ship_inside_the_package(tmp_path):
             assert zipfile.ZipFile(wheel).read(shipped).decode() == pins.read(stack, kind)
     # So do the recorded results that the solutions notebook shows, and an installed copy
     # (as in Colab, outside any checkout) reads them.
-    for path in (recorded.TUNING_FILE, recorded.SCREEN_FILE):
+    for path in (recorded.TUNING_FILE, recorded.SCREEN_FILE, speed_results.RESULTS_FILE):
         shipped = f"tutorial_utils/results/{path.name}"
         assert zipfile.ZipFile(wheel).read(shipped) == path.read_bytes()
     site = tmp_path / "site"
@@ -98,8 +98,10 @@ def test_the_lock_files_ship_inside_the_package(tmp_path):
         capture_output=True,
     )
     check = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from tutorial_utils import recorded; "
-        "print(recorded.RESULTS_DIR, recorded.available(), len(recorded.load_tuning()))"
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from tutorial_utils import recorded, speed_results; "
+        "print(recorded.RESULTS_DIR, recorded.available(), len(recorded.load_tuning()), "
+        "speed_results.RESULTS_FILE, speed_results.load()['tutorial']['clients'])"
     )
     shown = subprocess.run(
         [sys.executable, "-c", check, site],
@@ -109,6 +111,9 @@ def test_the_lock_files_ship_inside_the_package(tmp_path):
         cwd=tmp_path,
     ).stdout.split()
     assert shown[:2] == [str(site / "tutorial_utils" / "results"), "True"]
+    # Notebook 05's benchmark results too.
+    assert shown[3] == str(site / "tutorial_utils" / "results" / "simulation_results.json")
+    assert shown[4] == str(speed_results.load()["tutorial"]["clients"])
 
 
 @pytest.mark.parametrize(
@@ -148,21 +153,27 @@ def test_notebooks_01_05_06_and_08_install_no_tff():
 
 
 @pytest.mark.parametrize("path", TFF_NOTEBOOKS, ids=lambda p: p.name)
-def test_colab_cell_installs_the_package_alone_then_the_locked_pins(path):
-    commands = re.findall(r"^\s*(!.*|from tutorial_utils import .*)$", install_cell(path), re.M)
+def test_colab_cell_adds_the_package_and_tff_and_the_stack_only_where_untested(path):
+    commands = re.findall(
+        r"^\s*(!.*|from tutorial_utils import .*|if .*)$", install_cell(path), re.M
+    )
     assert commands == [
-        f"!pip install --quiet {links.package_install_url()}",
+        'if "google.colab" in sys.modules:',
+        f"!pip install --no-deps {links.package_install_url()}",
         "from tutorial_utils import pins",
-        "!pip install --quiet {pins.colab_packages()}",
-        "!pip install --quiet --no-deps --ignore-requires-python {pins.colab_no_deps_packages()}",
+        "if not pins.colab_has_tested_stack():  # it says why, and that a restart will follow",
+        "!pip install {pins.colab_packages()}",
+        "!pip install --no-deps --ignore-requires-python {pins.colab_no_deps_packages()}",
     ]
+    # pip's own summary stays visible: Colab offers its restart button from it.
+    assert "--quiet" not in install_cell(path) and " -q" not in install_cell(path)
 
 
 @pytest.mark.parametrize("path", TFF_FREE_NOTEBOOKS, ids=lambda p: p.name)
 def test_tff_free_notebook_installs_only_this_package_and_never_uses_tff(path):
     cell = install_cell(path)
     assert re.findall(r"!pip install .*", cell) == [
-        f"!pip install --quiet {links.package_install_url()}"
+        f"!pip install --no-deps {links.package_install_url()}"
     ]
     code = "\n".join(
         c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
@@ -174,6 +185,81 @@ def test_tff_free_notebook_installs_only_this_package_and_never_uses_tff(path):
         r"|import[^\n]*\b(training|runtime)\b"
     )
     assert not re.search(uses_tff, code)
+
+
+def test_the_modern_lock_is_colabs_default_runtime_plus_what_colab_lacks():
+    """Every package of the modern lock that Colab's default runtime has is locked at
+    Colab's version; the others are TFF's no-deps packages and the local tools' closure,
+    never the libraries the notebooks import."""
+    colab = pins.colab_runtime("default")
+    modern = pins.locked("modern")
+    assert {name: version for name, version in modern.items() if name in colab} == {
+        name: colab[name] for name in modern if name in colab
+    }
+    added = set(modern) - set(colab)
+    resolved, no_deps, tools = pins.direct("modern")
+    assert set(no_deps) <= added
+    assert not added & set(resolved), "a library the notebooks import is not Colab's"
+    assert {"tensorflow", "tf-keras", "numpy", "pandas", "matplotlib", "jax"} <= set(colab)
+
+
+def test_colab_freezes_are_read_without_their_direct_references():
+    default, past = pins.colab_runtime("default"), pins.colab_runtime("2026.07")
+    assert default["tensorflow"] == past["tensorflow"] == "2.20.0"
+    assert default["tf-keras"] == "2.20.1" and past["tf-keras"] == "2.20.0"
+    assert default["numpy"] == "2.1.3" and past["numpy"] == "2.0.2"
+    assert "torch" not in default  # a direct reference (torch @ URL), not a version
+    with pytest.raises(ValueError, match="no Colab runtime"):
+        pins.colab_runtime("2025.07")
+
+
+def fake_versions(monkeypatch, **versions):
+    """This Python's installed versions as ``pins`` sees them (None: not installed)."""
+    monkeypatch.setattr(pins, "_installed_version", lambda name: versions.get(name))
+
+
+def test_colabs_default_runtime_is_tested_and_the_cell_says_it_adds_only(monkeypatch, capsys):
+    fake_versions(monkeypatch, **{"tensorflow": "2.20.0", "tf-keras": "2.20.1"})
+    assert pins.untested_packages((3, 13)) == {}
+    assert pins.colab_has_tested_stack((3, 13)) is True
+    said = capsys.readouterr().out
+    assert "tensorflow 2.20.0, tf-keras 2.20.1" in said and "nothing installed is replaced" in said
+
+
+@pytest.mark.parametrize(
+    ("python", "versions", "untested"),
+    [
+        # Colab's 2026.07 runtime: Python 3.12, tf-keras 2.20.0.
+        (
+            (3, 12),
+            {"tensorflow": "2.20.0", "tf-keras": "2.20.0"},
+            {"tf-keras": ("2.20.0", "2.20.1")},
+        ),
+        # A newer Colab: TensorFlow 2.21.
+        (
+            (3, 13),
+            {"tensorflow": "2.21.0", "tf-keras": "2.21.0"},
+            {"tensorflow": ("2.21.0", "2.20.0"), "tf-keras": ("2.21.0", "2.20.1")},
+        ),
+        # A Python 3.11 runtime: the reference stack, TensorFlow 2.14 without tf-keras.
+        (
+            (3, 11),
+            {"tensorflow": "2.19.0", "tf-keras": "2.19.0"},
+            {"tensorflow": ("2.19.0", "2.14.1"), "tf-keras": ("2.19.0", None)},
+        ),
+    ],
+)
+def test_any_other_runtime_gets_the_tested_stack_and_is_told_a_restart_follows(
+    monkeypatch, capsys, python, versions, untested
+):
+    fake_versions(monkeypatch, **versions)
+    assert pins.untested_packages(python) == untested
+    assert pins.colab_has_tested_stack(python) is False
+    said = capsys.readouterr().out
+    for name, (have, want) in untested.items():
+        assert f"{name} {have} (tested: {want or 'none'})" in said
+    assert f"Installing the {pins.colab_stack(python)} stack" in said
+    assert "restart the session" in said
 
 
 def test_colab_installs_the_release_of_this_version():

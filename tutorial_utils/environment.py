@@ -2,13 +2,14 @@
 
 The tutorial runs on two stacks, each pinned by a lock file in ``requirements/``:
 
-- **modern** (the default): Python 3.11, 3.12 or 3.13 with TensorFlow 2.20 and tf-keras.
-  TFF 0.87 declares neither, but runs there with the same numbers once
-  :func:`prepare_tff` has done two things before TensorFlow loads Keras: route
-  ``tf.keras`` to the legacy Keras 2 (``TF_USE_LEGACY_KERAS=1``), and import TensorFlow
-  Privacy without its TF1 estimators, which no longer import on TensorFlow 2.16+.
-- **reference**: Python 3.11 with TensorFlow 2.14 and the exact pins TFF 0.87 declares.
-  There :func:`prepare_tff` does nothing.
+- **modern** (the default): Google Colab's default runtime (Python 3.13, TensorFlow 2.20,
+  tf-keras, jax 0.7) plus TFF. TFF 0.87 declares none of these, but runs there with the
+  same numbers once :func:`prepare_tff` has done three things before TensorFlow loads
+  Keras: route ``tf.keras`` to the legacy Keras 2 (``TF_USE_LEGACY_KERAS=1``), import
+  TensorFlow Privacy without its TF1 estimators, which no longer import on TensorFlow
+  2.16+, and give ``jax.lib.xla_client`` back the two names TFF reads from it at import.
+- **reference**: Python 3.11 with TensorFlow 2.14 and the exact pins TFF 0.87 declares
+  (jax 0.4). There :func:`prepare_tff` changes nothing.
 
 Importing ``tutorial_utils`` calls :func:`prepare_tff`, so a notebook or script that
 imports the package first can then ``import tensorflow_federated as tff`` on either stack.
@@ -52,6 +53,10 @@ TF_PRIVACY_NAMES = {
     "TreeRangeSumQuery": "tree_range_query",
 }
 TF_PRIVACY_MODULES = ("restart_query", "tree_aggregation")
+# The names TFF 0.87 reads from ``jax.lib.xla_client`` when it is imported (type
+# annotations of its XLA backend). jax 0.7 dropped them from that module; jaxlib still
+# defines both in ``jaxlib.xla_client``.
+XLA_CLIENT_NAMES = ("XlaComputation", "Shape")
 
 ADVICE_PYTHON = (
     "This is Python {python}; the tutorial runs TensorFlow Federated {tff} on Python "
@@ -166,18 +171,36 @@ def _import_tf_privacy_without_estimators() -> None:
     package.__getattr__ = lazy_name
 
 
+def _give_jax_the_names_tff_reads() -> list[str]:
+    """Puts :data:`XLA_CLIENT_NAMES` back on ``jax.lib.xla_client`` where a newer jax
+    lacks them, from ``jaxlib.xla_client``; returns the names it added (none on jax 0.4).
+    Imports jax, never TensorFlow."""
+    public = importlib.import_module("jax.lib.xla_client")
+    missing = [name for name in XLA_CLIENT_NAMES if not hasattr(public, name)]
+    if missing:
+        source = importlib.import_module("jaxlib.xla_client")
+        for name in missing:
+            setattr(public, name, getattr(source, name))
+    return missing
+
+
 def prepare_tff() -> str:
     """Gets TensorFlow Federated 0.87 ready to import on this stack; returns the stack.
 
-    On the modern stack: ``TF_USE_LEGACY_KERAS=1`` and TensorFlow Privacy imported
-    without its estimators (neither imports TensorFlow). On the reference stack, or
-    without TFF installed, nothing. Safe to call any number of times.
+    On the modern stack: ``TF_USE_LEGACY_KERAS=1``, TensorFlow Privacy imported without
+    its estimators, and jax given the names TFF reads from it (none of this imports
+    TensorFlow). On either stack, when TFF is installed, the jax names (jax 0.4 has them
+    already). Without TFF installed, nothing. Safe to call any number of times.
 
     Raises :class:`EnvironmentProblem` when TensorFlow already loaded Keras 3 (the
     runtime must be restarted) or when tf-keras is missing.
     """
     current = stack()
-    if current != "modern" or not installed("tensorflow_federated"):
+    if current == "none" or not installed("tensorflow_federated"):
+        return current
+    if installed("jax"):
+        _give_jax_the_names_tff_reads()
+    if current != "modern":
         return current
     if _version("tf-keras") is None:
         raise EnvironmentProblem(

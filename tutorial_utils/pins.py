@@ -1,20 +1,25 @@
 """The pinned versions of both stacks, read from the lock files, and what Colab installs.
 
 ``requirements/`` holds, for each stack, a direct file (what is asked for, and why) and a
-lock file (everything, frozen). An installed copy of the package carries the same files
-as ``tutorial_utils.requirements``, so that a Colab notebook can install exactly the
-pinned versions after installing the package alone:
+lock file (everything, frozen). The modern lock is Google Colab's default runtime
+(``requirements/colab-default.txt``, Colab's published package list) plus TFF. An
+installed copy of the package carries the same files as ``tutorial_utils.requirements``,
+so that a notebook's Colab cell, after installing the package alone (``--no-deps``), asks
+here what else to install:
 
+- :func:`colab_has_tested_stack`: whether this runtime already has the TensorFlow and
+  tf-keras of its stack's lock. Then the cell adds TFF's packages and replaces nothing;
+  otherwise it says so, and that a restart will follow, before installing the stack;
 - :func:`colab_packages`: the direct requirements of the stack's TensorFlow Federated part,
-  at their locked versions, installed with pip's resolver (it keeps what Colab has when it
-  fits, and brings what is missing);
+  at their locked versions, installed with pip's resolver (only on an untested runtime);
 - :func:`colab_no_deps_packages`: TFF and the packages whose declared pins would pull an
   old stack back, at their locked versions, installed with
-  ``--no-deps --ignore-requires-python``.
+  ``--no-deps --ignore-requires-python`` (on every runtime: Colab has none of them).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import sys
 from importlib import resources
@@ -22,10 +27,15 @@ from importlib import resources
 from tutorial_utils import settings
 
 STACKS = ("modern", "reference")
+# Colab's published package lists (googlecolab/backend-info), copied in requirements/: the
+# default runtime, which the modern lock follows, and the pinned past runtime 2026.07.
+COLAB_RUNTIMES = {"default": "colab-default.txt", "2026.07": "colab-2026.07.txt"}
 # What a requirement line asks for: a name, and an exact version when it has one.
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)\s*(?:==\s*([^\s;#]+))?")
 # In a direct file, this comment marks a package installed with --no-deps.
 NO_DEPS_MARK = "# no-deps"
+# The packages whose installed versions decide whether a runtime is one the tests ran.
+TESTED_PACKAGES = ("tensorflow", "tf-keras")
 # In a direct file, this comment starts the tools that only local runs need (Jupyter,
 # the test runners): Colab has its own.
 TOOLS_HEADING = "# Local tools (Colab has its own)."
@@ -43,14 +53,42 @@ def colab_stack(version: tuple[int, int] | None = None) -> str:
     return "reference" if version == (3, 11) else "modern"
 
 
+def _requirements_file(name: str) -> str:
+    if settings.in_checkout():
+        return (settings.project_root() / "requirements" / name).read_text()
+    return resources.files("tutorial_utils.requirements").joinpath(name).read_text()
+
+
 def read(stack: str, kind: str) -> str:
     """The text of ``requirements/{stack}-{kind}.txt`` (kind: ``direct`` or ``lock``)."""
     if stack not in STACKS or kind not in ("direct", "lock"):
         raise ValueError(f"no requirements file for stack {stack!r} and kind {kind!r}")
-    name = f"{stack}-{kind}.txt"
-    if settings.in_checkout():
-        return (settings.project_root() / "requirements" / name).read_text()
-    return resources.files("tutorial_utils.requirements").joinpath(name).read_text()
+    return _requirements_file(f"{stack}-{kind}.txt")
+
+
+def colab_constraints(runtime: str) -> str:
+    """A Colab runtime's package list (:data:`COLAB_RUNTIMES`) as pip constraints: its
+    ``name==version`` lines, without pip itself and without direct references
+    (``name @ URL``), which pip refuses as constraints."""
+    if runtime not in COLAB_RUNTIMES:
+        raise ValueError(f"no Colab runtime {runtime!r}: one of {', '.join(COLAB_RUNTIMES)}")
+    lines = _requirements_file(COLAB_RUNTIMES[runtime]).splitlines()
+    kept = [
+        line
+        for line in lines
+        if "==" in line and " @ " not in line and not line.startswith(("#", "pip=="))
+    ]
+    return "\n".join(kept) + "\n"
+
+
+def colab_runtime(runtime: str) -> dict[str, str]:
+    """Every package of a Colab runtime's list and its version, names normalized."""
+    return {
+        normalize(name): version
+        for name, version in (
+            line.split("==", 1) for line in colab_constraints(runtime).splitlines()
+        )
+    }
 
 
 def locked(stack: str) -> dict[str, str]:
@@ -107,3 +145,53 @@ def colab_no_deps_packages(version: tuple[int, int] | None = None) -> str:
     """The pins Colab installs with ``--no-deps --ignore-requires-python``."""
     stack = colab_stack(version)
     return _pinned(stack, direct(stack)[1])
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def untested_packages(version: tuple[int, int] | None = None) -> dict[str, tuple]:
+    """Each of :data:`TESTED_PACKAGES` that this Python has at another version than its
+    stack's lock (or lacks, or has though the lock has none), as ``name: (installed,
+    locked)``; empty on a runtime the tests ran."""
+    versions = locked(colab_stack(version))
+    found = {}
+    for name in TESTED_PACKAGES:
+        have, want = _installed_version(name), versions.get(name)
+        if have != want:
+            found[name] = (have, want)
+    return found
+
+
+def colab_has_tested_stack(version: tuple[int, int] | None = None) -> bool:
+    """Whether this runtime has the TensorFlow and tf-keras this tutorial is tested with.
+
+    Prints what the Colab cell does next: add TensorFlow Federated only (True), or install
+    the tested stack, which replaces packages this runtime has already loaded, so that a
+    restart follows (False).
+    """
+    stack = colab_stack(version)
+    differ = untested_packages(version)
+    if not differ:
+        have = ", ".join(f"{name} {_installed_version(name)}" for name in TESTED_PACKAGES)
+        print(
+            f"This runtime has {have}, the versions this tutorial is tested with: adding "
+            "TensorFlow Federated and its privacy packages; nothing installed is replaced."
+        )
+        return True
+    described = "; ".join(
+        f"{name} {have or 'not installed'} (tested: {want or 'none'})"
+        for name, (have, want) in differ.items()
+    )
+    print(
+        f"This runtime has {described}. Installing the {stack} stack the tutorial is tested "
+        "with: pip replaces some of this runtime's packages, and those already loaded "
+        "(NumPy at least) take effect only after a restart. When pip has finished, restart "
+        "the session (Colab offers a button; or Runtime > Restart session), then run the "
+        "notebook again from the top: this cell will then find the tested versions."
+    )
+    return False

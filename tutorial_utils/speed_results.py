@@ -1,7 +1,8 @@
 """The simulator's speed figures, from one file that ``benchmarks/benchmark_simulation.py`` writes.
 
 Every speed figure of the project (the README's speed table, notebook 05's speed cells)
-comes from ``benchmarks/simulation_results.json``, the output of one benchmark run:
+comes from ``results/simulation_results.json``, the output of one benchmark run (the
+package carries it, so notebook 05 shows it in Colab too):
 
 - :func:`load` reads the file and checks it against :data:`SCHEMA` (a clear error names
   the file and the missing or mistyped field);
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from tutorial_utils import reporting
+from tutorial_utils import recorded, reporting
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS_FILE = ROOT / "benchmarks" / "simulation_results.json"
+RESULTS_FILE = recorded.RESULTS_DIR / "simulation_results.json"
 BEGIN = "<!-- speed table: written by benchmarks/benchmark_simulation.py -->"
 END = "<!-- end of speed table -->"
 
