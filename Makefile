@@ -2,7 +2,7 @@
 #   make tutorial   run every notebook on the modern stack; executed copies and figures in output/
 #   make test       ruff, unit tests, then every notebook under nbval, on both stacks
 # Both create the pinned environments first if they are missing or out of date:
-#   .venv            the modern stack (default): Python 3.13, 3.12 or 3.11 with TensorFlow 2.20
+#   .venv            the modern stack (default): Colab's default runtime (Python 3.13, TensorFlow 2.20) plus TFF
 #   .venv-reference  the reference stack: Python 3.11 with the pins TFF 0.87 declares
 
 # The first of these Pythons that runs: on the PATH, under pyenv, or in /usr/bin.
@@ -17,6 +17,8 @@ VENV := .venv
 VENV_REFERENCE := .venv-reference
 PIP_VERSION := 26.3
 export TF_CPP_MIN_LOG_LEVEL ?= 3
+# ipykernel 6 (Colab's, so the modern lock's) starts debugpy, which warns about frozen modules.
+export PYDEVD_DISABLE_FILE_VALIDATION ?= 1
 
 # The walkthrough's notebooks (01-03): with the real data (FEDRECON_DATA_DIR set), nbval
 # compares every output with the committed ones, on both stacks; without it, they run on

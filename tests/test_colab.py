@@ -56,7 +56,10 @@ def find_python(version: tuple[int, int]) -> str | None:
     name = f"python{version[0]}.{version[1]}"
     candidates = [
         shutil.which(name),
-        *sorted(str(p) for p in Path.home().glob(f".pyenv/versions/{version[0]}.{version[1]}.*/bin/{name}")),
+        *sorted(
+            str(p)
+            for p in Path.home().glob(f".pyenv/versions/{version[0]}.{version[1]}.*/bin/{name}")
+        ),
     ]
     for candidate in filter(None, candidates):
         probe = subprocess.run(
@@ -153,7 +156,7 @@ nbformat.write(nb, sys.argv[1])
 
 def execute(python: str, env: dict, path: Path, cells: int = 0) -> list:
     """Runs the notebook at ``path`` in a new kernel (its first ``cells`` cells, errors
-    kept in the outputs, or all of it); returns the executed cells."""
+    kept in the outputs, or all of it) and stores what ran there; returns its cells."""
     run(
         [python, "-c", EXECUTE, str(path), str(NOTEBOOK.parent), str(cells)],
         env=env,
@@ -165,8 +168,7 @@ def execute(python: str, env: dict, path: Path, cells: int = 0) -> list:
 
 def text(cell) -> str:
     return "\n".join(
-        output.get("text", "") + output.get("evalue", "")
-        for output in cell.get("outputs", [])
+        output.get("text", "") + output.get("evalue", "") for output in cell.get("outputs", [])
     )
 
 
@@ -225,7 +227,7 @@ def test_on_colabs_2026_07_runtime_the_cell_installs_the_tested_stack_then_a_res
     path = notebook_with_local_package(tmp_path)
 
     # The install cell and the environment check, in the kernel Colab started.
-    first = execute(python, env, path, cells=7)
+    first = execute(python, env, Path(shutil.copy(path, tmp_path / "first.ipynb")), cells=7)
     after = installed(python)
     said = text(first[4])
     assert "tf-keras 2.20.0 (tested: 2.20.1)" in said

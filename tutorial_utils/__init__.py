@@ -43,7 +43,7 @@ Modules, each named after what it holds (CONTRIBUTING.md says how they fit toget
 - ``workers``: several TFF worker services and TFF's context over them.
 - ``train_on_workers``: command line, FedRecon trained and scored on several workers.
 - ``environment``: which stack this is, TFF made ready on it, advice when it cannot run.
-- ``pins``: the locked pins of both stacks, and what the Colab cells install.
+- ``pins``: the locked pins of both stacks, Colab's package lists, and what the Colab cells install.
 - ``links``: GitHub and Colab links from one setting.
 - ``run_notebooks``: command line, executes the notebooks and records their times.
 

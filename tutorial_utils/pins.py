@@ -66,29 +66,28 @@ def read(stack: str, kind: str) -> str:
     return _requirements_file(f"{stack}-{kind}.txt")
 
 
-def colab_constraints(runtime: str) -> str:
-    """A Colab runtime's package list (:data:`COLAB_RUNTIMES`) as pip constraints: its
-    ``name==version`` lines, without pip itself and without direct references
-    (``name @ URL``), which pip refuses as constraints."""
+def _colab_lines(runtime: str) -> list[str]:
+    """The ``name==version`` lines of a Colab runtime's list (:data:`COLAB_RUNTIMES`),
+    without its direct references (``name @ URL``)."""
     if runtime not in COLAB_RUNTIMES:
         raise ValueError(f"no Colab runtime {runtime!r}: one of {', '.join(COLAB_RUNTIMES)}")
     lines = _requirements_file(COLAB_RUNTIMES[runtime]).splitlines()
-    kept = [
-        line
-        for line in lines
-        if "==" in line and " @ " not in line and not line.startswith(("#", "pip=="))
-    ]
-    return "\n".join(kept) + "\n"
+    return [line for line in lines if "==" in line and " @ " not in line and line[0] != "#"]
 
 
 def colab_runtime(runtime: str) -> dict[str, str]:
-    """Every package of a Colab runtime's list and its version, names normalized."""
+    """Every package of a Colab runtime's list and its version (pip too), names normalized."""
     return {
         normalize(name): version
-        for name, version in (
-            line.split("==", 1) for line in colab_constraints(runtime).splitlines()
-        )
+        for name, version in (line.split("==", 1) for line in _colab_lines(runtime))
     }
+
+
+def colab_constraints(runtime: str) -> str:
+    """A Colab runtime's list as pip constraints: without pip itself, and without the
+    direct references, which pip refuses as constraints."""
+    kept = [line for line in _colab_lines(runtime) if normalize(line.split("==")[0]) != "pip"]
+    return "\n".join(kept) + "\n"
 
 
 def locked(stack: str) -> dict[str, str]:
