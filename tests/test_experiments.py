@@ -8,7 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import baselines, clients, config, experiments, plotting, reporting, simulator
+from tutorial_utils import (
+    baselines,
+    clients,
+    config,
+    experiments,
+    plotting,
+    recommend,
+    reporting,
+    simulator,
+)
 from tutorial_utils.batches import PackedClients, PhaseBatches
 from tutorial_utils.splits import DatasetSplit
 
@@ -136,25 +145,43 @@ def test_runs_tables_and_figures(packed, output_dir, capsys):
     table = experiments.compare_methods(
         cfg, fedrecon, stateful, centralized, seen, train_ids[:10], packed, test_ids, seed=0
     )
-    assert table["method"].tolist() == [experiments.FEDRECON] * 2 + [experiments.STATEFUL] * 2 + [
-        experiments.CENTRALIZED
-    ]
-    stateful_rows = table[table["method"] == experiments.STATEFUL]
+    fed, state, als = experiments.FEDRECON, experiments.STATEFUL, experiments.CENTRALIZED
+    assert table["method"].tolist() == [fed] * 4 + [state] * 4 + [als] * 2
+    assert table["solver"].tolist() == (["SGD"] * 2 + ["ridge"] * 2) * 2 + ["SGD", "ridge"]
+    assert table["rounds"].tolist()[:8] == [1, 3] * 4 and table["rounds"].iloc[8:].isna().all()
+    stateful_rows = table[table["method"] == state]
     assert (stateful_rows["unseen with stored embedding"] == 0).all()
     assert stateful_rows["seen with stored embedding"].tolist() == [
-        stateful[b].trained[:10].mean() for b in (1, 3)
+        stateful[b].trained[:10].mean() for b in (1, 3, 1, 3)
     ]
-    assert pd.isna(table["rounds"].iloc[-1])
-    # Unseen users of the stateful model get the fold-in ALS gets, on the same half.
+    # Every method, each solver, on the same unseen half: the ridge rows are the fold-in,
+    # the SGD rows FedRecon's reconstruction from the same initial draw.
     unseen = experiments.unseen_batches(packed, test_ids, cfg.run.eval_split, 5, 0)
-    for budget, rmse in zip((1, 3), stateful_rows["unseen rmse"]):
-        folded = baselines.fold_in(stateful[budget].item_matrix, unseen.recon, 0.1)
-        expected = baselines.phase_metrics(stateful[budget].item_matrix, folded, unseen.post_recon)
-        assert rmse == pytest.approx(expected["rmse"])
-    initial = baselines.phase_metrics(
+    initial = np.random.default_rng(0).uniform(-0.05, 0.05, (len(test_ids), 4))
+    models = {  # each method's last model: its rows are the last of its solver's rows
+        fed: fedrecon[3].item_matrix,
+        state: stateful[3].item_matrix,
+        als: centralized[1],
+    }
+    for method, item_matrix in models.items():
+        expected = {
+            "ridge": baselines.fold_in(item_matrix, unseen.recon, 0.1),
+            "SGD": recommend.reconstruct_embeddings(item_matrix, unseen.recon, initial, 0.1),
+        }
+        for solver, users in expected.items():
+            rows = table[(table["method"] == method) & (table["solver"] == solver)]
+            row = rows.iloc[-1]
+            want = baselines.phase_metrics(item_matrix, users, unseen.post_recon)
+            assert row["unseen rmse"] == pytest.approx(want["rmse"], rel=1e-5)
+            assert row["unseen accuracy"] == pytest.approx(want["rating_accuracy"])
+    # FedRecon's SGD rows are what its own evaluation measures.
+    own = fedrecon[3].evaluate_batches(unseen, np.random.default_rng(0))
+    row = table[(table["method"] == fed) & (table["solver"] == "SGD")].iloc[-1]
+    assert row["unseen rmse"] == pytest.approx(own["rmse"], rel=1e-4)
+    no_embedding = baselines.phase_metrics(
         stateful[3].item_matrix, stateful[3].embeddings(test_ids, 0), unseen.post_recon
     )
-    assert stateful_rows["unseen rmse"].iloc[-1] < initial["rmse"]
+    assert stateful_rows["unseen rmse"].max() < no_embedding["rmse"]
 
     plotting.reconstruction_steps(steps)
     plotting.method_comparison(table)
@@ -208,13 +235,16 @@ def test_compare_recommendations_against_plain_references(packed):
         cfg, fedrecon, stateful, centralized, seen, seen_ids, packed, test_ids, seed=0
     )
     methods = [
-        experiments.FEDRECON,
-        experiments.STATEFUL,
-        experiments.CENTRALIZED,
-        experiments.POPULAR,
+        (experiments.FEDRECON, "SGD"),
+        (experiments.STATEFUL, "SGD"),
+        (experiments.CENTRALIZED, "SGD"),
+        (experiments.FEDRECON, "ridge"),
+        (experiments.STATEFUL, "ridge"),
+        (experiments.CENTRALIZED, "ridge"),
+        (experiments.POPULAR, "-"),
     ]
-    assert table["method"].tolist() == methods * 2
-    assert table["users"].tolist() == ["seen"] * 4 + ["unseen"] * 4
+    assert list(zip(table["method"], table["solver"])) == methods * 2
+    assert table["users"].tolist() == ["seen"] * 7 + ["unseen"] * 7
 
     # Most popular, by hand: movies ranked by their number of training ratings.
     popularity = np.zeros(NUM_ITEMS)
@@ -244,7 +274,8 @@ def test_compare_recommendations_against_plain_references(packed):
         liked = {m for m, r in user_ratings(seen.held_out, user) if r >= 4} - excluded
         if liked:
             hits.append(liked_in_top(fedrecon.item_matrix @ users[c], excluded, liked, 5))
-    row = table[(table["method"] == experiments.FEDRECON) & (table["users"] == "seen")].iloc[0]
+    chosen = (table["method"] == experiments.FEDRECON) & (table["solver"] == "SGD")
+    row = table[chosen & (table["users"] == "seen")].iloc[0]
     assert row["hit rate"] == pytest.approx(np.mean(np.array(hits) > 0))
     assert row["precision"] == pytest.approx(np.mean(hits) / 5)
     assert ((table["list overlap"] >= 0) & (table["list overlap"] <= 1)).all()
@@ -256,13 +287,44 @@ def test_method_embeddings_of_each_kind_of_model(packed):
     stateful = baselines.StatefulSimulator(cfg.run, NUM_ITEMS, NUM_USERS, seed=0)
     stateful.run_round(seen.fit, [0, 1])
     data = experiments.seen_batches(seen, [0, 1, 2], cfg.run.eval_split, 5, 0)
-    users = experiments.method_embeddings(cfg, stateful, [0, 1, 2], data, 0)
+    ridge = experiments.RIDGE
+    users = experiments.method_embeddings(cfg, stateful, [0, 1, 2], data, 0, solver=ridge)
     np.testing.assert_array_equal(users[:2], stateful.user_embeddings[:2])
     item_matrix = stateful.item_matrix
     folded = baselines.fold_in(item_matrix, data.recon, cfg.als_regularization)
     np.testing.assert_allclose(users[2], folded[2], rtol=1e-6)
     np.testing.assert_array_equal(
-        experiments.method_embeddings(cfg, item_matrix, [0, 1, 2], data, 0), folded
+        experiments.method_embeddings(cfg, item_matrix, [0, 1, 2], data, 0, solver=ridge), folded
     )
+    # SGD (the default): FedRecon's reconstruction, from the initializer's draw.
+    initial = np.random.default_rng(0).uniform(-0.05, 0.05, (3, cfg.run.num_latent_factors))
+    reconstructed = recommend.reconstruct_embeddings(item_matrix, data.recon, initial, 0.1)
+    users = experiments.method_embeddings(cfg, stateful, [0, 1, 2], data, 0)
+    np.testing.assert_array_equal(users[:2], stateful.user_embeddings[:2])
+    np.testing.assert_allclose(users[2], reconstructed[2], rtol=1e-6)
     trained = np.ones((3, cfg.run.num_latent_factors), np.float32)
     assert experiments.method_embeddings(cfg, item_matrix, [0, 1, 2], data, 0, trained) is trained
+    with pytest.raises(ValueError, match="solver"):
+        experiments.method_embeddings(cfg, item_matrix, [0, 1, 2], data, 0, solver="exact")
+
+
+def test_training_budgets_count_what_each_round_computes(packed):
+    """FedRecon trains items on the post-reconstruction half, capped; the stateful model on
+    every rating, one step per batch."""
+    cfg = dataclasses.replace(
+        small_config(), run=dataclasses.replace(small_config().run, post_recon_steps_max=2)
+    )
+    ids = list(range(10))
+    table = experiments.training_budgets(cfg, packed, ids, seed=0)
+    counts = packed.counts[packed.rows(ids)]
+    batches = -(-counts // 5)
+    stateful = table.loc[experiments.STATEFUL]
+    assert stateful["item steps"] == pytest.approx(batches.mean())
+    assert stateful["u steps"] == pytest.approx(batches.mean())
+    assert stateful["ratings in item steps"] == pytest.approx(counts.mean())
+    assert stateful["share of the ratings"] == pytest.approx(1.0)
+    fed = table.loc[experiments.FEDRECON]
+    # Items: the odd batches, at most 2 steps; u: the even batches, 5 passes, at most 50.
+    assert fed["item steps"] == pytest.approx(np.minimum(batches // 2, 2).mean())
+    assert fed["u steps"] == pytest.approx(np.minimum(-(-batches // 2) * 5, 50).mean())
+    assert fed["ratings in item steps"] <= 10

@@ -18,9 +18,10 @@ def assert_png(path):
 
 
 def comparison_table(budgets: tuple[int, int]) -> pd.DataFrame:
-    """A small table of ``experiments.compare_methods``' shape: two budgets, three methods."""
+    """A small table of ``experiments.compare_methods``' shape: two budgets, three methods,
+    two solvers."""
     first, second = budgets
-    return pd.DataFrame(
+    one_solver = pd.DataFrame(
         {
             "method": ["FedRecon (stateless)"] * 2 + ["Stateful"] * 2 + ["Centralized (ALS)"],
             "rounds": pd.array([first, second, first, second, pd.NA], dtype="Int64"),
@@ -32,6 +33,8 @@ def comparison_table(budgets: tuple[int, int]) -> pd.DataFrame:
             "unseen with stored embedding": [0.0, 0.0, 0.0, 0.0, 0.0],
         }
     )
+    ridge = one_solver.assign(solver="ridge", **{"unseen rmse": [2.0, 1.0, 1.2, 1.0, 0.9]})
+    return pd.concat([one_solver.assign(solver="SGD"), ridge], ignore_index=True)
 
 
 def test_every_figure_is_saved_as_png(output_dir):
@@ -151,5 +154,29 @@ def test_method_comparison_ticks_the_budgets(output_dir):
     fig = plotting.method_comparison(comparison_table(budgets=(5, 25)), name="m")
     for ax in fig.axes:
         assert list(ax.get_xticks()) == [5, 25]
-        assert [tick.get_text() for tick in ax.get_xticklabels()] == ["5", "25"]
+        labels = [tick.get_text() for tick in ax.get_xticklabels()]
+        if ax.get_title().startswith("Seen"):  # the stateful model's stored share, as ticks
+            assert labels == ["5\n(20% stored)", "25\n(50% stored)"]
+        else:
+            assert labels == ["5", "25"]
+        # Every panel has its own legend: one line per method and solver.
+        assert len(ax.get_legend().get_texts()) == 6
+        assert not ax.texts  # no labels over the markers
     assert_png(output_dir / "m.png")
+
+
+def test_reconstruction_steps_keep_their_real_spacing(output_dir):
+    steps = [0, 1, 2, 5, 10, 20, 50]
+    table = pd.DataFrame(
+        {"rounds": 5, "steps": steps, "rmse": np.linspace(3, 1, 7), "rating_accuracy": 0.1}
+    )
+    fig = plotting.reconstruction_steps(table, name="s")
+    for ax in fig.axes:
+        assert ax.get_xscale() == "symlog" and list(ax.get_xticks()) == steps
+        x = ax.lines[0].get_xdata()
+        assert list(x) == steps  # plotted at the steps themselves, not at their ranks
+        # On the log part, equal ratios take equal room: 5 to 50 as 2 to 20.
+        position = ax.transData.transform([(s, 0) for s in (2, 5, 20, 50)])[:, 0]
+        assert position[3] - position[1] == pytest.approx(position[2] - position[0], rel=1e-6)
+        assert "log" in ax.get_xlabel()
+    assert_png(output_dir / "s.png")

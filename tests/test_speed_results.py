@@ -19,8 +19,16 @@ def example_results() -> dict:
         }
         for section, fields in speed_results.SCHEMA.items()
     }
-    results["run"] = {"command": "python b.py", "date": "2026-01-01", "environment": "e", "cpus": 2}
-    results["tutorial"].update(clients=50, tff_seconds=2.0, many_rounds_seconds=0.002)
+    results["run"] = {
+        "command": "python b.py",
+        "date": "2026-01-01",
+        "protocol_date": "2026-01-02",
+        "environment": "e",
+        "cpus": 2,
+    }
+    results["tutorial"].update(
+        clients=50, tff_seconds=2.0, per_round_seconds=0.01, many_rounds_seconds=0.002
+    )
     results["paper_protocol"].update(tff_seconds_estimated=None)
     return results
 
@@ -60,8 +68,30 @@ def test_load_says_how_to_make_a_missing_file(tmp_path):
 def test_speed_table_divides_the_measured_times():
     table = speed_results.speed_table(example_results()).set_index("Measure")
     row = table.loc["rounds per second, 50 clients"]
-    assert (row["TFF 0.87"], row["Simulator"], row["Speed-up"]) == ("0.50", "500", "1000x")
+    # Both modes, each named: one round a call (0.01 s) and many rounds a program (0.002 s).
+    assert (row["TFF 0.87"], row["Simulator"], row["Speed-up"]) == (
+        "0.50",
+        "100 a round at a time, 500 many rounds a program",
+        "200x a round at a time, 1000x many rounds a program",
+    )
+    row = table.loc["one round, 50 clients, the walkthrough's settings"]
+    assert row["Simulator"] == "10.00 ms a round at a time, 2.00 ms many rounds a program"
     assert table.iloc[2]["Speed-up"] == "-"  # TFF's time was not measured
+
+
+def test_the_protocol_score_is_notebook_05s():
+    """The benchmark's protocol run and notebook 05's report one test score."""
+    paper = speed_results.load()["paper_protocol"]
+    cells = json.loads((speed_results.ROOT / "notebooks" / "05_fast_simulation.ipynb").read_text())
+    out = "".join("".join(o.get("text", "")) for c in cells["cells"] for o in c.get("outputs", []))
+    assert (
+        f"The protocol's test score ({paper['test_clients']} sampled test users): "
+        f"RMSE {paper['test_rmse']:.4f}, rating accuracy {paper['test_rating_accuracy']:.4f}"
+    ) in out
+    assert (
+        f"All {paper['all_test_clients']} test users: RMSE {paper['all_test_rmse']:.4f}, "
+        f"rating accuracy {paper['all_test_rating_accuracy']:.4f}"
+    ) in out
 
 
 def test_scaling_table_compares_the_time_per_client():

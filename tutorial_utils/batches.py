@@ -470,7 +470,7 @@ def stage_overlap(
     ``evaluation``, the distinct ratings each stage uses, and ``shared``, those used by both.
     """
     positions = [np.arange(count) for count in clients.counts]
-    numbered = PackedClients(
+    numbered = type(clients)(  # the same kind of clients: the same orders
         clients.client_ids, positions, [np.zeros(count, np.float32) for count in clients.counts]
     )
     batches = numbered.round_batches(

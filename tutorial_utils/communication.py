@@ -56,14 +56,19 @@ def bytes_per_client_per_round(
 
 
 def summary(table: pd.DataFrame) -> str:
-    """What ``bytes_per_client_per_round``'s table means, in two sentences (Markdown)."""
+    """What ``bytes_per_client_per_round``'s table means, and what each way of sending
+    tells the server (Markdown)."""
     dense, sparse = table[DENSE], table[SPARSE]
     return (
         f"Sent dense, as TFF sends it, FedRecon's item matrix is {dense[FEDRECON] / 1e6:.2f} MB "
         f"each way against {dense[FULLY_GLOBAL] / 1e6:.2f} MB for the fully global model "
         f"({dense[FULLY_GLOBAL] / dense[FEDRECON]:.1f} times as much). Sent sparsely, "
         f"{sparse[FEDRECON]:,} bytes against {sparse[FULLY_GLOBAL]:,} "
-        f"({sparse[FULLY_GLOBAL] / sparse[FEDRECON] - 1:.1%} more, the user's own row): "
-        "a sparse protocol closes almost the whole gap, so FedRecon's gain is not bandwidth "
-        "but privacy: the user embedding never leaves the device."
+        f"({sparse[FULLY_GLOBAL] / sparse[FEDRECON] - 1:.1%} more, the user's own row), "
+        "so bandwidth is not what sets them apart. A sparse exchange has a cost of its own: "
+        "asking for only the rows of the movies a user rated tells the server which movies "
+        "that user rated. FedRecon never sends the user embedding itself and keeps no "
+        "per-user state on the server, but one update lets a server that knows the "
+        "protocol recover the embedding and the ratings used after reconstruction "
+        "(notebook 07 shows this)."
     )

@@ -7,11 +7,19 @@ took part in training). The test users are the *unseen* users: their data are sp
 reconstruction half and an evaluation half, as FedRecon's evaluation does. Every method is
 measured on exactly the same ratings.
 
-Every method gets an embedding for every user by its own means (FedRecon reconstructs
-it on the device; the stateful model and ALS use the one from training, or fold one in for
-a user they never trained on), and is then scored on the same ratings: the RMSE and
-accuracy of its predictions (``compare_methods``) and its top-N lists against a
-most-popular baseline (``compare_recommendations``).
+A user who has no embedding from training (every user of FedRecon, users the stateful
+model never sampled, unseen users of ALS) gets one from the same ratings with the item
+matrix fixed, by one of two solvers, and every method is scored with both (:data:`SOLVERS`):
+
+- ``SGD``: FedRecon's reconstruction, with its budget (``config.run.eval_split``: up to 5
+  passes at most 50 steps of batches of 5, rate 0.1, from a uniform draw);
+- ``ridge``: the exact ridge solution (``baselines.fold_in``, regularization
+  ``config.als_regularization``).
+
+Then every method is scored on the same ratings: the RMSE and accuracy of its predictions
+(``compare_methods``) and its top-N lists against a most-popular baseline
+(``compare_recommendations``). ``training_budgets`` states what one round of each
+federated method computes on a client.
 
 The parameters are ``config.BeyondConfig`` (``config.beyond()``), the figures
 ``plotting.reconstruction_steps`` and ``plotting.method_comparison``, and the tables are
@@ -31,9 +39,12 @@ from tutorial_utils.config import BeyondConfig
 from tutorial_utils.splits import DatasetSplit
 
 FEDRECON = "FedRecon (stateless)"
-STATEFUL = "Stateful + fold-in"
+STATEFUL = "Stateful"
 CENTRALIZED = "Centralized (ALS)"
 POPULAR = "Most popular"
+SGD = "SGD"  # FedRecon's reconstruction, with its step budget
+RIDGE = "ridge"  # the exact ridge fold-in
+SOLVERS = (SGD, RIDGE)
 
 # ---------------------------------------------------------------------------------------
 # Data: seen users' held-out ratings, unseen users' halves
@@ -180,6 +191,34 @@ def by_reconstruction_steps(
 # ---------------------------------------------------------------------------------------
 
 
+def solve_embeddings(
+    config: BeyondConfig,
+    item_matrix: np.ndarray,
+    phase: PhaseBatches,
+    solver: str,
+    seed: int,
+    init_range: tuple[float, float] = simulator.UNIFORM_INIT_RANGE,
+) -> np.ndarray:
+    """Every client's embedding fitted to its ratings in ``phase``, ``item_matrix`` fixed.
+
+    ``SGD``: FedRecon's reconstruction (``recommend.reconstruct_embeddings``) from a uniform
+    draw in ``init_range`` with ``seed``, at ``config.run.reconstruction_lr``, one
+    step per batch of ``phase``; ``RIDGE``: ``baselines.fold_in`` with
+    ``config.als_regularization``.
+    """
+    if solver == SGD:
+        rng = np.random.default_rng(seed)
+        initial = rng.uniform(
+            *init_range, size=(phase.mask.shape[0], config.run.num_latent_factors)
+        )
+        return recommend.reconstruct_embeddings(
+            item_matrix, phase, initial, config.run.reconstruction_lr
+        )
+    if solver == RIDGE:
+        return baselines.fold_in(item_matrix, phase, config.als_regularization)
+    raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}.")
+
+
 def method_embeddings(
     config: BeyondConfig,
     model,
@@ -187,31 +226,36 @@ def method_embeddings(
     group: RoundBatches,
     seed: int,
     trained_embeddings: np.ndarray | None = None,
+    solver: str = SGD,
 ) -> np.ndarray:
     """The embeddings one method gives the users ``group_ids`` before it predicts.
 
-    ``group`` holds the users' batches (``seen_batches`` or ``unseen_batches``); the
-    embeddings come from its reconstruction stage, never from the ratings it scores.
+    ``group`` holds the users' batches (``seen_batches`` or ``unseen_batches``); an
+    embedding a method has to solve comes from the reconstruction stage, never from the
+    ratings it scores, by ``solver`` (:func:`solve_embeddings`).
 
-    - ``FedReconSimulator``: reconstructed on the device from the initializer's draw
-      (``recommend.reconstruct_embeddings``), as its evaluation does.
-    - ``StatefulSimulator``: the stored embedding; a user never sampled gets one folded in.
+    - ``FedReconSimulator``: every user's is solved (FedRecon keeps none).
+    - ``StatefulSimulator``: the stored embedding; a user never sampled gets one solved.
     - an item matrix (ALS): ``trained_embeddings`` (one row per user) when given, otherwise
-      folded in (``baselines.fold_in``).
+      solved.
     """
     if isinstance(model, simulator.FedReconSimulator):
-        rng = np.random.default_rng(seed)
-        initial = rng.uniform(
-            *model.user_init_range, size=(len(group_ids), model.run.num_latent_factors)
-        )
-        return recommend.reconstruct_embeddings(
-            model.item_matrix, group.recon, initial, model.run.reconstruction_lr
+        return solve_embeddings(
+            config, model.item_matrix, group.recon, solver, seed, model.user_init_range
         )
     if isinstance(model, baselines.StatefulSimulator):
-        return model.folded_in_embeddings(group_ids, group.recon, config.als_regularization)
+        ids = np.asarray(group_ids, np.int64)
+        users = model.user_embeddings[ids].copy()
+        untrained = ~model.trained[ids]
+        if untrained.any():
+            solved = solve_embeddings(
+                config, model.item_matrix, group.recon, solver, seed, model.user_init_range
+            )
+            users[untrained] = solved[untrained]
+        return users
     if trained_embeddings is not None:
         return trained_embeddings
-    return baselines.fold_in(model, group.recon, config.als_regularization)
+    return solve_embeddings(config, np.asarray(model), group.recon, solver, seed)
 
 
 def compare_methods(
@@ -225,77 +269,101 @@ def compare_methods(
     unseen_ids,
     seed: int,
 ) -> pd.DataFrame:
-    """Seen and unseen users' RMSE and accuracy for every method and budget.
+    """Seen and unseen users' RMSE and accuracy for every method, solver and budget.
 
-    - FedRecon: each user reconstructs its embedding on the device (``config.run.eval_split``).
-    - Stateful + fold-in: each user's stored embedding; a user never sampled, and every
-      unseen user, gets one solved from its reconstruction ratings with the item matrix
-      fixed (``StatefulSimulator.folded_in_embeddings``), as ALS does.
-    - Centralized (ALS): the embeddings from training; an unseen user's is solved from its
-      reconstruction half with the item matrix fixed (``baselines.fold_in``).
+    - FedRecon: every user's embedding solved from its reconstruction ratings.
+    - Stateful: each user's stored embedding; a user never sampled, and every unseen user,
+      gets one solved from its reconstruction ratings.
+    - Centralized (ALS): the embeddings from training; an unseen user's is solved.
 
-    ``with stored embedding`` columns give the share of users whose embedding was kept from
-    training (the others got theirs at evaluation, from the same ratings for every method).
+    Each method appears once per solver (``solver``: :data:`SOLVERS`), with the same
+    initial draw for SGD. ``with stored embedding`` columns give the share of users whose
+    embedding was kept from training (the others got theirs at evaluation, from the same
+    ratings for every method).
     """
     split, batch_size = config.run.eval_split, config.run.batch_size
     seen_data = seen_batches(seen, seen_ids, split, batch_size, seed)
     unseen_data = unseen_batches(unseen, unseen_ids, split, batch_size, seed)
     seen_index, unseen_index = np.asarray(seen_ids, np.int64), np.asarray(unseen_ids, np.int64)
+    user_embeddings, item_matrix = centralized
+    als_seen = user_embeddings[seen.fit.rows(seen_ids)]
     rows = []
 
-    def add(method, rounds, seen_metrics, unseen_metrics, seen_stored, unseen_stored):
+    def add(method, solver, rounds, model, trained, stored):
+        scores = {}
+        for group, ids, data in (
+            ("seen", seen_ids, seen_data),
+            ("unseen", unseen_ids, unseen_data),
+        ):
+            users = method_embeddings(
+                config, model, ids, data, seed, trained if group == "seen" else None, solver
+            )
+            matrix = model if isinstance(model, np.ndarray) else model.item_matrix
+            scores[group] = baselines.phase_metrics(matrix, users, data.post_recon)
         rows.append(
             {
                 "method": method,
+                "solver": solver,
                 "rounds": rounds,
-                "seen rmse": seen_metrics["rmse"],
-                "seen accuracy": seen_metrics["rating_accuracy"],
-                "unseen rmse": unseen_metrics["rmse"],
-                "unseen accuracy": unseen_metrics["rating_accuracy"],
-                "seen with stored embedding": seen_stored,
-                "unseen with stored embedding": unseen_stored,
+                "seen rmse": scores["seen"]["rmse"],
+                "seen accuracy": scores["seen"]["rating_accuracy"],
+                "unseen rmse": scores["unseen"]["rmse"],
+                "unseen accuracy": scores["unseen"]["rating_accuracy"],
+                "seen with stored embedding": stored[0],
+                "unseen with stored embedding": stored[1],
             }
         )
 
-    for budget, model in sorted(fedrecon.items()):
-        add(
-            FEDRECON,
-            budget,
-            model.evaluate_batches(seen_data, np.random.default_rng(seed)),
-            model.evaluate_batches(unseen_data, np.random.default_rng(seed)),
-            0.0,
-            0.0,
-        )
-
-    def scores(model, ids, data):
-        users = method_embeddings(config, model, ids, data, seed)
-        return baselines.phase_metrics(model.item_matrix, users, data.post_recon)
-
-    for budget, stored in sorted(stateful.items()):
-        add(
-            STATEFUL,
-            budget,
-            scores(stored, seen_ids, seen_data),
-            scores(stored, unseen_ids, unseen_data),
-            float(stored.trained[seen_index].mean()),
-            float(stored.trained[unseen_index].mean()),
-        )
-    user_embeddings, item_matrix = centralized
-    seen_users = user_embeddings[seen.fit.rows(seen_ids)]
-    add(
-        CENTRALIZED,
-        pd.NA,
-        baselines.phase_metrics(item_matrix, seen_users, seen_data.post_recon),
-        baselines.phase_metrics(
-            item_matrix,
-            method_embeddings(config, item_matrix, unseen_ids, unseen_data, seed),
-            unseen_data.post_recon,
-        ),
-        1.0,
-        0.0,
-    )
+    for solver in SOLVERS:
+        for budget, model in sorted(fedrecon.items()):
+            add(FEDRECON, solver, budget, model, None, (0.0, 0.0))
+    for solver in SOLVERS:
+        for budget, model in sorted(stateful.items()):
+            stored = (
+                float(model.trained[seen_index].mean()),
+                float(model.trained[unseen_index].mean()),
+            )
+            add(STATEFUL, solver, budget, model, None, stored)
+    for solver in SOLVERS:
+        add(CENTRALIZED, solver, pd.NA, item_matrix, als_seen, (1.0, 0.0))
     table = pd.DataFrame(rows)
     table["rounds"] = table["rounds"].astype("Int64")
+    return table
+
+
+def training_budgets(config: BeyondConfig, clients: PackedClients, client_ids, seed: int):
+    """What one round of each federated method computes on a client, mean over
+    ``client_ids`` (the training users, on the ratings training uses).
+
+    FedRecon: SGD steps on ``u`` (reconstruction, ``config.run.train_split``), then SGD
+    steps on the item rows (the other half, capped); stateful: one pass over every rating,
+    each step updating ``u`` and the item rows together. Columns: ``u`` steps, item
+    steps, ratings the item steps use, and their share of the client's ratings.
+    """
+    rng = np.random.default_rng(seed)
+    batch_size = config.run.batch_size
+    fed = clients.round_batches(client_ids, config.run.train_split, batch_size, rng, False)
+    joint = clients.round_batches(
+        client_ids, DatasetSplit(split_dataset=False), batch_size, rng, False
+    ).recon
+    held = clients.counts[clients.rows(client_ids)].astype(np.float64)
+
+    def row(user_steps, item_phase):
+        ratings = item_phase.mask.sum(axis=(1, 2))
+        return {
+            "u steps": float(np.mean(user_steps)),
+            "item steps": float(item_phase.mask.any(axis=2).sum(axis=1).mean()),
+            "ratings in item steps": float(ratings.mean()),
+            "share of the ratings": float((ratings / held).mean()),
+        }
+
+    table = pd.DataFrame(
+        {
+            FEDRECON: row(fed.recon.mask.any(axis=2).sum(axis=1), fed.post_recon),
+            STATEFUL: row(joint.mask.any(axis=2).sum(axis=1), joint),
+        }
+    ).T
+    table.index.name = "method"
     return table
 
 
@@ -337,7 +405,8 @@ def compare_recommendations(
     """Top-N lists of every method, against the most popular movies, for seen and unseen users.
 
     ``fedrecon`` and ``stateful`` are trained models (one budget). Each user's embedding
-    comes from ``method_embeddings``; each method then ranks every movie it did not see for
+    comes from ``method_embeddings``, once per solver (:data:`SOLVERS`; ``solver`` is
+    ``-`` for the most popular movies); each method then ranks every movie it did not see for
     that user (a seen user: none of their training ratings; an unseen user: none of the
     reconstruction half). **Most popular** recommends the movies with the most training
     ratings, the same list for everyone but for the movies a user has already rated.
@@ -364,19 +433,23 @@ def compare_recommendations(
     rows = []
     for group, (ids, data, excluded, als_users) in groups.items():
         liked = _movie_mask(data.post_recon, num_movies, recommend.LIKED) & ~excluded
-        scores = {
-            FEDRECON: fedrecon.item_matrix @ method_embeddings(config, fedrecon, ids, data, seed).T,
-            STATEFUL: stateful.item_matrix @ method_embeddings(config, stateful, ids, data, seed).T,
-            CENTRALIZED: item_matrix
-            @ method_embeddings(config, item_matrix, ids, data, seed, als_users).T,
-            POPULAR: popularity.astype(np.float64),
-        }
-        for method, score in scores.items():
+        scores = {}
+        for solver in SOLVERS:
+            for method, model, matrix, trained in (
+                (FEDRECON, fedrecon, fedrecon.item_matrix, None),
+                (STATEFUL, stateful, stateful.item_matrix, None),
+                (CENTRALIZED, item_matrix, item_matrix, als_users),
+            ):
+                users = method_embeddings(config, model, ids, data, seed, trained, solver)
+                scores[method, solver] = matrix @ users.T
+        scores[POPULAR, "-"] = popularity.astype(np.float64)
+        for (method, solver), score in scores.items():
             top = recommend.top_n(score.T, excluded, n)
             accuracy = recommend.list_accuracy(top, liked)
             rows.append(
                 {
                     "method": method,
+                    "solver": solver,
                     "users": group,
                     "users with a liked movie": accuracy["users"],
                     "hit rate": accuracy["hit rate"],

@@ -142,20 +142,23 @@ def learning_curves(
 
 def reconstruction_steps(table: pd.DataFrame, name: str = "06_reconstruction_steps") -> Figure:
     """RMSE and rating accuracy of unseen users against reconstruction steps, one line per
-    training budget (``experiments.by_reconstruction_steps``' table)."""
+    training budget (``experiments.by_reconstruction_steps``' table).
+
+    The steps axis is symmetric-logarithmic (linear from 0 to 1, logarithmic above), so
+    that 0 steps has a place and 1, 2, 5, ... 50 keep their real spacing.
+    """
     fig = plt.figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
     steps = sorted(table["steps"].unique())
-    position = {s: i for i, s in enumerate(steps)}
     for budget, group in table.groupby("rounds"):
-        x = group["steps"].map(position)
         for ax, column in zip(axes, ("rmse", "rating_accuracy")):
-            ax.plot(x, group[column], marker="o", label=f"{budget} rounds")
+            ax.plot(group["steps"], group[column], marker="o", label=f"{budget} rounds")
     for ax, label in zip(axes, ("RMSE", "Rating accuracy")):
+        ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+        ax.set_xticks(steps, [str(s) for s in steps])
+        ax.minorticks_off()
         ax.set(
-            xticks=range(len(steps)),
-            xticklabels=steps,
-            xlabel="Reconstruction steps",
+            xlabel="Reconstruction steps (symmetric log scale)",
             ylabel=label,
             title=f"Unseen users: {label if label == 'RMSE' else label.lower()}",
         )
@@ -170,53 +173,64 @@ def method_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful
     """RMSE and accuracy against training rounds, seen and unseen users in separate panels
     (``experiments.compare_methods``' table).
 
-    The centralized reference (no rounds) is a dashed horizontal line; the stateful points
-    of seen users are labelled with the share of them that have a stored embedding.
+    One colour per method and one line style per solver (solid: SGD, dotted: ridge); the
+    centralized reference (no rounds) is a horizontal line. Every panel has its legend.
+    On the seen users' panels, each budget's tick also gives the share of seen users with
+    a stored stateful embedding.
     """
-    fig = plt.figure(figsize=(11, 7))
+    fig = plt.figure(figsize=(12, 8.5))
     axes = fig.subplots(2, 2)
     federated = table[table["rounds"].notna()]
     reference = table[table["rounds"].isna()]
+    methods = list(dict.fromkeys(table["method"]))
+    colours = {m: f"C{i}" for i, m in enumerate(methods)}
+    solvers = list(dict.fromkeys(table["solver"]))
+    styles = {s: style for s, style in zip(solvers, ("-", ":", "--", "-."))}
+    markers = {s: marker for s, marker in zip(solvers, ("o", "s", "^", "D"))}
+    budgets = sorted(federated["rounds"].astype(int).unique())
+    stored = (
+        federated[federated["method"].str.startswith("Stateful")]
+        .groupby("rounds")["seen with stored embedding"]
+        .first()
+    )
     for col, group in enumerate(("seen", "unseen")):
         for row, (metric, label) in enumerate((("rmse", "RMSE"), ("accuracy", "rating accuracy"))):
             ax = axes[row, col]
             column = f"{group} {metric}"
-            for method, runs in federated.groupby("method", sort=False):
-                rounds = runs["rounds"].astype(int)
-                ax.plot(rounds, runs[column], marker="o", label=method)
-                if method.startswith("Stateful") and group == "seen":
-                    # Each label on the side of its point away from the other methods' line.
-                    others = federated[federated["method"] != method].groupby("rounds")[column]
-                    for x, y, share in zip(
-                        rounds, runs[column], runs[f"{group} with stored embedding"]
-                    ):
-                        above = y >= others.mean().get(x, y)
-                        ax.annotate(
-                            f"{share:.0%}",
-                            (x, y),
-                            textcoords="offset points",
-                            xytext=(0, 6 if above else -6),
-                            ha="center",
-                            va="bottom" if above else "top",
-                            fontsize=8,
-                            color="tab:orange",
-                        )
+            for (method, solver), runs in federated.groupby(["method", "solver"], sort=False):
+                ax.plot(
+                    runs["rounds"].astype(int),
+                    runs[column],
+                    color=colours[method],
+                    linestyle=styles[solver],
+                    marker=markers[solver],
+                    label=f"{method}, {solver}",
+                )
             for _, ref in reference.iterrows():
-                ax.axhline(ref[column], color="black", linestyle="--", label=ref["method"])
+                ax.axhline(
+                    ref[column],
+                    color=colours[ref["method"]],
+                    linestyle=styles[ref["solver"]],
+                    label=f"{ref['method']}, {ref['solver']}",
+                )
             ax.set(
                 xscale="log",
-                xlabel="Training rounds",
+                xlabel="Training rounds (log scale)",
                 ylabel=label[0].upper() + label[1:],
                 title=f"{group.capitalize()} users: {label}",
             )
-            budgets = sorted(federated["rounds"].astype(int).unique())
-            ax.set_xticks(budgets, [str(budget) for budget in budgets])
+            if group == "seen" and len(stored):
+                ticks = [f"{b}\n({stored.get(b, 0):.0%} stored)" for b in budgets]
+            else:
+                ticks = [str(b) for b in budgets]
+            ax.set_xticks(budgets, ticks)
             ax.minorticks_off()
-            ax.margins(y=0.12)
             ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=9)
+            ax.legend(fontsize=7, ncol=2)
     fig.suptitle(
-        "Orange labels: share of seen users with a stored embedding (stateful)", fontsize=10
+        "Colour: method; line style: solver of the embeddings solved at evaluation "
+        "(solid SGD, dotted ridge). Seen users' ticks: share with a stored stateful embedding",
+        fontsize=10,
     )
     fig.set_layout_engine("tight")
     save(fig, name)

@@ -29,7 +29,7 @@ END = "<!-- end of speed table -->"
 # Each section's fields and their types (a number may be missing: null, e.g. without TFF).
 NUMBER = (int, float, type(None))
 SCHEMA = {
-    "run": {"command": str, "date": str, "environment": str, "cpus": int},
+    "run": {"command": str, "date": str, "protocol_date": str, "environment": str, "cpus": int},
     "tutorial": {
         "clients": int,
         "tff_seconds": NUMBER,
@@ -43,8 +43,12 @@ SCHEMA = {
         "seconds_after_compilation": NUMBER,
         "per_round_seconds": NUMBER,
         "tff_seconds_estimated": NUMBER,
+        "test_clients": int,
         "test_rmse": NUMBER,
         "test_rating_accuracy": NUMBER,
+        "all_test_clients": int,
+        "all_test_rmse": NUMBER,
+        "all_test_rating_accuracy": NUMBER,
     },
     "all_users": {"clients": int, "seconds": NUMBER, "seconds_with_compilation": NUMBER},
     "profile": {
@@ -113,27 +117,35 @@ def speed_table(results: dict) -> pd.DataFrame:
     """TFF against the simulator, one row per measure, cells as text."""
     tutorial, paper = results["tutorial"], results["paper_protocol"]
     every, memory = results["all_users"], results["memory_mib"]
-    best = tutorial["many_rounds_seconds"]
+    one, best = tutorial["per_round_seconds"], tutorial["many_rounds_seconds"]
+    tff = tutorial["tff_seconds"]
+
+    def both(at_a_time, many) -> str:
+        return f"{at_a_time} a round at a time, {many} many rounds a program"
+
     rows = [
         (
             f"one round, {tutorial['clients']} clients, the walkthrough's settings",
-            _seconds(tutorial["tff_seconds"], 3),
-            f"{1000 * tutorial['per_round_seconds']:.2f} ms a round at a time, "
-            f"{1000 * best:.2f} ms many rounds a program",
-            _ratio(tutorial["tff_seconds"], best),
+            _seconds(tff, 3),
+            both(f"{1000 * one:.2f} ms", f"{1000 * best:.2f} ms"),
+            "-" if tff is None else both(_ratio(tff, one), _ratio(tff, best)),
         ),
         (
             f"rounds per second, {tutorial['clients']} clients",
-            "-" if tutorial["tff_seconds"] is None else f"{1 / tutorial['tff_seconds']:.2f}",
-            f"{1 / best:.0f}",
-            _ratio(tutorial["tff_seconds"], best),
+            "-" if tff is None else f"{1 / tff:.2f}",
+            both(f"{1 / one:.0f}", f"{1 / best:.0f}"),
+            "-" if tff is None else both(_ratio(tff, one), _ratio(tff, best)),
         ),
         (
-            f"the paper's protocol: {paper['rounds']} rounds of {paper['clients']} clients",
+            f"the paper's protocol: {paper['rounds']} rounds of {paper['clients']} clients, "
+            "many rounds a program",
             _seconds(paper["tff_seconds_estimated"], 0) + " (estimated)",
             f"{paper['seconds_after_compilation']:.2f} s "
             f"({paper['seconds_with_compilation']:.2f} s with compilation)",
-            _ratio(paper["tff_seconds_estimated"], paper["seconds_with_compilation"]),
+            "-"
+            if paper["tff_seconds_estimated"] is None
+            else _ratio(paper["tff_seconds_estimated"], paper["seconds_with_compilation"])
+            + " (with compilation)",
         ),
         (
             f"one round over all {every['clients']} training users",
@@ -236,8 +248,22 @@ def scaling_summary(results: dict) -> str:
     return " ".join(sentences)
 
 
+def protocol_score(results: dict) -> str:
+    """The test score of the protocol run the benchmark timed, in one sentence."""
+    paper = results["paper_protocol"]
+    return (
+        f"The protocol run timed here (measured on {results['run']['protocol_date']}) is "
+        f"notebook 05's, from the same seeds: its test score is RMSE {paper['test_rmse']:.4f} "
+        f"and rating accuracy {paper['test_rating_accuracy']:.4f} on "
+        f"{paper['test_clients']} sampled test users, as the paper's code scores it "
+        f"(RMSE {paper['all_test_rmse']:.4f} and rating accuracy "
+        f"{paper['all_test_rating_accuracy']:.4f} on all {paper['all_test_clients']})."
+    )
+
+
 def readme_block(results: dict) -> str:
-    """The README's speed section body: the speed table, then the profile."""
+    """The README's speed section body: the speed table, the protocol's test score, then
+    the profile and the scaling."""
     run, p = results["run"], results["profile"]
     speed = reporting.markdown_table(speed_table(results), align="lrrr")
     profile = reporting.markdown_table(
@@ -250,6 +276,8 @@ def readme_block(results: dict) -> str:
             f"`{run['command']}`:",
             "",
             speed,
+            "",
+            protocol_score(results),
             "",
             f"Where a round of {p['clients']} clients (the paper's protocol) spends its time, "
             f"mean of {p['rounds']} rounds. Compiling a new shape takes "
