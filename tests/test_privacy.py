@@ -142,6 +142,8 @@ def test_one_update_gives_back_u_and_every_post_reconstruction_rating():
     assert table["exact"].tolist() == [1.0] * 4  # the short last batch included
     assert table["u_error"].max() < 1e-4 and table["norm_error"].max() < 1e-4
     assert table["named_precision"].tolist() == [1.0] * 4
+    some = privacy.attack(privacy.one_by_one(updates, [2, 0]), updates, batches, sent, 0.5, 5)
+    assert some.index.tolist() == [0, 2] and some["exact"].tolist() == [1.0] * 2
     # Clipping rescales an update: the same answer.
     clipped = privacy.clipped(updates, 0.01)
     np.testing.assert_allclose(privacy.update_norms(clipped), 0.01, rtol=1e-5)
@@ -164,11 +166,11 @@ def test_sums_and_noise_defeat_the_attack():
     updates = privacy.client_updates(
         sim.FedReconSimulator(small_run(), NUM_ITEMS, item_matrix=sent, seed=2), batches
     )
-    rounds = privacy.in_rounds(updates, 3)
+    rounds = list(privacy.in_rounds(updates, 3))
     assert [members for _, members in rounds] == [[0, 1, 2], [3, 4, 5]]
     by_hand = sum(updates.client_delta(c) * updates.weights[c] for c in (0, 1, 2))
     np.testing.assert_allclose(rounds[0][0], by_hand, atol=1e-6)
-    assert len(privacy.in_rounds(updates, 4)) == 1  # the last, smaller round is dropped
+    assert len(list(privacy.in_rounds(updates, 4))) == 1  # the last, smaller round is dropped
     summed = privacy.attack(rounds, updates, batches, sent, 0.5, 5)
     assert summed["exact"].mean() < 0.5 and summed["u_error"].min() > 0.1
     noise = np.random.default_rng(0)

@@ -42,6 +42,7 @@ The accounting must describe the training that ran, in three respects:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -138,8 +139,9 @@ def epsilon_of_rounds(
         return math.inf
     relation = sampled_event(gaussians[0], clients_per_round, num_users, sampling)[1]
     accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
-    for gaussian in gaussians:
-        accountant.compose(sampled_event(gaussian, clients_per_round, num_users, sampling)[0])
+    for gaussian, run in itertools.groupby(gaussians):  # equal rounds composed at once
+        event = sampled_event(gaussian, clients_per_round, num_users, sampling)[0]
+        accountant.compose(event, len(list(run)))
     return float(accountant.get_epsilon(delta))
 
 

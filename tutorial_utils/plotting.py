@@ -251,7 +251,10 @@ def attack_recovery(
         ax.grid(alpha=0.3)
     for label, value in (noise_marks or {}).items():
         axes[1].axvline(value, color="black", linestyle=":", linewidth=1)
-        axes[1].annotate(label, (value, 0.9), rotation=90, ha="right", fontsize=9)
+        axes[1].annotate(
+            label, (value, 0.6), xytext=(-3, 0), textcoords="offset points", rotation=90,
+            ha="right", va="center", fontsize=9,
+        )  # fmt: skip
     axes[0].set_xticks(by_round_size.index, [str(n) for n in by_round_size.index])
     axes[0].minorticks_off()
     axes[0].set_ylabel("Ratings recovered exactly (share)")
@@ -270,13 +273,15 @@ def privacy_tradeoff(
     fig = plt.figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
     noisy = table[np.isfinite(table["epsilon"])]
-    styles = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)))
+    styles = (("--", "black"), (":", "tab:purple"), ("-.", "tab:green"), ((0, (5, 2)), "tab:red"))
     for ax, (column, label) in zip(
         axes, (("test_rmse", "RMSE"), ("test_accuracy", "Rating accuracy"))
     ):
         ax.plot(noisy["epsilon"], noisy[column], marker="o", label="clipping and noise")
-        for (setting, row), style in zip(table[~np.isfinite(table["epsilon"])].iterrows(), styles):
-            ax.axhline(row[column], color="black", linestyle=style, linewidth=1, label=setting)
+        for (setting, row), (style, color) in zip(
+            table[~np.isfinite(table["epsilon"])].iterrows(), styles
+        ):
+            ax.axhline(row[column], color=color, linestyle=style, linewidth=1.2, label=setting)
         ax.set(
             xscale="log",
             xlabel=f"Epsilon reached at delta = {delta:g} (log scale)",

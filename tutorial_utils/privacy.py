@@ -41,8 +41,8 @@ the client's last, shorter batch fits with its own ``B``, tried from 1 up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from itertools import combinations, product
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import combinations
 from typing import NamedTuple
 
 import numpy as np
@@ -53,6 +53,8 @@ from tutorial_utils import round_math
 from tutorial_utils import simulator as fedrecon
 from tutorial_utils.batches import PackedClients, RoundBatches
 from tutorial_utils.program_inputs import trains_rows_once
+
+View = tuple[np.ndarray, list[int]]  # a matrix the server sees, and whose updates are in it
 
 # --------------------------------------------------------------------------------------
 # What one update reveals
@@ -263,33 +265,37 @@ def recover(
     """
     rows = np.flatnonzero(np.abs(update).max(axis=1) > 0)
     k = update.shape[1]
+    nothing = Recovery(rows, np.full(len(rows), np.nan), np.zeros(k), np.zeros(len(rows), bool))
     if len(rows) < 2:
-        return Recovery(rows, np.full(len(rows), np.nan), np.zeros(k), np.zeros(len(rows), bool))
+        return nothing
     moved = update[rows].astype(np.float64)
-    direction = np.linalg.svd(moved, full_matrices=False)[2][0]
+    # The top right singular vector of the changed rows: the top eigenvector of their Gram
+    # matrix (k x k, much faster than an SVD of the rows).
+    direction = np.linalg.eigh(moved.T @ moved)[1][:, -1]
     p = sent[rows].astype(np.float64) @ direction
     q = batch_size * (moved @ direction) / (2 * client_lr)
-    levels = np.arange(scale[0], scale[1] + 1)
+    levels = np.arange(scale[0], scale[1] + 1, dtype=np.float64)
     low, high = scale
 
     def whole(values):
         rounded = np.round(values)
         return (np.abs(values - rounded) < tolerance) & (rounded >= low) & (rounded <= high)
 
-    candidates = []
-    for i, j in combinations(np.argsort(-np.abs(q))[:anchors], 2):
-        system = np.array([[p[i], q[i]], [p[j], q[j]]])
-        if abs(np.linalg.det(system)) < 1e-12 * (np.abs(system).max() ** 2 + 1e-300):
-            continue
-        for pair in product(levels, levels):
-            candidates.append(np.linalg.solve(system, np.array(pair, np.float64)))
-    if not candidates:
-        return Recovery(rows, np.full(len(rows), np.nan), np.zeros(k), np.zeros(len(rows), bool))
-    candidates = np.array(candidates)
+    # Every pair of anchor rows i, j and ratings (r_i, r_j): solve the 2 x 2 system
+    # a p_i + b q_i = r_i, a p_j + b q_j = r_j (Cramer's rule, all at once).
+    pairs = np.array(list(combinations(np.argsort(-np.abs(q))[:anchors], 2)))
+    i, j = pairs[:, 0], pairs[:, 1]
+    det = p[i] * q[j] - p[j] * q[i]
+    usable = np.abs(det) > 1e-12 * np.maximum(np.abs(p[i] * q[j]), np.abs(p[j] * q[i]))
+    i, j, det = i[usable], j[usable], det[usable]
+    r_i, r_j = (grid.ravel() for grid in np.meshgrid(levels, levels, indexing="ij"))
+    a = (r_i[None] * q[j, None] - r_j[None] * q[i, None]) / det[:, None]
+    b = (p[i, None] * r_j[None] - p[j, None] * r_i[None]) / det[:, None]
+    candidates = np.stack([a.ravel(), b.ravel()], axis=1)
     # b = 1 / (s a) for an update scaled by s > 0: a and b have the same sign.
     candidates = candidates[candidates[:, 0] * candidates[:, 1] > 0]
     if not len(candidates):
-        return Recovery(rows, np.full(len(rows), np.nan), np.zeros(k), np.zeros(len(rows), bool))
+        return nothing
     fits = whole(candidates[:, :1] * p + candidates[:, 1:] * q).sum(axis=1)
     # Most rows whole; among equals, the least rescaled update (a b nearest 1).
     a, b = min(candidates[fits == fits.max()], key=lambda ab: abs(np.log(ab[0] * ab[1])))
@@ -307,30 +313,28 @@ def recover(
     return Recovery(rows, ratings, a * direction, fit)
 
 
-def one_by_one(updates: ClientUpdates) -> list[tuple[np.ndarray, list[int]]]:
-    """What a server sees without secure aggregation: each client's own update."""
-    return [(updates.client_delta(c), [c]) for c in range(updates.num_clients)]
+def one_by_one(updates: ClientUpdates, clients: Sequence[int] | None = None) -> Iterator[View]:
+    """What a server sees without secure aggregation: each client's own update (of
+    ``clients``, default all), one at a time (each is a full item matrix)."""
+    for client in range(updates.num_clients) if clients is None else clients:
+        yield updates.client_delta(client), [client]
 
 
-def in_rounds(
-    updates: ClientUpdates, size: int, *, weighted: bool = True
-) -> list[tuple[np.ndarray, list[int]]]:
+def in_rounds(updates: ClientUpdates, size: int, *, weighted: bool = True) -> Iterator[View]:
     """What a server sees with secure aggregation if these clients came ``size`` to a
     round (in order; a last, smaller round is dropped): each round's (example-weighted)
-    sum of updates, with the clients in it."""
-    views = []
+    sum of updates, with the clients in it, one round at a time."""
     for start in range(0, updates.num_clients - size + 1, size):
         members = list(range(start, start + size))
         keep = np.isin(updates.clients, members)
         part = updates._replace(
             items=updates.items[keep], clients=updates.clients[keep], delta=updates.delta[keep]
         )
-        views.append((part.summed(weighted), members))
-    return views
+        yield part.summed(weighted), members
 
 
 def attack(
-    views: Sequence[tuple[np.ndarray, Sequence[int]]],
+    views: Iterable[View],
     updates: ClientUpdates,
     batches: RoundBatches,
     sent: np.ndarray,
