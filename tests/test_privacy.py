@@ -501,3 +501,17 @@ def test_tff_records_the_noise_multiplier_it_used(rating_clients):
             clip=0.0,
             noise_multiplier=1.0,
         )
+
+
+def test_the_attack_recovers_the_ratings_from_tffs_own_update(rating_clients, ratings_df):
+    pytest.importorskip("tensorflow_federated")
+    run = small_run(clients_per_round=1)  # one client: the server's new model shows its update
+    user = rating_clients.client_ids[3]
+    result = dp_training.one_round_both_ways(
+        rating_clients, [user], run, NUM_ITEMS, clip=dp_training.NO_CLIP
+    )
+    update = result["tff"].astype(np.float64) - result["before"]
+    found = privacy.recover(update, result["before"], run.client_lr, 5)
+    assert len(found.items) >= 10 and found.fit.all()
+    truth = ratings_df[ratings_df["UserID"] == user].set_index("MovieID")["Rating"]
+    np.testing.assert_array_equal(found.ratings, truth.loc[found.items].to_numpy())
