@@ -71,7 +71,7 @@ def test_recovery_on_a_round_where_the_truth_is_known():
     )
     item_matrix = np.random.default_rng(0).uniform(-0.5, 0.5, (8, 4)).astype(np.float32)
     simulator = sim.FedReconSimulator(
-        config.FedReconRun(num_latent_factors=4),
+        config.FedReconRun(num_latent_factors=4, client_lr=0.5),
         8,
         item_matrix=item_matrix,
         user_init_range=(0.2, 0.2),
@@ -87,15 +87,11 @@ def test_recovery_on_a_round_where_the_truth_is_known():
     assert union == {3, 4, 5, 6}
     shared = privacy.membership_recovery([union, union], truth)
     assert shared["precision"].tolist() == [0.5, 0.75]
-    # One step per client: each row moves along u, towards it exactly when the rating
-    # is above the prediction.
-    directions = privacy.update_directions(updates, item_matrix, batches)
-    assert len(directions) == 4
-    np.testing.assert_allclose(directions["cosine"].abs(), 1.0, atol=1e-5)
-    above = directions["rating"] > directions["prediction"]
-    assert (directions["towards"] == above).all()
-    summary = privacy.direction_summary(directions)
-    assert summary["sign_matches_residual"] == 1.0 and summary["rank_one"] > 0.9999
+    # The attack: from each update, the rows sent, the learning rate and the batch size,
+    # the server recovers u and the post-reconstruction ratings.
+    table = privacy.attack(privacy.one_by_one(updates), updates, batches, item_matrix, 0.5, 2)
+    assert table["exact"].tolist() == [1.0, 1.0]
+    assert table["u_error"].max() < 1e-4
     np.testing.assert_array_equal(simulator.item_matrix, item_matrix)  # nothing trained
 
 
@@ -113,6 +109,81 @@ def test_the_updates_are_the_ones_a_training_round_averages():
     post = batches.post_recon
     moved = np.abs(updates.delta).max(axis=1) > 0
     assert set(updates.items[moved].tolist()) <= set(post.items[post.mask].tolist())
+
+
+def one_client_round(rng, num_clients=1, post_sizes=(5, 5, 5, 5, 3), recon_batches=3):
+    """Clients that each rated distinct movies: ``recon_batches`` full reconstruction
+    batches, then post-reconstruction batches of ``post_sizes`` ratings (the last one
+    shorter, as a client's last batch often is)."""
+    recon, post = [], []
+    for _ in range(num_clients):
+        items = rng.choice(NUM_ITEMS, 5 * recon_batches + sum(post_sizes), replace=False)
+        ratings = rng.integers(1, 6, len(items))
+        recon.append([batch(items[5 * b : 5 * b + 5], ratings[5 * b : 5 * b + 5])
+                      for b in range(recon_batches)])  # fmt: skip
+        start, batches = 5 * recon_batches, []
+        for size in post_sizes:
+            batches.append(batch(items[start : start + size], ratings[start : start + size]))
+            start += size
+        post.append(batches)
+    return RoundBatches.from_lists(recon, post, 5)
+
+
+def test_one_update_gives_back_u_and_every_post_reconstruction_rating():
+    rng = np.random.default_rng(11)
+    batches = one_client_round(rng, num_clients=4)
+    run = small_run(client_lr=0.5)
+    sent = rng.uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS)).astype(np.float32)
+    updates = privacy.client_updates(
+        sim.FedReconSimulator(run, NUM_ITEMS, item_matrix=sent, seed=1), batches
+    )
+    table = privacy.attack(privacy.one_by_one(updates), updates, batches, sent, 0.5, 5)
+    assert table["ratings"].tolist() == [23] * 4
+    assert table["exact"].tolist() == [1.0] * 4  # the short last batch included
+    assert table["u_error"].max() < 1e-4 and table["norm_error"].max() < 1e-4
+    assert table["named_precision"].tolist() == [1.0] * 4
+    some = privacy.attack(privacy.one_by_one(updates, [2, 0]), updates, batches, sent, 0.5, 5)
+    assert some.index.tolist() == [0, 2] and some["exact"].tolist() == [1.0] * 2
+    # Clipping rescales an update: the same answer.
+    clipped = privacy.clipped(updates, 0.01)
+    np.testing.assert_allclose(privacy.update_norms(clipped), 0.01, rtol=1e-5)
+    again = privacy.attack(privacy.one_by_one(clipped), updates, batches, sent, 0.5, 5)
+    assert again["exact"].tolist() == [1.0] * 4 and again["u_error"].max() < 1e-4
+    # The scale is left free, so the attack does not even need the learning rate.
+    wrong_lr = privacy.attack(privacy.one_by_one(updates), updates, batches, sent, 0.37, 5)
+    assert wrong_lr["exact"].tolist() == [1.0] * 4 and wrong_lr["u_error"].max() < 1e-4
+    # The recovered ratings are the client's, row for row.
+    found = privacy.recover(updates.client_delta(0), sent, 0.5, 5)
+    truth = privacy.post_recon_ratings(batches).query("client == 0").set_index("item")
+    np.testing.assert_array_equal(found.ratings, truth.loc[found.items, "rating"])
+    np.testing.assert_allclose(found.user, updates.users[0], rtol=1e-4)
+
+
+def test_sums_and_noise_defeat_the_attack():
+    rng = np.random.default_rng(12)
+    batches = one_client_round(rng, num_clients=6)
+    sent = rng.uniform(-0.5, 0.5, (NUM_ITEMS, NUM_FACTORS)).astype(np.float32)
+    updates = privacy.client_updates(
+        sim.FedReconSimulator(small_run(), NUM_ITEMS, item_matrix=sent, seed=2), batches
+    )
+    rounds = list(privacy.in_rounds(updates, 3))
+    assert [members for _, members in rounds] == [[0, 1, 2], [3, 4, 5]]
+    by_hand = sum(updates.client_delta(c) * updates.weights[c] for c in (0, 1, 2))
+    np.testing.assert_allclose(rounds[0][0], by_hand, atol=1e-6)
+    assert len(list(privacy.in_rounds(updates, 4))) == 1  # the last, smaller round is dropped
+    summed = privacy.attack(rounds, updates, batches, sent, 0.5, 5)
+    assert summed["exact"].mean() < 0.5 and summed["u_error"].min() > 0.1
+    noise = np.random.default_rng(0)
+    views = [
+        (privacy.dp_view(matrix, 1.0, 1.0, noise), members)
+        for matrix, members in privacy.one_by_one(privacy.clipped(updates, 1.0))
+    ]
+    assert all(np.abs(matrix).min() > 0 for matrix, _ in views)  # every row moves
+    noisy = privacy.attack(views, updates, batches, sent, 0.5, 5)
+    assert noisy["exact"].mean() < 0.5 and noisy["u_error"].min() > 0.5
+    assert noisy["named_precision"].max() < 0.5  # the rated movies are hidden too
+    summary = privacy.attack_summary(noisy)
+    assert summary["clients"] == 6 and summary["ratings"] == 6 * 23
 
 
 # --------------------------------------------------------------------------------------
@@ -193,20 +264,106 @@ def test_simulator_refuses_bad_dp_settings():
 # --------------------------------------------------------------------------------------
 
 
+def epsilon_by_hand(event, relation, delta, count=1):
+    import dp_accounting
+
+    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+    accountant.compose(event, count)
+    return accountant.get_epsilon(delta)
+
+
+def test_epsilon_is_dp_accountings_for_the_sampling_that_runs():
+    dp_accounting = pytest.importorskip("dp_accounting")
+    relation = dp_accounting.NeighboringRelation
+    z, m, n, rounds = 1.3, 100, 4832, 500
+    # Poisson sampling, add-or-remove neighbours: sensitivity clip, the multiplier as is.
+    poisson = dp_accounting.PoissonSampledDpEvent(m / n, dp_accounting.GaussianDpEvent(z))
+    expected = epsilon_by_hand(poisson, relation.ADD_OR_REMOVE_ONE, 1e-6, rounds)
+    assert dp_training.epsilon(z, m, n, rounds) == pytest.approx(expected, rel=1e-12)
+    assert dp_training.DELTA == 1e-6
+    # Fixed-size samples, replace-one neighbours: sensitivity 2 clip, the multiplier halved.
+    fixed = dp_accounting.SampledWithoutReplacementDpEvent(
+        n, m, dp_accounting.GaussianDpEvent(z / 2)
+    )
+    expected_fixed = epsilon_by_hand(fixed, relation.REPLACE_ONE, 1e-6, rounds)
+    got = dp_training.epsilon(z, m, n, rounds, sampling="fixed")
+    assert got == pytest.approx(expected_fixed, rel=1e-12)
+    # Not the multiplier as is: that would count half the sensitivity.
+    unhalved = dp_accounting.SampledWithoutReplacementDpEvent(
+        n, m, dp_accounting.GaussianDpEvent(z)
+    )
+    assert got > 1.5 * epsilon_by_hand(unhalved, relation.REPLACE_ONE, 1e-6, rounds)
+    # Another delta, another answer.
+    looser = dp_training.epsilon(z, m, n, rounds, delta=1e-5)
+    assert looser == pytest.approx(
+        epsilon_by_hand(poisson, relation.ADD_OR_REMOVE_ONE, 1e-5, rounds)
+    )
+    assert looser < dp_training.epsilon(z, m, n, rounds)
+
+
+def test_recorded_rounds_are_accounted_round_by_round():
+    dp_accounting = pytest.importorskip("dp_accounting")
+    m, n = 20, 4832
+    same = [dp_accounting.GaussianDpEvent(0.9)] * 50
+    assert dp_training.epsilon_of_rounds(same, m, n) == pytest.approx(
+        dp_training.epsilon(0.9, m, n, 50), rel=1e-12
+    )
+    assert dp_training.epsilon_of_rounds(same, m, n, sampling="fixed") == pytest.approx(
+        dp_training.epsilon(0.9, m, n, 50, sampling="fixed"), rel=1e-12
+    )
+    mixed = [dp_accounting.GaussianDpEvent(z) for z in (0.7, 1.1, 2.0)]
+    composed = dp_accounting.ComposedDpEvent(
+        [dp_accounting.PoissonSampledDpEvent(m / n, g) for g in mixed]
+    )
+    expected = epsilon_by_hand(composed, dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE, 1e-6)
+    assert dp_training.epsilon_of_rounds(mixed, m, n) == pytest.approx(expected, rel=1e-12)
+    assert dp_training.epsilon_of_rounds([dp_accounting.GaussianDpEvent(0.0)], m, n) == math.inf
+    with pytest.raises(ValueError, match="gaussians"):
+        dp_training.epsilon_of_rounds([], m, n)
+    with pytest.raises(ValueError, match="delta"):
+        dp_training.epsilon_of_rounds(mixed, m, n, delta=1 / n)
+
+
 def test_epsilon_falls_with_noise_and_grows_with_rounds():
     epsilons = [dp_training.epsilon(z, 100, 4832, 500) for z in (0.5, 0.8, 1.0, 1.5, 3.0)]
     assert all(a > b for a, b in zip(epsilons, epsilons[1:]))
     assert dp_training.epsilon(1.0, 100, 4832, 100) < epsilons[2]
     assert dp_training.epsilon(0.0, 100, 4832, 500) == math.inf
-    assert dp_training.epsilon(1.0, 100, 4832, 500, sampling="fixed") > 0
+    # The same noise costs more with fixed-size samples (twice the sensitivity).
+    assert dp_training.epsilon(1.0, 100, 4832, 500, sampling="fixed") > epsilons[2]
 
 
 def test_noise_multiplier_for_reaches_the_target():
-    for target in (8.0, 1.0):
-        z = dp_training.noise_multiplier_for(target, 100, 4832, 500)
-        assert dp_training.epsilon(z, 100, 4832, 500) <= target
-        assert dp_training.epsilon(z - 2e-3, 100, 4832, 500) > target
+    for target, sampling in ((8.0, "poisson"), (1.0, "poisson"), (4.0, "fixed")):
+        z = dp_training.noise_multiplier_for(target, 100, 4832, 500, sampling=sampling)
+        assert dp_training.epsilon(z, 100, 4832, 500, sampling=sampling) <= target
+        assert dp_training.epsilon(z - 2e-3, 100, 4832, 500, sampling=sampling) > target
     assert dp_training.noise_multiplier_for(math.inf, 100, 4832, 500) == 0.0
+
+
+def test_poisson_sampler_draws_each_user_independently():
+    ids = list(range(1000, 3000))
+    sampler = dp_training.PoissonSampler(ids, 50, seed=3)
+    sizes = [len(sampler.sample()) for _ in range(400)]
+    assert np.mean(sizes) == pytest.approx(50, rel=0.05)
+    assert np.var(sizes) == pytest.approx(50 * (1 - 50 / 2000), rel=0.25)  # binomial
+    assert len(set(sizes)) > 10
+    first = dp_training.PoissonSampler(ids, 50, seed=3).sample()
+    assert first == dp_training.PoissonSampler(ids, 50, seed=3).sample()
+    assert set(first) <= set(ids) and len(set(first)) == len(first)
+    with pytest.raises(ValueError, match="clients_per_round"):
+        dp_training.PoissonSampler(ids[:10], 11)
+
+
+def test_simulator_trains_on_poisson_rounds_even_an_empty_one(rating_clients):
+    users = clients.split_clients(rating_clients.client_ids, seed=0)
+    packed = clients.UserSplit(rating_clients, *users).packed()
+    run = small_run(clients_per_round=4, server_lr=1.0)
+    noisy = sim.FedReconSimulator(run, NUM_ITEMS, seed=5, dp_clip=1.0, dp_noise_multiplier=1.0)
+    before = noisy.item_matrix
+    assert noisy.run_round(packed, [])["num_examples"] == 0
+    change = (noisy.item_matrix - before).astype(np.float64)
+    assert change.std() == pytest.approx(1.0 / run.clients_per_round, rel=0.15)  # the noise
 
 
 def test_bad_settings_are_named():
@@ -222,6 +379,8 @@ def test_bad_settings_are_named():
         dp_training.epsilon(1.0, 100, 4832, 500, sampling="shuffled")
     with pytest.raises(ValueError, match="target_epsilon"):
         dp_training.noise_multiplier_for(0.0, 100, 4832, 500)
+    with pytest.raises(ValueError, match="delta"):
+        dp_training.epsilon(1.0, 100, 4832, 500, delta=1 / 4832)  # not well below 1 / n
 
 
 def test_privacy_tradeoff_trains_one_run_per_budget(rating_clients):
@@ -231,8 +390,20 @@ def test_privacy_tradeoff_trains_one_run_per_budget(rating_clients):
     table = dp_training.privacy_tradeoff(
         run, packed, users[0], users[2], NUM_ITEMS, clip=0.5, target_epsilons=(4.0,), progress=False
     )
-    assert list(table.index) == ["no DP", "clipping only", "epsilon <= 4"]
-    assert table.loc["epsilon <= 4", "epsilon"] <= 4.0
+    assert list(table.index) == [
+        "no DP", "Poisson sampling", "uniform weights", "clipping only", "epsilon <= 4"
+    ]  # fmt: skip
+    # One change a row.
+    assert table["sampling"].tolist() == ["fixed"] + ["poisson"] * 4
+    assert table["weights"].tolist() == ["examples"] * 2 + ["uniform"] * 3
+    assert table["clip"].tolist()[2:] == [dp_training.NO_CLIP, 0.5, 0.5]
+    assert table["noise_multiplier"].tolist()[3] == 0.0 and table["noise_multiplier"].iloc[4] > 0
+    noisy = table.loc["epsilon <= 4"]
+    assert noisy["epsilon"] <= 4.0
+    assert noisy["epsilon"] == dp_training.epsilon(noisy["noise_multiplier"], 5, len(users[0]), 2)
+    assert noisy["epsilon_if_fixed_size"] == dp_training.epsilon(
+        noisy["noise_multiplier"], 5, len(users[0]), 2, sampling="fixed"
+    )
     assert table["test_rmse"].notna().all()
     with pytest.raises(ValueError, match="clients_per_round"):
         dp_training.privacy_tradeoff(
@@ -264,6 +435,10 @@ def test_tff_dp_aggregator_matches_the_simulator(rating_clients):
     difference = noisy["tff"].astype(np.float64) - noisy["simulator"]
     expected_std = run.server_lr * 2.0 * 0.05 / run.clients_per_round
     assert difference.std() == pytest.approx(expected_std, rel=0.1)  # 480 coordinates
+    assert noisy["dp_event"].noise_multiplier == pytest.approx(2.0)
+    # Fewer clients than expected (a Poisson round): both still divide by the expected 8.
+    fewer = dp_training.one_round_both_ways(rating_clients, ids[:5], run, NUM_ITEMS, clip=0.05)
+    np.testing.assert_allclose(fewer["tff"], fewer["simulator"], atol=1e-6)
 
 
 def test_tff_secure_sum_gives_the_plain_mean(rating_clients):
@@ -286,21 +461,22 @@ def test_the_figures_are_saved(tmp_path, monkeypatch):
     from tutorial_utils import plotting
 
     monkeypatch.setenv("FEDRECON_OUTPUT_DIR", str(tmp_path))
-    directions = pd.DataFrame(
-        {"towards": [True, True, False], "rating": [5.0, 4.0, 1.0], "cosine": [1.0, 1.0, -1.0]}
-    )
-    plotting.update_directions(directions, name="directions")
+    by_size = pd.DataFrame({"exact": [1.0, 0.3, 0.1], "guess_4": [0.35] * 3}, index=[1, 5, 100])
+    by_noise = pd.DataFrame({"exact": [0.9, 0.2], "guess_4": [0.35] * 2}, index=[1e-4, 1.0])
+    figure = plotting.attack_recovery(by_size, by_noise, {"epsilon 16": 0.6}, name="attack")
+    assert [len(ax.lines) for ax in figure.axes] == [2, 3]  # attack, guess, the mark
     table = pd.DataFrame(
         {
-            "epsilon": [math.inf, math.inf, 8.0, 1.0],
-            "test_rmse": [0.9, 1.0, 1.1, 1.6],
-            "test_accuracy": [0.42, 0.40, 0.37, 0.26],
+            "epsilon": [math.inf] * 4 + [8.0, 1.0],
+            "test_rmse": [0.9, 0.92, 1.0, 1.05, 1.1, 1.6],
+            "test_accuracy": [0.42, 0.41, 0.40, 0.39, 0.37, 0.26],
         },
-        index=["no DP", "clipping only", "epsilon <= 8", "epsilon <= 1"],
+        index=["no DP", "Poisson sampling", "uniform weights", "clipping only", "e8", "e1"],
     )
-    figure = plotting.privacy_tradeoff(table, name="tradeoff")
-    assert (tmp_path / "directions.png").exists() and (tmp_path / "tradeoff.png").exists()
-    assert [len(ax.lines) for ax in figure.axes] == [3, 3]  # DP curve, two reference lines
+    figure = plotting.privacy_tradeoff(table, 1e-6, name="tradeoff")
+    assert (tmp_path / "attack.png").exists() and (tmp_path / "tradeoff.png").exists()
+    assert [len(ax.lines) for ax in figure.axes] == [5, 5]  # DP curve, four reference lines
+    assert "delta = 1e-06" in figure.axes[0].get_xlabel()
 
 
 def test_tff_records_the_noise_multiplier_it_used(rating_clients):
@@ -313,6 +489,11 @@ def test_tff_records_the_noise_multiplier_it_used(rating_clients):
     )
     state, _ = process.next(process.initialize(), rating_clients.create_tf_datasets(range(4)))
     assert dp_training.recorded_noise_multiplier(state) == pytest.approx(1.1)
+    # Accounted for the sampling that ran: one Poisson round of rate 4 / 30.
+    event = dp_training.recorded_event(state)
+    assert dp_training.epsilon_of_rounds([event], 4, NUM_USERS, delta=1e-3) == pytest.approx(
+        dp_training.epsilon(1.1, 4, NUM_USERS, 1, delta=1e-3), rel=1e-6
+    )
     with pytest.raises(ValueError, match="clip"):
         dp_training.build_dp_process(
             model.reconstruction_model_fn(NUM_ITEMS, NUM_FACTORS),
@@ -320,3 +501,17 @@ def test_tff_records_the_noise_multiplier_it_used(rating_clients):
             clip=0.0,
             noise_multiplier=1.0,
         )
+
+
+def test_the_attack_recovers_the_ratings_from_tffs_own_update(rating_clients, ratings_df):
+    pytest.importorskip("tensorflow_federated")
+    run = small_run(clients_per_round=1)  # one client: the server's new model shows its update
+    user = rating_clients.client_ids[3]
+    result = dp_training.one_round_both_ways(
+        rating_clients, [user], run, NUM_ITEMS, clip=dp_training.NO_CLIP
+    )
+    update = result["tff"].astype(np.float64) - result["before"]
+    found = privacy.recover(update, result["before"], run.client_lr, 5)
+    assert len(found.items) >= 10 and found.fit.all()
+    truth = ratings_df[ratings_df["UserID"] == user].set_index("MovieID")["Rating"]
+    np.testing.assert_array_equal(found.ratings, truth.loc[found.items].to_numpy())

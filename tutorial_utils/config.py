@@ -295,18 +295,19 @@ def beyond() -> BeyondConfig:
 class PrivacyConfig:
     """Parameters of notebook 07: what an update reveals, and FedRecon with user-level DP.
 
-    ``run`` is the simulated protocol of the trade-off; the TFF parts train and compare
-    on ``tff_clients_per_round`` clients for ``tff_rounds`` rounds.
+    ``run`` is the simulated protocol of the trade-off; the TFF parts run one round on
+    about ``tff_clients_per_round`` clients, with the noise that would reach
+    ``tff_target_epsilon`` over ``run.num_rounds`` such rounds.
     """
 
     name: str
     run: FedReconRun
     clip: float  # L2 norm every client's item update is clipped to
-    target_epsilons: tuple[float, ...]  # the trade-off's budgets (delta = 1 / training users)
+    target_epsilons: tuple[float, ...]  # the trade-off's budgets, at ``delta``
     inspected_clients: int  # clients whose single updates are inspected
     tff_clients_per_round: int
-    tff_rounds: int
-    tff_target_epsilon: float  # the budget of the short TFF run
+    tff_target_epsilon: float  # the budget TFF's DP round is a step of
+    delta: float = 1e-6  # well below 1 / users (dp_training.DELTA)
     max_examples_per_user: int = 300
     seed: int = 42
 
@@ -318,7 +319,6 @@ PRIVACY_FULL = PrivacyConfig(
     target_epsilons=(16.0, 8.0, 4.0, 2.0, 1.0),
     inspected_clients=500,
     tff_clients_per_round=20,
-    tff_rounds=3,
     tff_target_epsilon=1.0,
 )
 PRIVACY_SMOKE = PrivacyConfig(
@@ -328,7 +328,6 @@ PRIVACY_SMOKE = PrivacyConfig(
     target_epsilons=(8.0, 1.0),
     inspected_clients=20,
     tff_clients_per_round=5,
-    tff_rounds=1,
     tff_target_epsilon=1.0,
 )
 

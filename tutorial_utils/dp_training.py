@@ -12,16 +12,37 @@ same with ``FedReconSimulator(dp_clip=..., dp_noise_multiplier=...)``.
 (``tff.learning.dp_aggregator`` is the same noise with *adaptive* clipping and zeroing on
 top; the fixed clip is used here so that the simulator can match it exactly.)
 
-One client is one user, so the guarantee is user-level: :func:`epsilon` is the
-``(epsilon, delta)`` of the whole training, from ``dp_accounting``'s RDP accountant for
-``num_rounds`` rounds of the Gaussian mechanism on a sample of ``clients_per_round`` of
-``num_users`` users (Poisson sampling at rate ``q = clients_per_round / num_users``, the
-usual analysis; ``sampling="fixed"`` accounts for a fixed-size sample instead).
+Accounting
+----------
+One client is one user, so the guarantee is user-level (McMahan et al. 2018,
+"Learning Differentially Private Recurrent Language Models"). :func:`epsilon` is the
+``(epsilon, delta)`` of a whole training, from ``dp_accounting``'s RDP accountant
+(Mironov 2017; Mironov, Talwar and Zhang 2019 for the sampled Gaussian), for
+``num_rounds`` rounds of the Gaussian mechanism on a sample of the ``num_users`` users.
+The accounting must describe the training that ran, in three respects:
+
+- ``sampling="poisson"``: every user joins a round independently with probability
+  ``q = clients_per_round / num_users`` (:class:`PoissonSampler`); neighbouring datasets
+  differ by adding or removing one user. The sum of clipped deltas then moves by at most
+  ``clip`` and the noise std is ``noise_multiplier`` times that: the event is
+  ``PoissonSampledDpEvent(q, GaussianDpEvent(noise_multiplier))``. This is the analysis of
+  McMahan et al. 2018, whose estimator divides by the *expected* number of clients, as
+  TFF's aggregator does.
+- ``sampling="fixed"``: exactly ``clients_per_round`` users a round, without replacement
+  (``clients.ClientSampler``, TFF's usual loop). ``dp_accounting`` analyses that sampling
+  only with replace-one neighbours (Wang, Balle and Kasiviswanathan 2019), and replacing
+  one user's clipped delta by another's moves the sum by up to ``2 * clip``. Its
+  ``GaussianDpEvent`` takes the noise std divided by that sensitivity, so the event is
+  ``SampledWithoutReplacementDpEvent(n, m, GaussianDpEvent(noise_multiplier / 2))``.
+- ``delta``: :data:`DELTA` = 1e-6 by default, well below ``1 / num_users``. A mechanism
+  that publishes one random user's data whole is ``(0, 1 / n)``-DP, so a delta near
+  ``1 / n`` allows a full leak of about one user; :func:`epsilon` refuses ``delta >= 1 / n``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +56,7 @@ from tutorial_utils.batches import PackedClients, batches_from_datasets
 from tutorial_utils.config import FedReconRun
 
 SAMPLING = ("poisson", "fixed")
+DELTA = 1e-6  # well below 1 / n for the few thousand users of MovieLens 1M
 
 
 def check_settings(
@@ -58,17 +80,83 @@ def check_settings(
         )
 
 
+class PoissonSampler:
+    """Poisson sampling: each round, every user joins independently with probability
+    ``clients_per_round / len(client_ids)`` (so rounds have ``clients_per_round`` clients
+    on average, sometimes more, sometimes fewer, possibly none). Seeded; a drop-in for
+    ``clients.ClientSampler`` in ``simulator.train`` and ``training.train``."""
+
+    def __init__(self, client_ids: Sequence[int], clients_per_round: int, seed: int = 42):
+        check_settings(clients_per_round=clients_per_round, num_users=len(client_ids))
+        self.client_ids = np.asarray(client_ids)
+        self.clients_per_round = clients_per_round
+        self.rate = clients_per_round / len(self.client_ids)
+        self._rng = np.random.default_rng(seed)
+
+    def sample(self) -> list[int]:
+        """The client ids of the next round."""
+        return self.client_ids[self._rng.random(len(self.client_ids)) < self.rate].tolist()
+
+
+def sampled_event(gaussian, clients_per_round: int, num_users: int, sampling: str = "poisson"):
+    """One round's ``dp_accounting`` event: the Gaussian mechanism ``gaussian`` (a
+    ``GaussianDpEvent`` whose noise multiplier is the noise std over ``clip``, as TFF
+    records it) on the round's sample of users, and the accountant's neighbouring relation.
+
+    Poisson: add-or-remove neighbours, sensitivity ``clip``. Fixed-size: replace-one
+    neighbours, sensitivity ``2 * clip``, hence the halved noise multiplier."""
+    import dp_accounting
+
+    check_settings(clients_per_round=clients_per_round, num_users=num_users)
+    if sampling == "poisson":
+        event = dp_accounting.PoissonSampledDpEvent(clients_per_round / num_users, gaussian)
+        return event, dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
+    if sampling == "fixed":
+        halved = dp_accounting.GaussianDpEvent(gaussian.noise_multiplier / 2)
+        event = dp_accounting.SampledWithoutReplacementDpEvent(num_users, clients_per_round, halved)
+        return event, dp_accounting.NeighboringRelation.REPLACE_ONE
+    raise ValueError(f"sampling must be one of {', '.join(SAMPLING)}, got {sampling!r}.")
+
+
+def epsilon_of_rounds(
+    gaussians: Sequence,
+    clients_per_round: int,
+    num_users: int,
+    *,
+    delta: float = DELTA,
+    sampling: str = "poisson",
+) -> float:
+    """The epsilon at ``delta`` of rounds whose Gaussian mechanisms are ``gaussians``
+    (one ``GaussianDpEvent`` a round, e.g. those TFF's DP aggregator records), each on a
+    sample of ``clients_per_round`` (expected, for Poisson) of ``num_users`` users."""
+    import dp_accounting
+
+    if not 0 < delta < 1 / num_users:
+        raise ValueError(f"delta must be in (0, 1 / num_users = {1 / num_users:.3g}), got {delta}.")
+    if not gaussians:
+        raise ValueError("gaussians must hold at least one round.")
+    if any(g.noise_multiplier == 0 for g in gaussians):
+        return math.inf
+    relation = sampled_event(gaussians[0], clients_per_round, num_users, sampling)[1]
+    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+    for gaussian, run in itertools.groupby(gaussians):  # equal rounds composed at once
+        event = sampled_event(gaussian, clients_per_round, num_users, sampling)[0]
+        accountant.compose(event, len(list(run)))
+    return float(accountant.get_epsilon(delta))
+
+
 def epsilon(
     noise_multiplier: float,
     clients_per_round: int,
     num_users: int,
     num_rounds: int,
     *,
-    delta: float | None = None,
+    delta: float = DELTA,
     sampling: str = "poisson",
 ) -> float:
-    """The epsilon of ``num_rounds`` DP rounds (RDP accountant), at ``delta`` (default
-    ``1 / num_users``). Infinite without noise."""
+    """The epsilon at ``delta`` of ``num_rounds`` rounds of the Gaussian mechanism with
+    ``noise_multiplier`` (noise std over ``clip``) on samples drawn by ``sampling``
+    (see the module's docstring). Infinite without noise."""
     import dp_accounting
 
     check_settings(
@@ -78,19 +166,14 @@ def epsilon(
         raise ValueError(f"sampling must be one of {', '.join(SAMPLING)}, got {sampling!r}.")
     if num_rounds < 1:
         raise ValueError(f"num_rounds must be at least 1, got {num_rounds}.")
+    if not 0 < delta < 1 / num_users:
+        raise ValueError(f"delta must be in (0, 1 / num_users = {1 / num_users:.3g}), got {delta}.")
     if noise_multiplier == 0:
         return math.inf
-    delta = 1 / num_users if delta is None else delta
-    gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)
-    if sampling == "poisson":
-        accountant = dp_accounting.rdp.RdpAccountant()
-        event = dp_accounting.PoissonSampledDpEvent(clients_per_round / num_users, gaussian)
-    else:
-        relation = dp_accounting.NeighboringRelation.REPLACE_ONE
-        accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
-        event = dp_accounting.SampledWithoutReplacementDpEvent(
-            num_users, clients_per_round, gaussian
-        )
+    event, relation = sampled_event(
+        dp_accounting.GaussianDpEvent(noise_multiplier), clients_per_round, num_users, sampling
+    )
+    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
     accountant.compose(event, num_rounds)
     return float(accountant.get_epsilon(delta))
 
@@ -153,13 +236,19 @@ def build_dp_process(
     )
 
 
-def recorded_noise_multiplier(state) -> float:
-    """The noise multiplier TFF's DP aggregator records in a training state (its DP event)."""
+def recorded_event(state):
+    """The ``dp_accounting`` event TFF's DP aggregator recorded in a training state after a
+    round: a ``GaussianDpEvent`` whose noise multiplier is the noise std over the clip.
+    It says nothing of how the round's clients were sampled: :func:`epsilon_of_rounds`
+    adds that."""
     from tensorflow_federated.python.aggregators import differential_privacy
 
-    return float(
-        differential_privacy.extract_dp_event_from_state(state.aggregator).noise_multiplier
-    )
+    return differential_privacy.extract_dp_event_from_state(state.aggregator)
+
+
+def recorded_noise_multiplier(state) -> float:
+    """The noise multiplier of :func:`recorded_event`."""
+    return float(recorded_event(state).noise_multiplier)
 
 
 def build_secure_process(model_fn: Callable, run: FedReconRun, dataset_split_fn=None):
@@ -235,7 +324,8 @@ def one_round_both_ways(
     ``aggregator`` is ``"dp"`` (TFF: :func:`build_dp_process` with ``noise_multiplier``;
     simulator: the same clip, no noise, so that their difference is TFF's noise) or
     ``"secure"`` (TFF: :func:`build_secure_process` in :func:`secure_sum_context`;
-    simulator: its plain weighted mean). Returns ``before``, ``tff`` and ``simulator``.
+    simulator: its plain weighted mean). Returns ``before``, ``tff`` and ``simulator``
+    (item matrices), and with ``"dp"`` also ``dp_event``: TFF's :func:`recorded_event`.
     """
     import tensorflow as tf
     import tensorflow_federated as tff
@@ -271,6 +361,7 @@ def one_round_both_ways(
         )
         state, _ = process.next(state, rating_clients.create_tf_datasets(client_ids))
         after_tff = np.asarray(process.get_model_weights(state).trainable[0])
+        recorded = {"dp_event": recorded_event(state)} if aggregator == "dp" else {}
     simulator = fedrecon.FedReconSimulator(
         run, num_items, item_matrix=before, user_init_range=(user_init, user_init), **dp_options
     )
@@ -281,12 +372,15 @@ def one_round_both_ways(
             rating_clients.batch_size,
         )
     )
-    return {"before": before, "tff": after_tff, "simulator": simulator.item_matrix}
+    return {"before": before, "tff": after_tff, "simulator": simulator.item_matrix, **recorded}
 
 
 # --------------------------------------------------------------------------------------
 # The trade-off, with the simulator
 # --------------------------------------------------------------------------------------
+
+
+NO_CLIP = 1e6  # a clip far above the norm of any update: uniform weights, nothing clipped
 
 
 def privacy_tradeoff(
@@ -298,39 +392,63 @@ def privacy_tradeoff(
     *,
     clip: float,
     target_epsilons: Sequence[float],
+    delta: float = DELTA,
     seed: int = 42,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Trains ``run`` once without DP, once clipped without noise, and once per target
-    epsilon (noise from :func:`noise_multiplier_for`, Poisson accounting, delta = 1 /
-    training users), all on the same rounds' clients; scores the test users.
+    """Trains ``run`` with the simulator from no DP to DP, one change a row, and scores the
+    test users. The rows:
 
-    One row per run: ``setting``, ``target_epsilon``, ``noise_multiplier``, ``epsilon``
-    (reached), ``test_rmse``, ``test_accuracy`` and ``seconds``.
+    - ``no DP``: the paper's protocol: fixed-size samples, example-weighted mean;
+    - ``Poisson sampling``: the same with Poisson samples (:class:`PoissonSampler`);
+    - ``uniform weights``: every client weighs 1, the sum divided by the expected
+      ``clients_per_round`` (the DP aggregator without clip or noise; clip :data:`NO_CLIP`);
+    - ``clipping only``: each update clipped to ``clip``;
+    - ``epsilon <= target``: plus the noise that reaches each target epsilon at ``delta``
+      over the run's rounds (Poisson accounting, which holds for these rows).
+
+    The runs start from the same model; the Poisson rows draw the same clients each round.
+    Columns: ``sampling``, ``weights``, ``clip``, ``noise_multiplier``, ``epsilon``
+    (reached, Poisson accounting), ``epsilon_if_fixed_size`` (what the same noise would
+    give on fixed-size samples: replace-one neighbours, sensitivity ``2 * clip``),
+    ``test_rmse``, ``test_accuracy`` and ``seconds``.
     """
     num_users = len(train_ids)
-    check_settings(clip=clip, clients_per_round=run.clients_per_round, num_users=num_users)
-    settings = [("no DP", math.inf, None), ("clipping only", math.inf, 0.0)]
+    m, rounds = run.clients_per_round, run.num_rounds
+    check_settings(clip=clip, clients_per_round=m, num_users=num_users)
+    settings = [
+        ("no DP", "fixed", None, None),
+        ("Poisson sampling", "poisson", None, None),
+        ("uniform weights", "poisson", NO_CLIP, 0.0),
+        ("clipping only", "poisson", clip, 0.0),
+    ]
     for target in target_epsilons:
-        z = noise_multiplier_for(target, run.clients_per_round, num_users, run.num_rounds)
-        settings.append((f"epsilon <= {target:g}", target, z))
+        z = noise_multiplier_for(target, m, num_users, rounds, delta=delta)
+        settings.append((f"epsilon <= {target:g}", "poisson", clip, z))
     rows = []
-    for name, target, z in settings:
+    for name, sampling, row_clip, z in settings:
         start = time.monotonic()
-        dp = {} if z is None else {"dp_clip": clip, "dp_noise_multiplier": z}
+        dp = {} if row_clip is None else {"dp_clip": row_clip, "dp_noise_multiplier": z}
         simulator = fedrecon.FedReconSimulator(run, num_items, seed=seed, **dp)
-        sampler = clients.ClientSampler(train_ids, run.clients_per_round, seed=seed)
-        fedrecon.train(simulator, packed, sampler, run.num_rounds, progress=progress, desc=name)
+        if sampling == "fixed":
+            sampler = clients.ClientSampler(train_ids, m, seed=seed)
+        else:
+            sampler = PoissonSampler(train_ids, m, seed=seed)
+        fedrecon.train(simulator, packed, sampler, rounds, progress=progress, desc=name)
         scores = simulator.evaluate(packed, test_ids, reshuffle_each_pass=False, seed=seed)
-        reached = (
-            math.inf if not z else epsilon(z, run.clients_per_round, num_users, run.num_rounds)
-        )
+
+        def reached(kind, z=z):
+            return epsilon(z, m, num_users, rounds, delta=delta, sampling=kind) if z else math.inf
+
         rows.append(
             {
                 "setting": name,
-                "target_epsilon": target,
+                "sampling": sampling,
+                "weights": "examples" if row_clip is None else "uniform",
+                "clip": row_clip if row_clip is not None else np.nan,
                 "noise_multiplier": z if z is not None else np.nan,
-                "epsilon": reached,
+                "epsilon": reached("poisson"),
+                "epsilon_if_fixed_size": reached("fixed"),
                 "test_rmse": scores["rmse"],
                 "test_accuracy": scores["rating_accuracy"],
                 "seconds": time.monotonic() - start,

@@ -242,49 +242,70 @@ def method_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful
 # ---------------------------------------------------------------------------------------
 
 
-def update_directions(directions: pd.DataFrame, name: str = "07_update_directions") -> Figure:
-    """The ratings behind the item rows of single updates, split by whether the row moved
-    towards or away from the user embedding (``privacy.update_directions``' table)."""
-    fig = plt.figure(figsize=(6, 4))
-    ax = fig.subplots()
-    ratings = np.arange(1, 6)
-    for offset, (towards, label) in zip((-0.2, 0.2), ((True, "towards u"), (False, "away from u"))):
-        rows = directions[directions["towards"] == towards]["rating"].round()
-        share = rows.value_counts(normalize=True).reindex(ratings, fill_value=0)
-        ax.bar(ratings + offset, share.to_numpy(), width=0.4, label=f"{label} ({len(rows)} rows)")
-    ax.set(
-        xticks=ratings, xlabel="Rating", ylabel="Share of the rows", title="What a row's move says"
+def attack_recovery(
+    by_round_size: pd.DataFrame,
+    by_noise: pd.DataFrame,
+    noise_marks: dict[str, float] | None = None,
+    name: str = "07_attack_recovery",
+) -> Figure:
+    """The share of post-reconstruction ratings the one-update attack recovers exactly
+    (``exact``, against ``guess_4``: guessing 4 stars), left against the number of
+    clients summed by secure aggregation, right against the DP noise multiplier on one
+    clipped update (both on log axes); ``noise_marks`` labels noise multipliers."""
+    fig = plt.figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2, sharey=True)
+    panels = (
+        (by_round_size, "Clients summed in the round (log scale)", "Secure aggregation"),
+        (by_noise, "Noise multiplier: noise std / clip (log scale)", "DP noise on one update"),
     )
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(title="The item row moved")
+    for ax, (table, xlabel, title) in zip(axes, panels):
+        ax.plot(table.index, table["exact"], marker="o", label="the attack")
+        ax.plot(table.index, table["guess_4"], "--", color="gray", label="guessing 4 stars")
+        ax.set(xscale="log", xlabel=xlabel, title=title, ylim=(0, 1.05))
+        ax.grid(alpha=0.3)
+    for label, value in (noise_marks or {}).items():
+        axes[1].axvline(value, color="black", linestyle=":", linewidth=1)
+        axes[1].annotate(
+            label, (value, 0.6), xytext=(-3, 0), textcoords="offset points", rotation=90,
+            ha="right", va="center", fontsize=9,
+        )  # fmt: skip
+    axes[0].set_xticks(by_round_size.index, [str(n) for n in by_round_size.index])
+    axes[0].minorticks_off()
+    axes[0].set_ylabel("Ratings recovered exactly (share)")
+    axes[0].legend(fontsize=9)
+    fig.set_layout_engine("tight")
     save(fig, name)
     return fig
 
 
-def privacy_tradeoff(table: pd.DataFrame, name: str = "07_privacy_tradeoff") -> Figure:
-    """Test RMSE and rating accuracy against the epsilon reached
-    (``dp_training.privacy_tradeoff``' table); runs without noise are dashed lines."""
+def privacy_tradeoff(
+    table: pd.DataFrame, delta: float, name: str = "07_privacy_tradeoff"
+) -> Figure:
+    """Test RMSE and rating accuracy against the epsilon reached at ``delta``
+    (``dp_training.privacy_tradeoff``' table, log x axis); runs without noise are
+    horizontal lines."""
     fig = plt.figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
     noisy = table[np.isfinite(table["epsilon"])]
+    styles = (("--", "black"), (":", "tab:purple"), ("-.", "tab:green"), ((0, (5, 2)), "tab:red"))
     for ax, (column, label) in zip(
         axes, (("test_rmse", "RMSE"), ("test_accuracy", "Rating accuracy"))
     ):
         ax.plot(noisy["epsilon"], noisy[column], marker="o", label="clipping and noise")
-        for (setting, row), style in zip(
-            table[~np.isfinite(table["epsilon"])].iterrows(), ("--", ":")
+        for (setting, row), (style, color) in zip(
+            table[~np.isfinite(table["epsilon"])].iterrows(), styles
         ):
-            ax.axhline(row[column], color="black", linestyle=style, label=setting)
+            ax.axhline(row[column], color=color, linestyle=style, linewidth=1.2, label=setting)
         ax.set(
             xscale="log",
-            xlabel="Epsilon reached (delta = 1 / training users)",
+            xlabel=f"Epsilon reached at delta = {delta:g} (log scale)",
             ylabel=label,
             title=f"Test users: {label if label == 'RMSE' else label.lower()}",
         )
         ax.set_xticks(noisy["epsilon"], [f"{e:.2g}" for e in noisy["epsilon"]], minor=False)
         ax.minorticks_off()
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
+        ax.legend(fontsize=8)
     fig.set_layout_engine("tight")
     save(fig, name)
     return fig
