@@ -36,6 +36,18 @@ def test_execute_stores_outputs_and_runs_in_the_notebook_folder(tmp_path):
     assert cell.outputs[0]["text"].strip() == str(source.parent)
 
 
+def test_what_the_kernel_prints_outside_cells_goes_to_the_log(tmp_path, capfd):
+    source = tmp_path / "01_noisy.ipynb"
+    # As TensorFlow's C++ code does: straight to the process's stderr, past Python.
+    write_notebook(source, "import os\nos.write(2, b'C++ noise\\n')\nprint('in the cell')")
+    log = tmp_path / "logs" / "01_noisy.log"
+    run_notebooks.execute(source, tmp_path / "out" / "01_noisy.ipynb", log=log)
+    assert "C++ noise" in log.read_text()
+    assert "C++ noise" not in capfd.readouterr().err
+    cell = nbformat.read(tmp_path / "out" / "01_noisy.ipynb", as_version=4).cells[0]
+    assert cell.outputs[0]["text"] == "in the cell\n"
+
+
 def test_a_failing_notebook_writes_nothing(tmp_path):
     source = tmp_path / "01_bad.ipynb"
     write_notebook(source, "raise ValueError('broken on purpose')")

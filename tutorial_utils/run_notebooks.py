@@ -9,7 +9,9 @@ data and configuration it was measured with, is recorded in ``run_times.json`` b
 the executed notebooks (``output/notebooks``, or ``notebooks/`` with ``--in-place``: the
 README's run-time column is checked against that one). Figures are saved as PNG by the notebooks
 themselves (see ``plotting``), into ``output/figures`` unless ``FEDRECON_OUTPUT_DIR`` says
-otherwise.
+otherwise. What the kernels themselves print outside any cell (Jupyter's and TensorFlow's
+C++ logs, TFF's worker) goes to ``output/logs/<notebook>.log``, not to the terminal: a
+failure names that file.
 """
 
 from __future__ import annotations
@@ -36,25 +38,34 @@ def notebook_paths(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
-def execute(path: Path, destination: Path, *, timeout: int = DEFAULT_TIMEOUT) -> float:
+def execute(
+    path: Path, destination: Path, *, timeout: int = DEFAULT_TIMEOUT, log: Path | None = None
+) -> float:
     """Runs every cell of ``path`` in a fresh kernel and writes the result to ``destination``.
 
     The kernel runs in the notebook's folder, as Jupyter would. A cell may run for at most
     ``timeout`` seconds. Returns the seconds taken. Nothing is written when a cell fails
-    or times out.
+    or times out. With ``log``, what the kernel process prints outside its cells goes to
+    that file instead of this process's terminal.
     """
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
     start = time.monotonic()
-    NotebookClient(
+    client = NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name="python3",
         store_widget_state=False,  # progress widgets would add new ids on every run
         resources={"metadata": {"path": str(path.parent)}},
-    ).execute()
+    )
+    if log is None:
+        client.execute()
+    else:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as stream:  # the kernel process's own stdout and stderr
+            client.execute(stdout=stream, stderr=stream)
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = destination.with_suffix(".ipynb.partial")
     nbformat.write(notebook, temporary)
@@ -148,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = settings.project_root() / "notebooks"
     output = folder if args.in_place else settings.project_root() / "output" / "notebooks"
+    logs = settings.project_root() / "output" / "logs"
     paths = notebook_paths(folder)
     if args.only:
         paths = [p for p in paths if p.name.startswith(tuple(args.only))]
@@ -161,18 +173,19 @@ def main(argv: list[str] | None = None) -> int:
         tag = f"[{number}/{len(paths)}] {path.name}"
         print(f"{tag} ...", flush=True)
         start = time.monotonic()
+        log = logs / f"{path.stem}.log"
         try:
-            execute(path, output / path.name, timeout=args.timeout)
+            execute(path, output / path.name, timeout=args.timeout, log=log)
             result = "passed"
         except CellTimeoutError as error:
             result = "timed out"
             print(
                 f"{tag} TIMED OUT: a cell ran for more than {args.timeout} s (raise it with "
-                f"--timeout); nothing was written.\n{error}"
+                f"--timeout); nothing was written. Kernel log: {log}\n{error}"
             )
         except CellExecutionError as error:
             result = "FAILED"
-            print(f"{tag} FAILED; nothing was written.\n{error}")
+            print(f"{tag} FAILED; nothing was written. Kernel log: {log}\n{error}")
         seconds = time.monotonic() - start
         results.append(
             {
@@ -191,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     write_times(times, {**entries, **{r["notebook"]: r for r in results}})
     print("\n" + summary_table(results))
     print(f"\nData: {description}\nTimes: {times}\nFigures: {settings.output_dir()}")
+    print(f"Kernel logs: {logs}")
     return 0 if all(r["result"] == "passed" for r in results) else 1
 
 
