@@ -37,9 +37,7 @@ def test_bad_counts_are_refused():
 
 
 def test_summary_prints_the_tables_numbers():
-    table = communication.bytes_per_client_per_round(
-        np.zeros((1000, 10), np.float32), 1500, 50, 25
-    )
+    table = communication.bytes_per_client_per_round(np.zeros((1000, 10), np.float32), 1500, 50, 25)
     text = communication.summary(table)
     # dense 40,000 against 100,000 bytes; sparse 50 rows of 44 bytes down, 25 up, against 51
     assert "0.04 MB each way against 0.10 MB" in text and "(2.5 times as much)" in text
