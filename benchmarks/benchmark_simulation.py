@@ -25,9 +25,10 @@ real MovieLens 1M, not the synthetic stand-in. In one process, this measures:
   the simulator's part and after TFF's, and of TFF's worker process. (TensorFlow has no
   memory statistics for the CPU device, so the process's are the measure.)
 
-The machine may be shared, so the times without compilation are medians: of the timed TFF
-rounds, and of ``REPEATS`` calls of each simulator measurement (the paper's protocol is
-run ``REPEATS`` times more, from the same seed).
+The machine may be shared, so most times without compilation are medians: of the timed TFF
+rounds, and of ``REPEATS`` calls of each many-rounds measurement (the paper's protocol is
+run ``REPEATS`` times more, from the same seed). The simulator's time one round a call is
+the mean of ``--simulator-rounds`` calls, and the profile's times are means of its rounds.
 
 Every round's batches are drawn as part of the round: ``create_tf_datasets`` for TFF,
 the simulator's own batches otherwise. The results go to ``results/simulation_results.json``
