@@ -80,6 +80,8 @@ def test_learning_curves_plot_training_and_validation(output_dir):
     assert_png(output_dir / "curves.png")
     loss_ax, acc_ax = fig.axes
     assert loss_ax.get_yscale() == "log"
+    assert loss_ax.get_ylabel() == "Loss (MSE, log scale)"  # the axis says it is logarithmic
+    assert acc_ax.get_ylabel() == "Rating accuracy"
     train_line, val_line = acc_ax.get_lines()
     assert train_line.get_xdata().tolist() == [1, 2, 3, 4]
     assert val_line.get_xdata().tolist() == [2, 4]

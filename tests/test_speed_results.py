@@ -24,6 +24,7 @@ def example_results() -> dict:
         "date": "2026-01-01",
         "protocol_date": "2026-01-02",
         "environment": "e",
+        "protocol_environment": "e",
         "cpus": 2,
     }
     results["tutorial"].update(
@@ -146,3 +147,39 @@ def test_speed_scaling_plots_the_measured_points_and_the_linear_line(tmp_path, m
     measured, linear = fig.axes[0].get_lines()
     assert list(measured.get_ydata()) == [100.0, 80.0, 30.0]
     assert list(linear.get_ydata()) == [100.0, 50.0, 25.0]
+
+
+def test_repeat_spread_compares_two_timings_of_one_setting():
+    results = example_results()
+    results["scaling"].update(
+        clients=[50, 100],
+        clients_rounds_per_second=[20.0, 8.0],
+        factors=[25, 50],
+        factors_rounds_per_second=[12.0, 10.0],
+        factors_clients=100,
+        clients_factors=50,
+    )
+    # 100 clients and 50 factors: 8.0 rounds per second in one scaling, 10.0 in the other.
+    assert speed_results.repeat_spread(results) == (
+        "How noisy the times are: the setting of 100 clients and 50 factors is timed in both "
+        "scalings of one run, at 8.00 and 10.00 rounds per second (25% apart)."
+    )
+    results["scaling"].update(factors=[25, 40])
+    assert speed_results.repeat_spread(results) == ""
+
+
+def test_protocol_score_says_when_and_where_the_protocol_row_was_measured():
+    results = example_results()
+    text = speed_results.protocol_score(results)
+    assert "measured on 2026-01-02, in a later run than the other rows:" in text
+    assert "TFF's rounds (on the tutorial's clients" in text and "in one process" in text
+    results["run"].update(protocol_date="2026-01-01", protocol_environment="other")
+    text = speed_results.protocol_score(results)
+    assert "measured in the same run as the other rows (other):" in text
+
+
+def test_the_protocols_tff_estimate_names_its_rounds():
+    results = example_results()
+    results["paper_protocol"].update(rounds=500, tff_seconds_estimated=1000.0, tff_rounds_timed=5)
+    table = speed_results.speed_table(results)
+    assert table.iloc[2]["TFF 0.87"] == "1000 s (estimated: 500 x the median of 5 rounds)"

@@ -7,12 +7,15 @@ embedding on the server: it broadcasts the whole user matrix too, and every clie
 update includes its embedding, which tells the server that user's tastes.
 
 Two protocols for each, side by side: the dense tensors TFF sends, and a sparse protocol
-in which a client exchanges only the rows it needs (the movies it rated, and for the fully
-global model its own user row), each row with a 4-byte index. The sparse download names
-the movies the client rated, so it leaks more than the dense one; it is shown as the
-smallest a protocol could send. Sent sparsely, the two models cost almost the same: what
-FedRecon gains is that the user embedding never leaves the device (``summary`` says so,
-with the numbers).
+in which a client exchanges only the rows it needs, each row with a 4-byte index. Down, a
+client receives the rows of the movies it rated (and for the fully global model its own
+user row). Up, a FedRecon client returns only the rows its training step changed: the
+movies of the half of its ratings left after reconstruction; a fully global client trains
+on every rating, so it returns every row it received. The sparse download names the movies
+the client rated, so it leaks more than the dense one; it is shown as the smallest a
+protocol could send. FedRecon never sends the user embedding, but one update lets a
+server that knows the protocol recover the embedding and the ratings used after
+reconstruction (``summary`` says so, with the numbers; notebook 07 shows it).
 """
 
 from __future__ import annotations
@@ -22,22 +25,34 @@ import pandas as pd
 
 INDEX_BYTES = 4  # one int32 row index per row in the sparse protocol
 FEDRECON, FULLY_GLOBAL = "FedRecon", "Fully global"
-DENSE, SPARSE = "dense bytes each way", "sparse bytes each way"
+DENSE = "dense bytes each way"
+SPARSE_DOWN, SPARSE_UP = "sparse bytes down", "sparse bytes up"
+USER_SENT = "user embedding sent"
 
 
 def bytes_per_client_per_round(
-    item_matrix: np.ndarray, num_users: int, movies_per_client: float
+    item_matrix: np.ndarray,
+    num_users: int,
+    movies_per_client: float,
+    trained_movies_per_client: float,
 ) -> pd.DataFrame:
-    """Bytes each way (down = up) for one client in one round, dense and sparse.
+    """Bytes down and up for one client in one round, dense and sparse.
 
     ``item_matrix`` is the global item matrix (its dtype gives the bytes per value),
     ``num_users`` the users whose embeddings a fully global model keeps on the server,
-    ``movies_per_client`` the (mean) number of movies a client has rated.
+    ``movies_per_client`` the (mean) number of movies a client has rated, and
+    ``trained_movies_per_client`` the (mean) number of movies whose rows a FedRecon client's
+    training step changes (those of its post-reconstruction batches).
     """
     item_matrix = np.asarray(item_matrix)
     if num_users < 1 or not movies_per_client > 0:
         raise ValueError(
             f"num_users ({num_users}) and movies_per_client ({movies_per_client}) must be positive."
+        )
+    if not 0 < trained_movies_per_client <= movies_per_client:
+        raise ValueError(
+            f"trained_movies_per_client ({trained_movies_per_client}) must be positive and at "
+            f"most movies_per_client ({movies_per_client})."
         )
     k = item_matrix.shape[1]
     user_bytes = num_users * k * item_matrix.dtype.itemsize
@@ -46,26 +61,31 @@ def bytes_per_client_per_round(
     table = pd.DataFrame(
         {
             DENSE: [item_matrix.nbytes, item_matrix.nbytes + user_bytes],
-            SPARSE: [rated_rows, rated_rows + row],
-            "user embedding leaves the device": ["no", "yes"],
+            SPARSE_DOWN: [rated_rows, rated_rows + row],
+            SPARSE_UP: [trained_movies_per_client * row, rated_rows + row],
+            USER_SENT: ["no", "yes"],
         },
         index=pd.Index([FEDRECON, FULLY_GLOBAL], name="model"),
     )
-    table[[DENSE, SPARSE]] = table[[DENSE, SPARSE]].round().astype(int)
+    numbers = [DENSE, SPARSE_DOWN, SPARSE_UP]
+    table[numbers] = table[numbers].round().astype(int)
     return table
 
 
 def summary(table: pd.DataFrame) -> str:
     """What ``bytes_per_client_per_round``'s table means, and what each way of sending
     tells the server (Markdown)."""
-    dense, sparse = table[DENSE], table[SPARSE]
+    dense, down, up = table[DENSE], table[SPARSE_DOWN], table[SPARSE_UP]
     return (
         f"Sent dense, as TFF sends it, FedRecon's item matrix is {dense[FEDRECON] / 1e6:.2f} MB "
         f"each way against {dense[FULLY_GLOBAL] / 1e6:.2f} MB for the fully global model "
-        f"({dense[FULLY_GLOBAL] / dense[FEDRECON]:.1f} times as much). Sent sparsely, "
-        f"{sparse[FEDRECON]:,} bytes against {sparse[FULLY_GLOBAL]:,} "
-        f"({sparse[FULLY_GLOBAL] / sparse[FEDRECON] - 1:.1%} more, the user's own row), "
-        "so bandwidth is not what sets them apart. A sparse exchange has a cost of its own: "
+        f"({dense[FULLY_GLOBAL] / dense[FEDRECON]:.1f} times as much). Sent sparsely, a "
+        f"FedRecon client receives {down[FEDRECON]:,} bytes and sends back {up[FEDRECON]:,} "
+        "(only the rows its training step changed), against "
+        f"{down[FULLY_GLOBAL]:,} bytes each way for the fully global model "
+        f"({down[FULLY_GLOBAL] / down[FEDRECON] - 1:.1%} more down, the user's own row; "
+        f"{up[FULLY_GLOBAL] / up[FEDRECON]:.1f} times FedRecon's upload). A sparse exchange "
+        "has a cost of its own: "
         "asking for only the rows of the movies a user rated tells the server which movies "
         "that user rated. FedRecon never sends the user embedding itself and keeps no "
         "per-user state on the server, but one update lets a server that knows the "

@@ -28,6 +28,13 @@ clients that way (:func:`paper_clients`), samples the test clients (:func:`test_
 trains (:func:`train`) and scores (:func:`test_scores`); notebook 05 and
 ``benchmarks/benchmark_simulation.py`` both call it, so that they report one test score.
 :func:`deviations` measures what each of the tutorial's own choices changes.
+
+One thing is not copied: the paper's code draws every round's clients, its samples of
+validation users and its 100 test users from NumPy's one global random stream, so there
+each validation sample changes which clients train in later rounds. Here the training
+clients (``clients.ClientSampler``), the validation evaluations and the test sample
+(:func:`test_sample`) each have their own seed: evaluating does not change training, and
+the 100 test users scored are not the ones the paper's code would score.
 """
 
 from __future__ import annotations

@@ -94,8 +94,11 @@ def learning_curves(
     marker = {"marker": "o", "markersize": 4} if len(history) <= 50 else {}
     fig = plt.figure(figsize=(11, 4))
     loss_ax, acc_ax = fig.subplots(1, 2)
-    panels = ((loss_ax, "loss", "Loss (MSE)"), (acc_ax, accuracy, accuracy_label))
-    for ax, column, label in panels:
+    panels = (
+        (loss_ax, "loss", "Loss (MSE)", "Loss (MSE, log scale)"),
+        (acc_ax, accuracy, accuracy_label, accuracy_label),
+    )
+    for ax, column, label, axis_label in panels:
         ax.plot(
             history.index,
             history[column],
@@ -125,11 +128,11 @@ def learning_curves(
                 color="tab:orange",
                 label="validation users",
             )
-        ax.set(xlabel="Round", ylabel=label, title=label)
+        ax.set(xlabel="Round", ylabel=axis_label, title=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
-    loss_ax.set_yscale("log")
+    loss_ax.set_yscale("log")  # the y label says so
     fig.set_layout_engine("tight")
     save(fig, name)
     return fig

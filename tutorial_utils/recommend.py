@@ -3,10 +3,12 @@
 After FedRecon training the server holds only the item matrix ``V``. A device that wants
 recommendations downloads ``V`` and, with ``V`` frozen, fits its user embedding ``u`` to
 the user's own ratings: the reconstruction step of FedRecon, nothing more. It then
-predicts ``u . v`` for every movie the user has not rated and shows the best ones. The
-user's ratings and embedding never leave the device, and this works the same for users who
-took part in training and for users who never did, including someone who has just rated
-a handful of movies.
+predicts ``u . v`` for every movie the user has not rated and shows the best ones.
+Recommending sends nothing back: it runs on the device after the download. (Training is
+another matter: a FedRecon update lets a server that knows the protocol recover the
+embedding and the ratings used after reconstruction, notebook 07.) It works the same for
+users who took part in training and for users who never did, including someone who has
+just rated a handful of movies.
 
 The end of the module measures lists of recommendations: how often they hold movies a
 user liked but the model never saw for that user (``list_accuracy``), and how much two

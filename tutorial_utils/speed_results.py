@@ -29,7 +29,14 @@ END = "<!-- end of speed table -->"
 # Each section's fields and their types (a number may be missing: null, e.g. without TFF).
 NUMBER = (int, float, type(None))
 SCHEMA = {
-    "run": {"command": str, "date": str, "protocol_date": str, "environment": str, "cpus": int},
+    "run": {
+        "command": str,
+        "date": str,
+        "protocol_date": str,
+        "environment": str,
+        "protocol_environment": str,
+        "cpus": int,
+    },
     "tutorial": {
         "clients": int,
         "tff_seconds": NUMBER,
@@ -43,6 +50,7 @@ SCHEMA = {
         "seconds_after_compilation": NUMBER,
         "per_round_seconds": NUMBER,
         "tff_seconds_estimated": NUMBER,
+        "tff_rounds_timed": int,
         "test_clients": int,
         "test_rmse": NUMBER,
         "test_rating_accuracy": NUMBER,
@@ -139,7 +147,9 @@ def speed_table(results: dict) -> pd.DataFrame:
         (
             f"the paper's protocol: {paper['rounds']} rounds of {paper['clients']} clients, "
             "many rounds a program",
-            _seconds(paper["tff_seconds_estimated"], 0) + " (estimated)",
+            _seconds(paper["tff_seconds_estimated"], 0)
+            + f" (estimated: {paper['rounds']} x the median of {paper['tff_rounds_timed']} "
+            "rounds)",
             f"{paper['seconds_after_compilation']:.2f} s "
             f"({paper['seconds_with_compilation']:.2f} s with compilation)",
             "-"
@@ -148,7 +158,8 @@ def speed_table(results: dict) -> pd.DataFrame:
             + " (with compilation)",
         ),
         (
-            f"one round over all {every['clients']} training users",
+            f"one round over all {every['clients']} training users, many rounds a program "
+            "(a program of one round)",
             "-",
             f"{every['seconds']:.2f} s "
             f"({every['seconds_with_compilation']:.2f} s with compilation)",
@@ -249,15 +260,42 @@ def scaling_summary(results: dict) -> str:
 
 
 def protocol_score(results: dict) -> str:
-    """The test score of the protocol run the benchmark timed, in one sentence."""
-    paper = results["paper_protocol"]
+    """When the protocol's row was measured, and the test score of the protocol run the
+    benchmark timed."""
+    paper, run = results["paper_protocol"], results["run"]
+    if run["protocol_date"] == run["date"]:
+        when = "in the same run as the other rows"
+    else:
+        when = f"on {run['protocol_date']}, in a later run than the other rows"
+    if run["protocol_environment"] != run["environment"]:
+        when += f" ({run['protocol_environment']})"
     return (
-        f"The protocol run timed here (measured on {results['run']['protocol_date']}) is "
+        f"The paper's protocol row was measured {when}: TFF's rounds (on the tutorial's "
+        "clients, the first 300 ratings in file order) and the simulator's runs (on the "
+        "paper's clients) in one process. "
+        f"The protocol run timed here is "
         f"notebook 05's, from the same seeds: its test score is RMSE {paper['test_rmse']:.4f} "
         f"and rating accuracy {paper['test_rating_accuracy']:.4f} on "
         f"{paper['test_clients']} sampled test users, as the paper's code scores it "
         f"(RMSE {paper['all_test_rmse']:.4f} and rating accuracy "
         f"{paper['all_test_rating_accuracy']:.4f} on all {paper['all_test_clients']})."
+    )
+
+
+def repeat_spread(results: dict) -> str:
+    """How far two timings of one setting in one run differ: the scalings time the
+    protocol's setting (its clients a round and latent factors) once each, in words."""
+    scale = results["scaling"]
+    clients, factors = scale["factors_clients"], scale["clients_factors"]
+    if clients not in scale["clients"] or factors not in scale["factors"]:
+        return ""
+    by_clients = scale["clients_rounds_per_second"][scale["clients"].index(clients)]
+    by_factors = scale["factors_rounds_per_second"][scale["factors"].index(factors)]
+    low, high = sorted((by_clients, by_factors))
+    return (
+        f"How noisy the times are: the setting of {clients} clients and {factors} factors is "
+        f"timed in both scalings of one run, at {by_clients:.2f} and {by_factors:.2f} rounds "
+        f"per second ({high / low - 1:.0%} apart)."
     )
 
 
@@ -294,6 +332,7 @@ def readme_block(results: dict) -> str:
             reporting.markdown_table(scaling_table(results), float_format="{:.2f}", align="lrrr"),
             "",
             scaling_summary(results),
+            repeat_spread(results),
             END,
         ]
     )
