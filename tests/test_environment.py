@@ -57,7 +57,7 @@ def test_tff_imports_on_this_stacks_jax_and_only_jax_07_needs_the_two_names():
     TFF reads; the modern stack (Colab's) has jax 0.7, where the package supplies them."""
     pytest.importorskip("tensorflow_federated")
     result = run_python("""
-        import jax.lib.xla_client as public
+        from jax.lib import xla_client as public
         print(hasattr(public, "XlaComputation"), hasattr(public, "Shape"))
         import tutorial_utils
         import jax
@@ -84,6 +84,9 @@ def fake_jax(monkeypatch, public_names):
         setattr(source, name, type(name, (), {}))
     for name in public_names:
         setattr(public, name, getattr(source, name))
+    lib = types.ModuleType("jax.lib")
+    lib.xla_client = public
+    monkeypatch.setitem(sys.modules, "jax.lib", lib)
     monkeypatch.setitem(sys.modules, "jax.lib.xla_client", public)
     monkeypatch.setitem(sys.modules, "jaxlib.xla_client", source)
     return public, source

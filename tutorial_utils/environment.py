@@ -175,7 +175,10 @@ def _give_jax_the_names_tff_reads() -> list[str]:
     """Puts :data:`XLA_CLIENT_NAMES` back on ``jax.lib.xla_client`` where a newer jax
     lacks them, from ``jaxlib.xla_client``; returns the names it added (none on jax 0.4).
     Imports jax, never TensorFlow."""
-    public = importlib.import_module("jax.lib.xla_client")
+    # As TFF reads it, ``from jax.lib import xla_client``: an attribute of ``jax.lib`` on
+    # jax 0.4, a submodule on jax 0.7.
+    lib = importlib.import_module("jax.lib")
+    public = getattr(lib, "xla_client", None) or importlib.import_module("jax.lib.xla_client")
     missing = [name for name in XLA_CLIENT_NAMES if not hasattr(public, name)]
     if missing:
         source = importlib.import_module("jaxlib.xla_client")
