@@ -66,7 +66,11 @@ def examples_per_user(counts: Iterable[int], name: str = "01_examples_per_user")
     fig = plt.figure(figsize=(6, 4))
     ax = fig.subplots()
     ax.hist(np.asarray(list(counts)), bins=10)
-    ax.set(xlabel="Number of examples", ylabel="Count", title="Examples per client")
+    ax.set(
+        xlabel="Ratings held by the client",
+        ylabel="Number of clients",
+        title="Examples per client",
+    )
     save(fig, name)
     return fig
 
