@@ -37,7 +37,7 @@ def rating_histogram(ratings: pd.Series, name: str = "01_rating_histogram") -> F
     ax = fig.subplots()
     counts = ratings.value_counts().reindex(range(1, 6), fill_value=0)
     ax.bar(counts.index, counts.to_numpy(), width=0.8)
-    ax.set(xticks=range(1, 6), xlabel="Rating", ylabel="Count", title="Ratings")
+    ax.set(xticks=range(1, 6), xlabel="Rating", ylabel="Number of ratings", title="Ratings")
     save(fig, name)
     return fig
 
