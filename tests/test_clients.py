@@ -6,7 +6,13 @@ import pytest
 import tensorflow as tf
 from conftest import real_data_dir, requires_real_data
 
-from tutorial_utils.clients import ClientSampler, RatingClients, split_clients, user_split
+from tutorial_utils.clients import (
+    ClientSampler,
+    RatingClients,
+    split_clients,
+    to_model_inputs,
+    user_split,
+)
 
 
 def all_examples(dataset):
@@ -157,3 +163,23 @@ def test_first_training_batch_matches_the_walkthrough():
     batch = next(iter(clients.create_tf_dataset_for_client(train[0])))
     assert batch["x"].numpy().ravel().tolist() == [1907, 2891, 1574, 2785, 2775]
     assert batch["y"].numpy().ravel().tolist() == [3, 3, 3, 4, 3]
+
+
+def test_client_dataset_is_the_four_steps_of_notebook_01(small_ratings):
+    # from_tensor_slices, shuffle(n, seed=42) with no global seed, batch, map: in a graph
+    # whose seed is TensorFlow's default global seed, as in the walkthrough.
+    clients = RatingClients(small_ratings, batch_size=5)
+    movies, ratings = clients.client_arrays(2)
+    ours = list(clients.create_tf_dataset_for_client(2).as_numpy_iterator())
+    with tf.Graph().as_default() as graph:
+        graph.seed = 87654321
+        examples = np.stack([movies, ratings], axis=1)
+        dataset = tf.data.Dataset.from_tensor_slices(examples).shuffle(len(examples), seed=42)
+        dataset = dataset.batch(5).map(to_model_inputs)
+        element = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
+        with tf.compat.v1.Session() as session:
+            reference = [session.run(element) for _ in range(len(ours))]
+    for a, b in zip(ours, reference):
+        for name in ("x", "y"):
+            assert a[name].dtype == b[name].dtype
+            np.testing.assert_array_equal(a[name], b[name])

@@ -208,3 +208,26 @@ def test_real_data_dir_is_used_as_is(
     source = data.find_movielens(progress=False)
     assert source.directory == real_dir and source.kind == "movielens"
     assert capsys.readouterr().out.strip() == f"Data: MovieLens 1M (GroupLens), from {real_dir}"
+
+
+def test_remap_ids_numbers_the_rated_ids_in_sorted_order_and_drops_unrated_movies() -> None:
+    ratings = pd.DataFrame(
+        {"UserID": [7, 3, 7], "MovieID": [50, 10, 30], "Rating": [5, 3, 4], "Timestamp": [1, 2, 3]}
+    )
+    movies = pd.DataFrame(
+        {"MovieID": [10, 20, 30, 50], "Title": list("abcd"), "Genres": ["Drama"] * 4}
+    )
+    new_ratings, new_movies = data.remap_ids(ratings, movies)
+    assert new_ratings["UserID"].tolist() == [1, 0, 1]
+    assert new_ratings["MovieID"].tolist() == [2, 0, 1]
+    assert new_ratings["Rating"].tolist() == [5, 3, 4]
+    assert new_movies["MovieID"].tolist() == [0, 1, 2]
+    assert new_movies["Title"].tolist() == ["a", "c", "d"]
+    assert ratings["UserID"].tolist() == [7, 3, 7]  # the tables given are unchanged
+
+
+def test_load_is_read_then_remap(synthetic_dir: Path) -> None:
+    loaded = data.load_movielens(synthetic_dir)
+    remapped = data.remap_ids(*data.read_movielens(synthetic_dir))
+    for ours, theirs in zip(loaded, remapped):
+        pd.testing.assert_frame_equal(ours, theirs)

@@ -1,15 +1,24 @@
 """Every user as a federated client, with its ``tf.data`` pipeline built only when needed.
 
-The original walkthrough built all client pipelines up front, filtering the whole ratings
-table once per user: about a minute for 6040 users. Here the ratings are grouped by user
-once (one stable sort), and a client's pipeline is made when that client is sampled, as
-TFF's ``ClientData`` does. The per-client semantics are the original's:
+Notebook 01 writes a client's pipeline the way the walkthrough did, four steps on the
+user's ``[movie id, rating]`` rows::
 
-- a client holds the user's first ``max_examples_per_user`` ratings, in file order;
-- they are shuffled with seed 42 (a buffer as large as the data), batched, and mapped to
-  ``OrderedDict(x=int64 [b, 1], y=float32 [b, 1])``: movie ids and ratings.
+    tf.data.Dataset.from_tensor_slices(examples)   # one element per rating
+        .shuffle(len(examples), seed=42)           # a buffer as large as the data
+        .batch(batch_size)
+        .map(to_model_inputs)                      # OrderedDict(x=movie ids, y=ratings)
 
-Clients are split into train, validation and test by user with the original's
+:func:`make_client_dataset` is those four steps, with one change explained in
+:func:`walkthrough_shuffle`: the order stays the walkthrough's even after a notebook seeds
+TensorFlow. A client holds the user's first ``max_examples_per_user`` ratings, in file
+order.
+
+The walkthrough built all client pipelines up front, filtering the whole ratings table
+once per user: about a minute for 6040 users. :class:`RatingClients` instead groups the
+ratings by user once (one stable sort) and makes a client's pipeline when that client is
+sampled, as TFF's ``ClientData`` does.
+
+Clients are split into train, validation and test by user with the walkthrough's
 permutation (``numpy`` seed 42), so that evaluation users are never seen in training.
 :func:`user_split` does all of it in one call: the clients, and their split by user.
 """
@@ -25,27 +34,50 @@ import pandas as pd
 import tensorflow as tf
 
 SHUFFLE_SEED = 42
-# TensorFlow turns ``shuffle(seed=42)`` into the seed pair (global seed, 42), where the
-# global seed is 87654321 unless ``tf.random.set_seed`` was called. The walkthrough never
-# set a global seed; fixing the pair here keeps every client's order identical to it even
-# after the notebooks seed TensorFlow for reproducible training.
-_SHUFFLE_SEED_PAIR = (87654321, SHUFFLE_SEED)
+# TensorFlow's global seed when ``tf.random.set_seed`` was never called, as in the walkthrough.
+TENSORFLOW_DEFAULT_GLOBAL_SEED = 87654321
 
 
-def _shuffle(dataset: tf.data.Dataset, buffer_size: int) -> tf.data.Dataset:
-    """``dataset.shuffle(buffer_size, seed=42)`` as the walkthrough ran it, whatever the
-    global seed."""
+def walkthrough_shuffle(dataset: tf.data.Dataset, buffer_size: int) -> tf.data.Dataset:
+    """``dataset.shuffle(buffer_size, seed=42)`` in the walkthrough's order, whatever the
+    global seed.
+
+    TensorFlow draws a shuffle's order from a pair of seeds: the global seed and the one
+    given to ``shuffle``. The walkthrough never called ``tf.random.set_seed``, so its pair
+    was (87654321, 42): TensorFlow's default global seed, then 42. Notebook 01 does not
+    seed TensorFlow either, so its plain ``shuffle(..., seed=42)`` gives the same order.
+    The training notebooks do seed TensorFlow (for reproducible models), which would turn
+    the pair into (their seed, 42) and every client's order with it. ``shuffle`` takes only
+    the second seed, so this function builds TensorFlow's shuffle op with both seeds given
+    (``tf.raw_ops.ShuffleDatasetV3``; a ``DummySeedGenerator`` is what TensorFlow itself
+    uses once a dataset is handed to TFF). As with ``shuffle``'s default, every pass over
+    the dataset has a new order, and the first pass is the walkthrough's.
+    """
     variant = tf.raw_ops.ShuffleDatasetV3(
         input_dataset=tf.data.experimental.to_variant(dataset),
         buffer_size=tf.constant(buffer_size, tf.int64),
-        seed=tf.constant(_SHUFFLE_SEED_PAIR[0], tf.int64),
-        seed2=tf.constant(_SHUFFLE_SEED_PAIR[1], tf.int64),
+        seed=tf.constant(TENSORFLOW_DEFAULT_GLOBAL_SEED, tf.int64),
+        seed2=tf.constant(SHUFFLE_SEED, tf.int64),
         seed_generator=tf.raw_ops.DummySeedGenerator(),
         output_types=[spec.dtype for spec in tf.nest.flatten(dataset.element_spec)],
         output_shapes=[spec.shape for spec in tf.nest.flatten(dataset.element_spec)],
         reshuffle_each_iteration=True,
     )
     return tf.data.experimental.from_variant(variant, dataset.element_spec)
+
+
+def to_model_inputs(batch: tf.Tensor) -> collections.OrderedDict:
+    """A batch of ``[movie id, rating]`` rows as the model reads it: ``x``, the movie ids
+    (int64, shape ``[b, 1]``), and ``y``, the ratings (float32, shape ``[b, 1]``)."""
+    return collections.OrderedDict(x=batch[:, 0:1], y=tf.cast(batch[:, 1:2], tf.float32))
+
+
+def make_client_dataset(examples: np.ndarray, batch_size: int = 5) -> tf.data.Dataset:
+    """One client's dataset from its ``[movie id, rating]`` rows (int64, shape ``[n, 2]``):
+    notebook 01's four steps, shuffled by :func:`walkthrough_shuffle`."""
+    dataset = tf.data.Dataset.from_tensor_slices(examples)
+    dataset = walkthrough_shuffle(dataset, buffer_size=len(examples))
+    return dataset.batch(batch_size).map(to_model_inputs)
 
 
 class RatingClients:
@@ -86,9 +118,8 @@ class RatingClients:
         order = np.argsort(users, kind="stable")  # keeps each user's file order
         counts = np.bincount(users)
         num_users = len(counts) if max_clients is None else min(len(counts), max_clients)
-        # Examples as the model reads them, one row each: x = [movie id], y = [rating].
-        self._x = ratings_df["MovieID"].to_numpy()[order].astype(np.int64)[:, None]
-        self._y = ratings_df["Rating"].to_numpy()[order].astype(np.float32)[:, None]
+        # One row per rating, grouped by user: [movie id, rating].
+        self._examples = ratings_df[["MovieID", "Rating"]].to_numpy(np.int64)[order]
         self._starts = np.concatenate([[0], np.cumsum(counts)])[:num_users]
         self._counts = counts[:num_users]
         if max_examples_per_user is not None:
@@ -112,12 +143,12 @@ class RatingClients:
     def client_arrays(self, client_id: int) -> tuple[np.ndarray, np.ndarray]:
         """The client's movie ids and ratings, in file order, before shuffling."""
         rows = self._rows(client_id)
-        return self._x[rows, 0], self._y[rows, 0].astype(np.int64)
+        return self._examples[rows, 0], self._examples[rows, 1]
 
     def create_tf_dataset_for_client(
         self, client_id: int, reshuffle_each_pass: bool | None = None
     ) -> tf.data.Dataset:
-        """The client's shuffled, batched ``tf.data.Dataset``.
+        """The client's shuffled, batched ``tf.data.Dataset`` (:func:`make_client_dataset`).
 
         ``reshuffle_each_pass`` (default: the one given to the constructor): when False,
         every pass yields the batches of the first pass, in the same order, so that the two
@@ -126,10 +157,7 @@ class RatingClients:
         rows = self._rows(client_id)
         if rows.start == rows.stop:
             raise KeyError(f"User {client_id} has no ratings.")
-        examples = collections.OrderedDict(x=self._x[rows], y=self._y[rows])
-        count = rows.stop - rows.start
-        dataset = tf.data.Dataset.from_tensor_slices(examples)
-        dataset = _shuffle(dataset, count).batch(self.batch_size)
+        dataset = make_client_dataset(self._examples[rows], self.batch_size)
         if reshuffle_each_pass is None:
             reshuffle_each_pass = self.reshuffle_each_pass
         if reshuffle_each_pass:

@@ -187,26 +187,48 @@ def _fallback_banner(error: DataUnavailableError) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def load_movielens(
+def read_movielens(
     source: MovieLensSource | str | os.PathLike,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read ratings and movies and renumber ids from 0 as the original TFF tutorial does.
+    """The ratings and movies tables as the files have them, with GroupLens' IDs.
 
-    UserID and MovieID become 0..n-1 in the sorted order of the ids that occur in
-    ``ratings.dat``; ``movies`` keeps only the rated movies, with the same new MovieID
-    (in order, so its index equals MovieID). Ratings keep the file's row order.
     ``source`` is a :class:`MovieLensSource` or a folder (or a parent holding ``ml-1m/``).
     """
     if isinstance(source, MovieLensSource):
         folder = source.directory
     else:
         folder = _dat_folder(Path(source).expanduser())
-    ratings = read_ratings(folder / "ratings.dat")
-    movies = read_movies(folder / "movies.dat")
-    user_codes, _ = pd.factorize(ratings["UserID"], sort=True)
-    movie_codes, rated_ids = pd.factorize(ratings["MovieID"], sort=True)
-    ratings["UserID"] = user_codes.astype(np.int64)
-    ratings["MovieID"] = movie_codes.astype(np.int64)
-    movies = movies[movies["MovieID"].isin(rated_ids)].reset_index(drop=True)
-    movies["MovieID"] = np.searchsorted(rated_ids.to_numpy(), movies["MovieID"]).astype(np.int64)
+    return read_ratings(folder / "ratings.dat"), read_movies(folder / "movies.dat")
+
+
+def remap_ids(ratings: pd.DataFrame, movies: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Renumbers users and movies ``0 .. n-1``, as notebook 01 does on the page.
+
+    The new IDs follow the sorted order of the IDs that occur in ``ratings``; ``movies``
+    keeps only the rated movies (in order, so its index equals the new MovieID). Ratings
+    keep the file's row order. The tables given are not changed.
+    """
+    user_ids = np.sort(ratings["UserID"].unique())
+    movie_ids = np.sort(ratings["MovieID"].unique())
+    new_user_id = {old: new for new, old in enumerate(user_ids)}
+    new_movie_id = {old: new for new, old in enumerate(movie_ids)}
+    ratings = ratings.copy()
+    ratings["UserID"] = ratings["UserID"].map(new_user_id)
+    ratings["MovieID"] = ratings["MovieID"].map(new_movie_id)
+    movies = movies[movies["MovieID"].isin(movie_ids)].reset_index(drop=True)
+    movies["MovieID"] = movies["MovieID"].map(new_movie_id)
     return ratings, movies
+
+
+def load_movielens(
+    source: MovieLensSource | str | os.PathLike,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read ratings and movies and renumber IDs from 0 as the original TFF tutorial does:
+    :func:`read_movielens`, then :func:`remap_ids`.
+
+    UserID and MovieID become 0..n-1 in the sorted order of the IDs that occur in
+    ``ratings.dat``; ``movies`` keeps only the rated movies, with the same new MovieID
+    (in order, so its index equals MovieID). Ratings keep the file's row order.
+    ``source`` is a :class:`MovieLensSource` or a folder (or a parent holding ``ml-1m/``).
+    """
+    return remap_ids(*read_movielens(source))

@@ -37,7 +37,7 @@ def rating_histogram(ratings: pd.Series, name: str = "01_rating_histogram") -> F
     ax = fig.subplots()
     counts = ratings.value_counts().reindex(range(1, 6), fill_value=0)
     ax.bar(counts.index, counts.to_numpy(), width=0.8)
-    ax.set(xticks=range(1, 6), xlabel="Rating", ylabel="Count", title="Ratings")
+    ax.set(xticks=range(1, 6), xlabel="Rating", ylabel="Number of ratings", title="Ratings")
     save(fig, name)
     return fig
 
@@ -66,7 +66,11 @@ def examples_per_user(counts: Iterable[int], name: str = "01_examples_per_user")
     fig = plt.figure(figsize=(6, 4))
     ax = fig.subplots()
     ax.hist(np.asarray(list(counts)), bins=10)
-    ax.set(xlabel="Number of examples", ylabel="Count", title="Examples per client")
+    ax.set(
+        xlabel="Ratings held by the client",
+        ylabel="Number of clients",
+        title="Examples per client",
+    )
     save(fig, name)
     return fig
 

@@ -125,8 +125,10 @@ def train(
     progress: bool = True,
     desc: str = "Training",
 ) -> tuple[object, pd.DataFrame]:
-    """Runs ``num_rounds`` rounds (:func:`rounds.run_rounds`), each on the clients
-    ``sampler`` draws.
+    """Runs ``num_rounds`` rounds, each on the clients ``sampler`` draws: the loop that
+    notebook 03 writes out (sample, ``training_process.next``, keep
+    ``metrics["client_work"]["train"]``), through :func:`rounds.run_rounds` for the
+    progress bar and the optional evaluations.
 
     ``clients`` makes the datasets of a round from their ids: a ``clients.RatingClients``
     (its ``create_tf_datasets``) or any function ``ids -> list of datasets``. Works for
