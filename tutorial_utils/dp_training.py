@@ -16,9 +16,19 @@ Accounting
 ----------
 One client is one user, so the guarantee is user-level (McMahan et al. 2018,
 "Learning Differentially Private Recurrent Language Models"). :func:`epsilon` is the
-``(epsilon, delta)`` of a whole training, from ``dp_accounting``'s RDP accountant
-(Mironov 2017; Mironov, Talwar and Zhang 2019 for the sampled Gaussian), for
-``num_rounds`` rounds of the Gaussian mechanism on a sample of the ``num_users`` users.
+``(epsilon, delta)`` of a whole training, for ``num_rounds`` rounds of the Gaussian
+mechanism on a sample of the ``num_users`` users, from one of ``dp_accounting``'s two
+accountants (``accountant=``):
+
+- ``"rdp"`` (the default): Rényi DP (Mironov 2017; Mironov, Talwar and Zhang 2019 for the
+  sampled Gaussian). It composes Rényi divergences and converts them to
+  ``(epsilon, delta)`` at the end; the result is an *upper bound* on the epsilon, loose by
+  that conversion (most visibly for few rounds).
+- ``"pld"``: privacy loss distributions (Sommer, Meiser and Mohammadi 2019; Koskela,
+  Jälkö and Honkela 2020; ``dp_accounting.pld.PLDAccountant``), discretized at
+  :data:`PLD_DISCRETIZATION`. Numerically almost tight, so smaller than the RDP bound;
+  used here for Poisson sampling only.
+
 The accounting must describe the training that ran, in three respects:
 
 - ``sampling="poisson"``: every user joins a round independently with probability
@@ -56,6 +66,8 @@ from tutorial_utils.batches import PackedClients, batches_from_datasets
 from tutorial_utils.config import FedReconRun
 
 SAMPLING = ("poisson", "fixed")
+ACCOUNTANTS = ("rdp", "pld")
+PLD_DISCRETIZATION = 1e-4  # value_discretization_interval of the PLD accountant
 DELTA = 1e-6  # well below 1 / n for the few thousand users of MovieLens 1M
 
 
@@ -118,6 +130,21 @@ def sampled_event(gaussian, clients_per_round: int, num_users: int, sampling: st
     raise ValueError(f"sampling must be one of {', '.join(SAMPLING)}, got {sampling!r}.")
 
 
+def _accountant(kind: str, relation):
+    """A fresh ``dp_accounting`` accountant of ``kind`` (see :data:`ACCOUNTANTS`)."""
+    import dp_accounting
+
+    if kind == "rdp":
+        return dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+    if kind == "pld":
+        if relation != dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE:
+            raise ValueError("the PLD accounting here is for Poisson sampling only.")
+        return dp_accounting.pld.PLDAccountant(
+            neighboring_relation=relation, value_discretization_interval=PLD_DISCRETIZATION
+        )
+    raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}, got {kind!r}.")
+
+
 def epsilon_of_rounds(
     gaussians: Sequence,
     clients_per_round: int,
@@ -125,12 +152,12 @@ def epsilon_of_rounds(
     *,
     delta: float = DELTA,
     sampling: str = "poisson",
+    accountant: str = "rdp",
 ) -> float:
     """The epsilon at ``delta`` of rounds whose Gaussian mechanisms are ``gaussians``
     (one ``GaussianDpEvent`` a round, e.g. those TFF's DP aggregator records), each on a
-    sample of ``clients_per_round`` (expected, for Poisson) of ``num_users`` users."""
-    import dp_accounting
-
+    sample of ``clients_per_round`` (expected, for Poisson) of ``num_users`` users, by
+    ``accountant`` (``"rdp"``: an upper bound; ``"pld"``: nearly tight)."""
     if not 0 < delta < 1 / num_users:
         raise ValueError(f"delta must be in (0, 1 / num_users = {1 / num_users:.3g}), got {delta}.")
     if not gaussians:
@@ -138,11 +165,11 @@ def epsilon_of_rounds(
     if any(g.noise_multiplier == 0 for g in gaussians):
         return math.inf
     relation = sampled_event(gaussians[0], clients_per_round, num_users, sampling)[1]
-    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+    counter = _accountant(accountant, relation)
     for gaussian, run in itertools.groupby(gaussians):  # equal rounds composed at once
         event = sampled_event(gaussian, clients_per_round, num_users, sampling)[0]
-        accountant.compose(event, len(list(run)))
-    return float(accountant.get_epsilon(delta))
+        counter.compose(event, len(list(run)))
+    return float(counter.get_epsilon(delta))
 
 
 def epsilon(
@@ -153,10 +180,12 @@ def epsilon(
     *,
     delta: float = DELTA,
     sampling: str = "poisson",
+    accountant: str = "rdp",
 ) -> float:
     """The epsilon at ``delta`` of ``num_rounds`` rounds of the Gaussian mechanism with
-    ``noise_multiplier`` (noise std over ``clip``) on samples drawn by ``sampling``
-    (see the module's docstring). Infinite without noise."""
+    ``noise_multiplier`` (noise std over ``clip``) on samples drawn by ``sampling``,
+    counted by ``accountant`` (see the module's docstring: ``"rdp"`` gives an upper bound,
+    ``"pld"`` a nearly tight value, Poisson only). Infinite without noise."""
     import dp_accounting
 
     check_settings(
@@ -168,14 +197,16 @@ def epsilon(
         raise ValueError(f"num_rounds must be at least 1, got {num_rounds}.")
     if not 0 < delta < 1 / num_users:
         raise ValueError(f"delta must be in (0, 1 / num_users = {1 / num_users:.3g}), got {delta}.")
+    if accountant not in ACCOUNTANTS:
+        raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}, got {accountant!r}.")
     if noise_multiplier == 0:
         return math.inf
     event, relation = sampled_event(
         dp_accounting.GaussianDpEvent(noise_multiplier), clients_per_round, num_users, sampling
     )
-    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
-    accountant.compose(event, num_rounds)
-    return float(accountant.get_epsilon(delta))
+    counter = _accountant(accountant, relation)
+    counter.compose(event, num_rounds)
+    return float(counter.get_epsilon(delta))
 
 
 def noise_multiplier_for(
@@ -383,6 +414,23 @@ def one_round_both_ways(
 NO_CLIP = 1e6  # a clip far above the norm of any update: uniform weights, nothing clipped
 
 
+class _SeparateNoiseSimulator(fedrecon.FedReconSimulator):
+    """The simulator, drawing its DP noise from a generator of its own (seeded with
+    ``noise_seed``), so that adding noise leaves every other draw of the run (client
+    shuffles, initial user embeddings) as it is without noise."""
+
+    def __init__(self, *args, noise_seed: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._noise_rng = np.random.default_rng(noise_seed)
+
+    def training_arguments(self, inputs, users):
+        shared, self.rng = self.rng, self._noise_rng  # the noise is drawn from self.rng
+        try:
+            return super().training_arguments(inputs, users)
+        finally:
+            self.rng = shared
+
+
 def privacy_tradeoff(
     run: FedReconRun,
     packed: PackedClients,
@@ -394,24 +442,38 @@ def privacy_tradeoff(
     target_epsilons: Sequence[float],
     delta: float = DELTA,
     seed: int = 42,
+    steps: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Trains ``run`` with the simulator from no DP to DP, one change a row, and scores the
-    test users. The rows:
+    """Trains ``run`` with the simulator from no DP to DP and scores the test users.
+    The rows, and what each changes from the row before:
 
     - ``no DP``: the paper's protocol: fixed-size samples, example-weighted mean;
-    - ``Poisson sampling``: the same with Poisson samples (:class:`PoissonSampler`);
-    - ``uniform weights``: every client weighs 1, the sum divided by the expected
-      ``clients_per_round`` (the DP aggregator without clip or noise; clip :data:`NO_CLIP`);
+    - ``Poisson sampling``: Poisson samples (:class:`PoissonSampler`) instead, so other
+      clients each round and a varying number of them;
+    - ``uniform weights``: every client weighs 1 instead of its number of examples, *and*
+      the sum is divided by the expected ``clients_per_round`` instead of the sum of the
+      weights (the DP aggregator without clip or noise; clip :data:`NO_CLIP`);
     - ``clipping only``: each update clipped to ``clip``;
     - ``epsilon <= target``: plus the noise that reaches each target epsilon at ``delta``
-      over the run's rounds (Poisson accounting, which holds for these rows).
+      over the run's rounds (Poisson accounting, which holds for these rows, RDP bound).
 
-    The runs start from the same model; the Poisson rows draw the same clients each round.
-    Columns: ``sampling``, ``weights``, ``clip``, ``noise_multiplier``, ``epsilon``
-    (reached, Poisson accounting), ``epsilon_if_fixed_size`` (what the same noise would
-    give on fixed-size samples: replace-one neighbours, sensitivity ``2 * clip``),
-    ``test_rmse``, ``test_accuracy`` and ``seconds``.
+    With ``steps=False`` only ``clipping only`` and the noisy rows run.
+
+    Every run starts from the same model and draws its clients' shuffles and initial user
+    embeddings from the same seeded generator; the Poisson rows draw the same clients
+    each round; the noise comes from a generator of its own (seed ``seed + 1``), so the
+    noisy rows differ from ``clipping only`` by the noise alone.
+
+    Columns: ``sampling``, ``weights``, ``clip``, ``noise_multiplier``; ``epsilon`` (the
+    RDP accountant's upper bound for Poisson sampling, add-or-remove neighbours: the
+    budget the noise was chosen for), ``epsilon_pld`` (the same mechanism by the PLD
+    accountant: nearly tight); two RDP bounds that are *not* comparable with ``epsilon``:
+    ``epsilon_poisson_2clip`` (Poisson sampling, add-or-remove, but with the sensitivity
+    doubled to ``2 * clip``: the noise multiplier halved) and ``epsilon_fixed_size_bound``
+    (fixed-size samples, replace-one neighbours, sensitivity ``2 * clip``: what
+    ``dp_accounting`` can say of fixed-size sampling); then ``test_rmse``,
+    ``test_accuracy`` and ``seconds``.
     """
     num_users = len(train_ids)
     m, rounds = run.clients_per_round, run.num_rounds
@@ -420,8 +482,9 @@ def privacy_tradeoff(
         ("no DP", "fixed", None, None),
         ("Poisson sampling", "poisson", None, None),
         ("uniform weights", "poisson", NO_CLIP, 0.0),
-        ("clipping only", "poisson", clip, 0.0),
     ]
+    settings = settings if steps else []
+    settings.append(("clipping only", "poisson", clip, 0.0))
     for target in target_epsilons:
         z = noise_multiplier_for(target, m, num_users, rounds, delta=delta)
         settings.append((f"epsilon <= {target:g}", "poisson", clip, z))
@@ -429,7 +492,7 @@ def privacy_tradeoff(
     for name, sampling, row_clip, z in settings:
         start = time.monotonic()
         dp = {} if row_clip is None else {"dp_clip": row_clip, "dp_noise_multiplier": z}
-        simulator = fedrecon.FedReconSimulator(run, num_items, seed=seed, **dp)
+        simulator = _SeparateNoiseSimulator(run, num_items, seed=seed, noise_seed=seed + 1, **dp)
         if sampling == "fixed":
             sampler = clients.ClientSampler(train_ids, m, seed=seed)
         else:
@@ -437,8 +500,10 @@ def privacy_tradeoff(
         fedrecon.train(simulator, packed, sampler, rounds, progress=progress, desc=name)
         scores = simulator.evaluate(packed, test_ids, reshuffle_each_pass=False, seed=seed)
 
-        def reached(kind, z=z):
-            return epsilon(z, m, num_users, rounds, delta=delta, sampling=kind) if z else math.inf
+        def reached(z=z, **accounting):
+            if not z:
+                return math.inf
+            return epsilon(z, m, num_users, rounds, delta=delta, **accounting)
 
         rows.append(
             {
@@ -447,11 +512,45 @@ def privacy_tradeoff(
                 "weights": "examples" if row_clip is None else "uniform",
                 "clip": row_clip if row_clip is not None else np.nan,
                 "noise_multiplier": z if z is not None else np.nan,
-                "epsilon": reached("poisson"),
-                "epsilon_if_fixed_size": reached("fixed"),
+                "epsilon": reached(),
+                "epsilon_pld": reached(accountant="pld"),
+                "epsilon_poisson_2clip": reached(z / 2 if z else z),
+                "epsilon_fixed_size_bound": reached(sampling="fixed"),
                 "test_rmse": scores["rmse"],
                 "test_accuracy": scores["rating_accuracy"],
                 "seconds": time.monotonic() - start,
             }
         )
     return pd.DataFrame(rows).set_index("setting")
+
+
+def mean_rating_rmse(
+    packed: PackedClients,
+    train_ids: Sequence[int],
+    test_ids: Sequence[int],
+    run: FedReconRun,
+    *,
+    seed: int = 42,
+) -> dict[str, float]:
+    """The baseline that predicts the training users' mean rating for every test rating,
+    scored on the ratings the trade-off scores: those that
+    ``FedReconSimulator.evaluate(packed, test_ids, reshuffle_each_pass=False, seed=seed)``
+    evaluates after reconstruction (``run.eval_split``), not on all the test users' ratings.
+
+    Returns ``mean`` (the training users' mean rating), ``rmse`` (on the scored ratings),
+    ``num_examples`` (how many were scored) and ``rmse_all`` (on all the test ratings)."""
+
+    def all_ratings(ids):
+        return np.concatenate([packed.ratings[r, : packed.counts[r]] for r in packed.rows(ids)])
+
+    mean = float(all_ratings(train_ids).mean())
+    rng = np.random.default_rng(seed)  # as evaluate: the same generator, the same batches
+    batches = packed.round_batches(test_ids, run.eval_split, run.batch_size, rng, False)
+    post = batches.post_recon
+    scored = post.ratings[post.mask].astype(np.float64)
+    return {
+        "mean": mean,
+        "rmse": float(np.sqrt(np.mean((scored - mean) ** 2))),
+        "num_examples": int(scored.size),
+        "rmse_all": float(np.sqrt(np.mean((all_ratings(test_ids) - mean) ** 2))),
+    }

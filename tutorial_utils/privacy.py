@@ -31,12 +31,14 @@ error over a batch of ``B`` ratings ``r``). Every changed row is a multiple of `
 update's top singular vector gives ``u``'s direction ``e`` (``u = a e``), and each row
 ``i`` gives ``d_i = delta_i . e``. Then ``r_i = a (e . v_i) + b B d_i / (2 client_lr)``
 with ``b = 1 / a``: two unknown numbers for all the rows. Ratings are whole stars, so
-the pair that makes every ``r_i`` a whole number from 1 to 5 is found by trying the 25
-rating pairs of two rows, and checked on all the others. ``b`` is kept free, so an update
-scaled by an unknown factor (clipped) gives the same ratings and the same ``u``; for the
-same reason the attack does not need ``client_lr``: a wrong one only rescales ``b``. It
-needs the rows the server sent, and the batch size only for a shorter last batch. A row of
-the client's last, shorter batch fits with its own ``B``, tried from 1 up.
+the pair that makes every ``r_i`` a whole number from 1 to 5 is found by taking the 6
+rows that moved most and, for each of the 15 pairs of them, trying the 25 pairs of
+ratings (solving for ``a`` and ``b`` each time), then checking on all the other rows.
+``b`` is kept free, so an update scaled by an unknown factor (clipped) gives the same
+ratings and the same ``u``; for the same reason the attack does not need ``client_lr``: a
+wrong one only rescales ``b``. It needs the rows the server sent, and the batch size only
+for a shorter last batch. A row of the client's last, shorter batch fits with its own
+``B``, tried from 1 up.
 """
 
 from __future__ import annotations
