@@ -536,6 +536,26 @@ def test_tff_secure_sum_gives_the_plain_mean(rating_clients):
     np.testing.assert_allclose(result["tff"], result["simulator"], atol=1e-4)
 
 
+def test_the_readmes_share_of_revealed_ratings_is_notebook_07s():
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    notebook = json.loads((root / "notebooks" / "07_privacy.ipynb").read_text())
+    printed = "".join(
+        "".join(output.get("text", ""))
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code"
+        for output in cell.get("outputs", [])
+    )
+    share = re.search(r"the changed rows cover ([\d.]+)% of the movies it rated", printed)
+    assert share, "notebook 07 no longer prints the share of rated movies its updates reveal"
+    intro = " ".join((root / "README.md").read_text().split("\n\n")[1].split())
+    expected = f"post-reconstruction half ({float(share.group(1)):.0f}% of its ratings, on average)"
+    assert expected in intro
+
+
 # --------------------------------------------------------------------------------------
 # The figures
 # --------------------------------------------------------------------------------------
