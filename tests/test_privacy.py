@@ -482,7 +482,7 @@ def test_the_mean_rating_baseline_scores_the_evaluated_ratings(rating_clients):
     users = clients.split_clients(rating_clients.client_ids, seed=0)
     packed = clients.UserSplit(rating_clients, *users).packed()
     run = small_run(clients_per_round=4)
-    baseline = dp_training.mean_rating_rmse(packed, users[0], users[2], run, seed=7)
+    baseline = privacy.mean_rating_rmse(packed, users[0], users[2], run, seed=7)
     scored = sim.FedReconSimulator(run, NUM_ITEMS).evaluate(
         packed, users[2], reshuffle_each_pass=False, seed=7
     )

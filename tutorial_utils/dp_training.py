@@ -17,36 +17,27 @@ Accounting
 One client is one user, so the guarantee is user-level (McMahan et al. 2018,
 "Learning Differentially Private Recurrent Language Models"). :func:`epsilon` is the
 ``(epsilon, delta)`` of a whole training, for ``num_rounds`` rounds of the Gaussian
-mechanism on a sample of the ``num_users`` users, from one of ``dp_accounting``'s two
-accountants (``accountant=``):
+mechanism on a sample of the ``num_users`` users, by a ``dp_accounting`` accountant:
 
-- ``"rdp"`` (the default): Rényi DP (Mironov 2017; Mironov, Talwar and Zhang 2019 for the
-  sampled Gaussian). It composes Rényi divergences and converts them to
-  ``(epsilon, delta)`` at the end; the result is an *upper bound* on the epsilon, loose by
-  that conversion (most visibly for few rounds).
+- ``"rdp"`` (default): Rényi DP (Mironov 2017; Mironov, Talwar and Zhang 2019), composed
+  then converted to ``(epsilon, delta)``: an *upper bound*, loose by that conversion.
 - ``"pld"``: privacy loss distributions (Sommer, Meiser and Mohammadi 2019; Koskela,
-  Jälkö and Honkela 2020; ``dp_accounting.pld.PLDAccountant``), discretized at
-  :data:`PLD_DISCRETIZATION`. Numerically almost tight, so smaller than the RDP bound;
-  used here for Poisson sampling only.
+  Jälkö and Honkela 2020), discretized at :data:`PLD_DISCRETIZATION`: nearly tight.
+  Poisson sampling only.
 
-The accounting must describe the training that ran, in three respects:
+It must describe the training that ran:
 
-- ``sampling="poisson"``: every user joins a round independently with probability
-  ``q = clients_per_round / num_users`` (:class:`PoissonSampler`); neighbouring datasets
-  differ by adding or removing one user. The sum of clipped deltas then moves by at most
-  ``clip`` and the noise std is ``noise_multiplier`` times that: the event is
-  ``PoissonSampledDpEvent(q, GaussianDpEvent(noise_multiplier))``. This is the analysis of
-  McMahan et al. 2018, whose estimator divides by the *expected* number of clients, as
-  TFF's aggregator does.
-- ``sampling="fixed"``: exactly ``clients_per_round`` users a round, without replacement
-  (``clients.ClientSampler``, TFF's usual loop). ``dp_accounting`` analyses that sampling
-  only with replace-one neighbours (Wang, Balle and Kasiviswanathan 2019), and replacing
-  one user's clipped delta by another's moves the sum by up to ``2 * clip``. Its
-  ``GaussianDpEvent`` takes the noise std divided by that sensitivity, so the event is
-  ``SampledWithoutReplacementDpEvent(n, m, GaussianDpEvent(noise_multiplier / 2))``.
-- ``delta``: :data:`DELTA` = 1e-6 by default, well below ``1 / num_users``. A mechanism
-  that publishes one random user's data whole is ``(0, 1 / n)``-DP, so a delta near
-  ``1 / n`` allows a full leak of about one user; :func:`epsilon` refuses ``delta >= 1 / n``.
+- ``sampling="poisson"``: each user joins a round with probability ``q = clients_per_round
+  / num_users`` (:class:`PoissonSampler`); add-or-remove neighbours, sensitivity ``clip``:
+  ``PoissonSampledDpEvent(q, GaussianDpEvent(noise_multiplier))``, the analysis of McMahan
+  et al. 2018 (whose estimator divides by the *expected* number of clients, as TFF's).
+- ``sampling="fixed"``: ``clients_per_round`` users without replacement
+  (``clients.ClientSampler``). ``dp_accounting`` has only replace-one neighbours for it
+  (Wang, Balle and Kasiviswanathan 2019), sensitivity ``2 * clip``, so the event is
+  ``SampledWithoutReplacementDpEvent(n, m, GaussianDpEvent(noise_multiplier / 2))``: an
+  upper bound under another relation, not comparable with the Poisson figure.
+- ``delta``: :data:`DELTA` = 1e-6, well below ``1 / n`` (publishing one random user's
+  data whole is ``(0, 1 / n)``-DP); :func:`epsilon` refuses ``delta >= 1 / n``.
 """
 
 from __future__ import annotations
@@ -406,18 +397,14 @@ def one_round_both_ways(
     return {"before": before, "tff": after_tff, "simulator": simulator.item_matrix, **recorded}
 
 
-# --------------------------------------------------------------------------------------
-# The trade-off, with the simulator
-# --------------------------------------------------------------------------------------
-
+# The trade-off, with the simulator -----------------------------------------------------
 
 NO_CLIP = 1e6  # a clip far above the norm of any update: uniform weights, nothing clipped
 
 
 class _SeparateNoiseSimulator(fedrecon.FedReconSimulator):
-    """The simulator, drawing its DP noise from a generator of its own (seeded with
-    ``noise_seed``), so that adding noise leaves every other draw of the run (client
-    shuffles, initial user embeddings) as it is without noise."""
+    """The simulator with its DP noise from a generator of its own (``noise_seed``): the
+    noise leaves the run's other draws (shuffles, initial user embeddings) unchanged."""
 
     def __init__(self, *args, noise_seed: int, **kwargs):
         super().__init__(*args, **kwargs)
@@ -445,35 +432,24 @@ def privacy_tradeoff(
     steps: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Trains ``run`` with the simulator from no DP to DP and scores the test users.
-    The rows, and what each changes from the row before:
+    """Trains ``run`` with the simulator from no DP to DP and scores the test users. Rows
+    (each changes what it names from the row before): ``no DP`` (the paper's: fixed-size
+    samples, example-weighted mean); ``Poisson sampling`` (:class:`PoissonSampler`: other
+    clients, a varying number); ``uniform weights`` (weights 1, *and* the sum divided by
+    the expected ``clients_per_round``, not the sum of weights; clip :data:`NO_CLIP`);
+    ``clipping only`` (to ``clip``); ``epsilon <= target`` (plus the noise that reaches
+    each target at ``delta`` over the rounds: RDP, Poisson). ``steps=False``: only the
+    last two kinds. All runs start from the same model and draw shuffles and user
+    embeddings from the same seeded generator, the Poisson rows the same clients; the noise
+    has its own generator (seed ``seed + 1``): the noisy rows differ from ``clipping only``
+    by the noise alone.
 
-    - ``no DP``: the paper's protocol: fixed-size samples, example-weighted mean;
-    - ``Poisson sampling``: Poisson samples (:class:`PoissonSampler`) instead, so other
-      clients each round and a varying number of them;
-    - ``uniform weights``: every client weighs 1 instead of its number of examples, *and*
-      the sum is divided by the expected ``clients_per_round`` instead of the sum of the
-      weights (the DP aggregator without clip or noise; clip :data:`NO_CLIP`);
-    - ``clipping only``: each update clipped to ``clip``;
-    - ``epsilon <= target``: plus the noise that reaches each target epsilon at ``delta``
-      over the run's rounds (Poisson accounting, which holds for these rows, RDP bound).
-
-    With ``steps=False`` only ``clipping only`` and the noisy rows run.
-
-    Every run starts from the same model and draws its clients' shuffles and initial user
-    embeddings from the same seeded generator; the Poisson rows draw the same clients
-    each round; the noise comes from a generator of its own (seed ``seed + 1``), so the
-    noisy rows differ from ``clipping only`` by the noise alone.
-
-    Columns: ``sampling``, ``weights``, ``clip``, ``noise_multiplier``; ``epsilon`` (the
-    RDP accountant's upper bound for Poisson sampling, add-or-remove neighbours: the
-    budget the noise was chosen for), ``epsilon_pld`` (the same mechanism by the PLD
-    accountant: nearly tight); two RDP bounds that are *not* comparable with ``epsilon``:
-    ``epsilon_poisson_2clip`` (Poisson sampling, add-or-remove, but with the sensitivity
-    doubled to ``2 * clip``: the noise multiplier halved) and ``epsilon_fixed_size_bound``
-    (fixed-size samples, replace-one neighbours, sensitivity ``2 * clip``: what
-    ``dp_accounting`` can say of fixed-size sampling); then ``test_rmse``,
-    ``test_accuracy`` and ``seconds``.
+    Columns: ``sampling``, ``weights``, ``clip``, ``noise_multiplier``; ``epsilon`` (RDP
+    upper bound, Poisson, add-or-remove: what the noise was chosen for), ``epsilon_pld``
+    (PLD, nearly tight); RDP bounds *not* comparable with ``epsilon``, for sensitivity
+    ``2 * clip``: ``epsilon_poisson_2clip`` (Poisson, add-or-remove, ``z / 2``) and
+    ``epsilon_fixed_size_bound`` (fixed-size, replace-one); ``test_rmse``,
+    ``test_accuracy``, ``seconds``.
     """
     num_users = len(train_ids)
     m, rounds = run.clients_per_round, run.num_rounds
@@ -522,35 +498,3 @@ def privacy_tradeoff(
             }
         )
     return pd.DataFrame(rows).set_index("setting")
-
-
-def mean_rating_rmse(
-    packed: PackedClients,
-    train_ids: Sequence[int],
-    test_ids: Sequence[int],
-    run: FedReconRun,
-    *,
-    seed: int = 42,
-) -> dict[str, float]:
-    """The baseline that predicts the training users' mean rating for every test rating,
-    scored on the ratings the trade-off scores: those that
-    ``FedReconSimulator.evaluate(packed, test_ids, reshuffle_each_pass=False, seed=seed)``
-    evaluates after reconstruction (``run.eval_split``), not on all the test users' ratings.
-
-    Returns ``mean`` (the training users' mean rating), ``rmse`` (on the scored ratings),
-    ``num_examples`` (how many were scored) and ``rmse_all`` (on all the test ratings)."""
-
-    def all_ratings(ids):
-        return np.concatenate([packed.ratings[r, : packed.counts[r]] for r in packed.rows(ids)])
-
-    mean = float(all_ratings(train_ids).mean())
-    rng = np.random.default_rng(seed)  # as evaluate: the same generator, the same batches
-    batches = packed.round_batches(test_ids, run.eval_split, run.batch_size, rng, False)
-    post = batches.post_recon
-    scored = post.ratings[post.mask].astype(np.float64)
-    return {
-        "mean": mean,
-        "rmse": float(np.sqrt(np.mean((scored - mean) ** 2))),
-        "num_examples": int(scored.size),
-        "rmse_all": float(np.sqrt(np.mean((all_ratings(test_ids) - mean) ** 2))),
-    }

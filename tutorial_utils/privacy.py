@@ -54,6 +54,7 @@ import tensorflow as tf
 from tutorial_utils import round_math
 from tutorial_utils import simulator as fedrecon
 from tutorial_utils.batches import PackedClients, RoundBatches
+from tutorial_utils.config import FedReconRun
 from tutorial_utils.program_inputs import trains_rows_once
 
 View = tuple[np.ndarray, list[int]]  # a matrix the server sees, and whose updates are in it
@@ -398,4 +399,36 @@ def attack_summary(table: pd.DataFrame) -> dict[str, float]:
         "median_u_error": float(table["u_error"].median()),
         "largest_u_error": float(table["u_error"].max()),
         "named_precision": float(table["named_precision"].mean()),
+    }
+
+
+def mean_rating_rmse(
+    packed: PackedClients,
+    train_ids: Sequence[int],
+    test_ids: Sequence[int],
+    run: FedReconRun,
+    *,
+    seed: int = 42,
+) -> dict[str, float]:
+    """The baseline that predicts the training users' mean rating for every test rating,
+    scored on the ratings the trade-off scores: those that
+    ``simulator.FedReconSimulator.evaluate(packed, test_ids, reshuffle_each_pass=False, seed=seed)``
+    evaluates after reconstruction (``run.eval_split``), not on all the test users' ratings.
+
+    Returns ``mean`` (the training users' mean rating), ``rmse`` (on the scored ratings),
+    ``num_examples`` (how many were scored) and ``rmse_all`` (on all the test ratings)."""
+
+    def all_ratings(ids):
+        return np.concatenate([packed.ratings[r, : packed.counts[r]] for r in packed.rows(ids)])
+
+    mean = float(all_ratings(train_ids).mean())
+    rng = np.random.default_rng(seed)  # as evaluate: the same generator, the same batches
+    batches = packed.round_batches(test_ids, run.eval_split, run.batch_size, rng, False)
+    post = batches.post_recon
+    scored = post.ratings[post.mask].astype(np.float64)
+    return {
+        "mean": mean,
+        "rmse": float(np.sqrt(np.mean((scored - mean) ** 2))),
+        "num_examples": int(scored.size),
+        "rmse_all": float(np.sqrt(np.mean((all_ratings(test_ids) - mean) ** 2))),
     }
