@@ -301,6 +301,30 @@ def test_epsilon_is_dp_accountings_for_the_sampling_that_runs():
     assert looser < dp_training.epsilon(z, m, n, rounds)
 
 
+def test_pld_epsilon_is_dp_accountings_pld_and_below_the_rdp_bound():
+    dp_accounting = pytest.importorskip("dp_accounting")
+    z, m, n, rounds = 1.1, 20, 4832, 500
+    by_hand = dp_accounting.pld.PLDAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
+        value_discretization_interval=1e-4,
+    )
+    by_hand.compose(
+        dp_accounting.PoissonSampledDpEvent(m / n, dp_accounting.GaussianDpEvent(z)), rounds
+    )
+    pld = dp_training.epsilon(z, m, n, rounds, accountant="pld")
+    assert dp_training.PLD_DISCRETIZATION == 1e-4
+    assert pld == pytest.approx(by_hand.get_epsilon(1e-6), rel=1e-12)
+    assert pld < 0.6 * dp_training.epsilon(z, m, n, rounds)  # RDP: a loose upper bound
+    # One round: the RDP-to-(epsilon, delta) conversion dominates the RDP figure.
+    gaussian = dp_accounting.GaussianDpEvent(z)
+    one_pld = dp_training.epsilon_of_rounds([gaussian], m, n, accountant="pld")
+    assert one_pld == pytest.approx(dp_training.epsilon(z, m, n, 1, accountant="pld"), rel=1e-12)
+    assert one_pld < 0.2 * dp_training.epsilon_of_rounds([gaussian], m, n)
+    assert dp_training.epsilon_of_rounds([gaussian] * rounds, m, n, accountant="pld") == (
+        pytest.approx(pld, rel=1e-12)
+    )
+
+
 def test_recorded_rounds_are_accounted_round_by_round():
     dp_accounting = pytest.importorskip("dp_accounting")
     m, n = 20, 4832
@@ -381,6 +405,10 @@ def test_bad_settings_are_named():
         dp_training.noise_multiplier_for(0.0, 100, 4832, 500)
     with pytest.raises(ValueError, match="delta"):
         dp_training.epsilon(1.0, 100, 4832, 500, delta=1 / 4832)  # not well below 1 / n
+    with pytest.raises(ValueError, match="accountant"):
+        dp_training.epsilon(1.0, 100, 4832, 500, accountant="moments")
+    with pytest.raises(ValueError, match="Poisson"):
+        dp_training.epsilon(1.0, 100, 4832, 500, sampling="fixed", accountant="pld")
 
 
 def test_privacy_tradeoff_trains_one_run_per_budget(rating_clients):
@@ -399,12 +427,25 @@ def test_privacy_tradeoff_trains_one_run_per_budget(rating_clients):
     assert table["clip"].tolist()[2:] == [dp_training.NO_CLIP, 0.5, 0.5]
     assert table["noise_multiplier"].tolist()[3] == 0.0 and table["noise_multiplier"].iloc[4] > 0
     noisy = table.loc["epsilon <= 4"]
+    z, n = noisy["noise_multiplier"], len(users[0])
     assert noisy["epsilon"] <= 4.0
-    assert noisy["epsilon"] == dp_training.epsilon(noisy["noise_multiplier"], 5, len(users[0]), 2)
-    assert noisy["epsilon_if_fixed_size"] == dp_training.epsilon(
-        noisy["noise_multiplier"], 5, len(users[0]), 2, sampling="fixed"
-    )
+    assert noisy["epsilon"] == dp_training.epsilon(z, 5, n, 2)
+    assert noisy["epsilon_pld"] == dp_training.epsilon(z, 5, n, 2, accountant="pld")
+    assert noisy["epsilon_pld"] < noisy["epsilon"]  # the RDP figure is an upper bound
+    assert noisy["epsilon_poisson_2clip"] == dp_training.epsilon(z / 2, 5, n, 2)
+    assert noisy["epsilon_fixed_size_bound"] == dp_training.epsilon(z, 5, n, 2, sampling="fixed")
+    assert noisy["epsilon"] < noisy["epsilon_poisson_2clip"] < noisy["epsilon_fixed_size_bound"]
+    assert np.isinf(table.loc["clipping only", ["epsilon", "epsilon_pld"]].astype(float)).all()
     assert table["test_rmse"].notna().all()
+    # steps=False: only the clipped rows, the same runs as in the full table.
+    short = dp_training.privacy_tradeoff(
+        run, packed, users[0], users[2], NUM_ITEMS, clip=0.5, target_epsilons=(4.0,),
+        steps=False, progress=False,
+    )  # fmt: skip
+    assert list(short.index) == ["clipping only", "epsilon <= 4"]
+    pd.testing.assert_frame_equal(
+        short.drop(columns="seconds"), table.iloc[3:].drop(columns="seconds")
+    )
     with pytest.raises(ValueError, match="clients_per_round"):
         dp_training.privacy_tradeoff(
             small_run(clients_per_round=50), packed, users[0], users[2], NUM_ITEMS,
@@ -414,6 +455,49 @@ def test_privacy_tradeoff_trains_one_run_per_budget(rating_clients):
         dp_training.privacy_tradeoff(
             run, packed, users[0], users[2], NUM_ITEMS, clip=0.0, target_epsilons=(4.0,)
         )
+
+
+def test_the_noise_does_not_move_the_runs_other_draws(rating_clients):
+    users = clients.split_clients(rating_clients.client_ids, seed=0)
+    packed = clients.UserSplit(rating_clients, *users).packed()
+    run = small_run(clients_per_round=4)
+
+    def state_after_rounds(cls, z, **options):
+        model = cls(run, NUM_ITEMS, seed=3, dp_clip=0.5, dp_noise_multiplier=z, **options)
+        for _ in range(3):
+            model.run_round(packed, users[0][:4])
+        return model.rng.bit_generator.state, model.item_matrix
+
+    separate = dp_training._SeparateNoiseSimulator
+    clipped, clipped_matrix = state_after_rounds(separate, 0.0, noise_seed=4)
+    noised, noised_matrix = state_after_rounds(separate, 1.0, noise_seed=4)
+    assert noised == clipped  # shuffles and user embeddings: the same draws
+    assert not np.allclose(noised_matrix, clipped_matrix)  # but noise was added
+    assert state_after_rounds(separate, 1.0, noise_seed=4)[0] == noised  # seeded
+    # The plain simulator draws its noise from the shared generator, which moves it.
+    assert state_after_rounds(sim.FedReconSimulator, 1.0)[0] != clipped
+
+
+def test_the_mean_rating_baseline_scores_the_evaluated_ratings(rating_clients):
+    users = clients.split_clients(rating_clients.client_ids, seed=0)
+    packed = clients.UserSplit(rating_clients, *users).packed()
+    run = small_run(clients_per_round=4)
+    baseline = privacy.mean_rating_rmse(packed, users[0], users[2], run, seed=7)
+    scored = sim.FedReconSimulator(run, NUM_ITEMS).evaluate(
+        packed, users[2], reshuffle_each_pass=False, seed=7
+    )
+    assert baseline["num_examples"] == scored["num_examples"]
+    train = np.concatenate([packed.ratings[r, : packed.counts[r]] for r in packed.rows(users[0])])
+    test = np.concatenate([packed.ratings[r, : packed.counts[r]] for r in packed.rows(users[2])])
+    assert baseline["mean"] == pytest.approx(train.mean())
+    assert baseline["rmse_all"] == pytest.approx(np.sqrt(np.mean((test - train.mean()) ** 2)))
+    assert baseline["num_examples"] < test.size  # a part of the test ratings only
+    # The scored ratings are the post-reconstruction batches' of the same seeded split.
+    batches = packed.round_batches(
+        users[2], run.eval_split, run.batch_size, np.random.default_rng(7), False
+    )
+    truth = batches.post_recon.ratings[batches.post_recon.mask]
+    assert baseline["rmse"] == pytest.approx(np.sqrt(np.mean((truth - train.mean()) ** 2)))
 
 
 # --------------------------------------------------------------------------------------
@@ -450,6 +534,26 @@ def test_tff_secure_sum_gives_the_plain_mean(rating_clients):
     )
     assert not np.array_equal(result["simulator"], result["before"])
     np.testing.assert_allclose(result["tff"], result["simulator"], atol=1e-4)
+
+
+def test_the_readmes_share_of_revealed_ratings_is_notebook_07s():
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    notebook = json.loads((root / "notebooks" / "07_privacy.ipynb").read_text())
+    printed = "".join(
+        "".join(output.get("text", ""))
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code"
+        for output in cell.get("outputs", [])
+    )
+    share = re.search(r"the changed rows cover ([\d.]+)% of the movies it rated", printed)
+    assert share, "notebook 07 no longer prints the share of rated movies its updates reveal"
+    intro = " ".join((root / "README.md").read_text().split("\n\n")[1].split())
+    expected = f"post-reconstruction half ({float(share.group(1)):.0f}% of its ratings, on average)"
+    assert expected in intro
 
 
 # --------------------------------------------------------------------------------------

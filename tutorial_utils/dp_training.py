@@ -16,27 +16,28 @@ Accounting
 ----------
 One client is one user, so the guarantee is user-level (McMahan et al. 2018,
 "Learning Differentially Private Recurrent Language Models"). :func:`epsilon` is the
-``(epsilon, delta)`` of a whole training, from ``dp_accounting``'s RDP accountant
-(Mironov 2017; Mironov, Talwar and Zhang 2019 for the sampled Gaussian), for
-``num_rounds`` rounds of the Gaussian mechanism on a sample of the ``num_users`` users.
-The accounting must describe the training that ran, in three respects:
+``(epsilon, delta)`` of a whole training, for ``num_rounds`` rounds of the Gaussian
+mechanism on a sample of the ``num_users`` users, by a ``dp_accounting`` accountant:
 
-- ``sampling="poisson"``: every user joins a round independently with probability
-  ``q = clients_per_round / num_users`` (:class:`PoissonSampler`); neighbouring datasets
-  differ by adding or removing one user. The sum of clipped deltas then moves by at most
-  ``clip`` and the noise std is ``noise_multiplier`` times that: the event is
-  ``PoissonSampledDpEvent(q, GaussianDpEvent(noise_multiplier))``. This is the analysis of
-  McMahan et al. 2018, whose estimator divides by the *expected* number of clients, as
-  TFF's aggregator does.
-- ``sampling="fixed"``: exactly ``clients_per_round`` users a round, without replacement
-  (``clients.ClientSampler``, TFF's usual loop). ``dp_accounting`` analyses that sampling
-  only with replace-one neighbours (Wang, Balle and Kasiviswanathan 2019), and replacing
-  one user's clipped delta by another's moves the sum by up to ``2 * clip``. Its
-  ``GaussianDpEvent`` takes the noise std divided by that sensitivity, so the event is
-  ``SampledWithoutReplacementDpEvent(n, m, GaussianDpEvent(noise_multiplier / 2))``.
-- ``delta``: :data:`DELTA` = 1e-6 by default, well below ``1 / num_users``. A mechanism
-  that publishes one random user's data whole is ``(0, 1 / n)``-DP, so a delta near
-  ``1 / n`` allows a full leak of about one user; :func:`epsilon` refuses ``delta >= 1 / n``.
+- ``"rdp"`` (default): Rényi DP (Mironov 2017; Mironov, Talwar and Zhang 2019), composed
+  then converted to ``(epsilon, delta)``: an *upper bound*, loose by that conversion.
+- ``"pld"``: privacy loss distributions (Sommer, Meiser and Mohammadi 2019; Koskela,
+  Jälkö and Honkela 2020), discretized at :data:`PLD_DISCRETIZATION`: nearly tight.
+  Poisson sampling only.
+
+It must describe the training that ran:
+
+- ``sampling="poisson"``: each user joins a round with probability ``q = clients_per_round
+  / num_users`` (:class:`PoissonSampler`); add-or-remove neighbours, sensitivity ``clip``:
+  ``PoissonSampledDpEvent(q, GaussianDpEvent(noise_multiplier))``, the analysis of McMahan
+  et al. 2018 (whose estimator divides by the *expected* number of clients, as TFF's).
+- ``sampling="fixed"``: ``clients_per_round`` users without replacement
+  (``clients.ClientSampler``). ``dp_accounting`` has only replace-one neighbours for it
+  (Wang, Balle and Kasiviswanathan 2019), sensitivity ``2 * clip``, so the event is
+  ``SampledWithoutReplacementDpEvent(n, m, GaussianDpEvent(noise_multiplier / 2))``: an
+  upper bound under another relation, not comparable with the Poisson figure.
+- ``delta``: :data:`DELTA` = 1e-6, well below ``1 / n`` (publishing one random user's
+  data whole is ``(0, 1 / n)``-DP); :func:`epsilon` refuses ``delta >= 1 / n``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ from tutorial_utils.batches import PackedClients, batches_from_datasets
 from tutorial_utils.config import FedReconRun
 
 SAMPLING = ("poisson", "fixed")
+ACCOUNTANTS = ("rdp", "pld")
+PLD_DISCRETIZATION = 1e-4  # value_discretization_interval of the PLD accountant
 DELTA = 1e-6  # well below 1 / n for the few thousand users of MovieLens 1M
 
 
@@ -118,6 +121,21 @@ def sampled_event(gaussian, clients_per_round: int, num_users: int, sampling: st
     raise ValueError(f"sampling must be one of {', '.join(SAMPLING)}, got {sampling!r}.")
 
 
+def _accountant(kind: str, relation):
+    """A fresh ``dp_accounting`` accountant of ``kind`` (see :data:`ACCOUNTANTS`)."""
+    import dp_accounting
+
+    if kind == "rdp":
+        return dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+    if kind == "pld":
+        if relation != dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE:
+            raise ValueError("the PLD accounting here is for Poisson sampling only.")
+        return dp_accounting.pld.PLDAccountant(
+            neighboring_relation=relation, value_discretization_interval=PLD_DISCRETIZATION
+        )
+    raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}, got {kind!r}.")
+
+
 def epsilon_of_rounds(
     gaussians: Sequence,
     clients_per_round: int,
@@ -125,12 +143,12 @@ def epsilon_of_rounds(
     *,
     delta: float = DELTA,
     sampling: str = "poisson",
+    accountant: str = "rdp",
 ) -> float:
     """The epsilon at ``delta`` of rounds whose Gaussian mechanisms are ``gaussians``
     (one ``GaussianDpEvent`` a round, e.g. those TFF's DP aggregator records), each on a
-    sample of ``clients_per_round`` (expected, for Poisson) of ``num_users`` users."""
-    import dp_accounting
-
+    sample of ``clients_per_round`` (expected, for Poisson) of ``num_users`` users, by
+    ``accountant`` (``"rdp"``: an upper bound; ``"pld"``: nearly tight)."""
     if not 0 < delta < 1 / num_users:
         raise ValueError(f"delta must be in (0, 1 / num_users = {1 / num_users:.3g}), got {delta}.")
     if not gaussians:
@@ -138,11 +156,11 @@ def epsilon_of_rounds(
     if any(g.noise_multiplier == 0 for g in gaussians):
         return math.inf
     relation = sampled_event(gaussians[0], clients_per_round, num_users, sampling)[1]
-    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+    counter = _accountant(accountant, relation)
     for gaussian, run in itertools.groupby(gaussians):  # equal rounds composed at once
         event = sampled_event(gaussian, clients_per_round, num_users, sampling)[0]
-        accountant.compose(event, len(list(run)))
-    return float(accountant.get_epsilon(delta))
+        counter.compose(event, len(list(run)))
+    return float(counter.get_epsilon(delta))
 
 
 def epsilon(
@@ -153,10 +171,12 @@ def epsilon(
     *,
     delta: float = DELTA,
     sampling: str = "poisson",
+    accountant: str = "rdp",
 ) -> float:
     """The epsilon at ``delta`` of ``num_rounds`` rounds of the Gaussian mechanism with
-    ``noise_multiplier`` (noise std over ``clip``) on samples drawn by ``sampling``
-    (see the module's docstring). Infinite without noise."""
+    ``noise_multiplier`` (noise std over ``clip``) on samples drawn by ``sampling``,
+    counted by ``accountant`` (see the module's docstring: ``"rdp"`` gives an upper bound,
+    ``"pld"`` a nearly tight value, Poisson only). Infinite without noise."""
     import dp_accounting
 
     check_settings(
@@ -168,14 +188,16 @@ def epsilon(
         raise ValueError(f"num_rounds must be at least 1, got {num_rounds}.")
     if not 0 < delta < 1 / num_users:
         raise ValueError(f"delta must be in (0, 1 / num_users = {1 / num_users:.3g}), got {delta}.")
+    if accountant not in ACCOUNTANTS:
+        raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}, got {accountant!r}.")
     if noise_multiplier == 0:
         return math.inf
     event, relation = sampled_event(
         dp_accounting.GaussianDpEvent(noise_multiplier), clients_per_round, num_users, sampling
     )
-    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
-    accountant.compose(event, num_rounds)
-    return float(accountant.get_epsilon(delta))
+    counter = _accountant(accountant, relation)
+    counter.compose(event, num_rounds)
+    return float(counter.get_epsilon(delta))
 
 
 def noise_multiplier_for(
@@ -375,12 +397,25 @@ def one_round_both_ways(
     return {"before": before, "tff": after_tff, "simulator": simulator.item_matrix, **recorded}
 
 
-# --------------------------------------------------------------------------------------
-# The trade-off, with the simulator
-# --------------------------------------------------------------------------------------
-
+# The trade-off, with the simulator -----------------------------------------------------
 
 NO_CLIP = 1e6  # a clip far above the norm of any update: uniform weights, nothing clipped
+
+
+class _SeparateNoiseSimulator(fedrecon.FedReconSimulator):
+    """The simulator with its DP noise from a generator of its own (``noise_seed``): the
+    noise leaves the run's other draws (shuffles, initial user embeddings) unchanged."""
+
+    def __init__(self, *args, noise_seed: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._noise_rng = np.random.default_rng(noise_seed)
+
+    def training_arguments(self, inputs, users):
+        shared, self.rng = self.rng, self._noise_rng  # the noise is drawn from self.rng
+        try:
+            return super().training_arguments(inputs, users)
+        finally:
+            self.rng = shared
 
 
 def privacy_tradeoff(
@@ -394,24 +429,27 @@ def privacy_tradeoff(
     target_epsilons: Sequence[float],
     delta: float = DELTA,
     seed: int = 42,
+    steps: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Trains ``run`` with the simulator from no DP to DP, one change a row, and scores the
-    test users. The rows:
+    """Trains ``run`` with the simulator from no DP to DP and scores the test users. Rows
+    (each changes what it names from the row before): ``no DP`` (the paper's: fixed-size
+    samples, example-weighted mean); ``Poisson sampling`` (:class:`PoissonSampler`: other
+    clients, a varying number); ``uniform weights`` (weights 1, *and* the sum divided by
+    the expected ``clients_per_round``, not the sum of weights; clip :data:`NO_CLIP`);
+    ``clipping only`` (to ``clip``); ``epsilon <= target`` (plus the noise that reaches
+    each target at ``delta`` over the rounds: RDP, Poisson). ``steps=False``: only the
+    last two kinds. All runs start from the same model and draw shuffles and user
+    embeddings from the same seeded generator, the Poisson rows the same clients; the noise
+    has its own generator (seed ``seed + 1``): the noisy rows differ from ``clipping only``
+    by the noise alone.
 
-    - ``no DP``: the paper's protocol: fixed-size samples, example-weighted mean;
-    - ``Poisson sampling``: the same with Poisson samples (:class:`PoissonSampler`);
-    - ``uniform weights``: every client weighs 1, the sum divided by the expected
-      ``clients_per_round`` (the DP aggregator without clip or noise; clip :data:`NO_CLIP`);
-    - ``clipping only``: each update clipped to ``clip``;
-    - ``epsilon <= target``: plus the noise that reaches each target epsilon at ``delta``
-      over the run's rounds (Poisson accounting, which holds for these rows).
-
-    The runs start from the same model; the Poisson rows draw the same clients each round.
-    Columns: ``sampling``, ``weights``, ``clip``, ``noise_multiplier``, ``epsilon``
-    (reached, Poisson accounting), ``epsilon_if_fixed_size`` (what the same noise would
-    give on fixed-size samples: replace-one neighbours, sensitivity ``2 * clip``),
-    ``test_rmse``, ``test_accuracy`` and ``seconds``.
+    Columns: ``sampling``, ``weights``, ``clip``, ``noise_multiplier``; ``epsilon`` (RDP
+    upper bound, Poisson, add-or-remove: what the noise was chosen for), ``epsilon_pld``
+    (PLD, nearly tight); RDP bounds *not* comparable with ``epsilon``, for sensitivity
+    ``2 * clip``: ``epsilon_poisson_2clip`` (Poisson, add-or-remove, ``z / 2``) and
+    ``epsilon_fixed_size_bound`` (fixed-size, replace-one); ``test_rmse``,
+    ``test_accuracy``, ``seconds``.
     """
     num_users = len(train_ids)
     m, rounds = run.clients_per_round, run.num_rounds
@@ -420,8 +458,9 @@ def privacy_tradeoff(
         ("no DP", "fixed", None, None),
         ("Poisson sampling", "poisson", None, None),
         ("uniform weights", "poisson", NO_CLIP, 0.0),
-        ("clipping only", "poisson", clip, 0.0),
     ]
+    settings = settings if steps else []
+    settings.append(("clipping only", "poisson", clip, 0.0))
     for target in target_epsilons:
         z = noise_multiplier_for(target, m, num_users, rounds, delta=delta)
         settings.append((f"epsilon <= {target:g}", "poisson", clip, z))
@@ -429,7 +468,7 @@ def privacy_tradeoff(
     for name, sampling, row_clip, z in settings:
         start = time.monotonic()
         dp = {} if row_clip is None else {"dp_clip": row_clip, "dp_noise_multiplier": z}
-        simulator = fedrecon.FedReconSimulator(run, num_items, seed=seed, **dp)
+        simulator = _SeparateNoiseSimulator(run, num_items, seed=seed, noise_seed=seed + 1, **dp)
         if sampling == "fixed":
             sampler = clients.ClientSampler(train_ids, m, seed=seed)
         else:
@@ -437,8 +476,10 @@ def privacy_tradeoff(
         fedrecon.train(simulator, packed, sampler, rounds, progress=progress, desc=name)
         scores = simulator.evaluate(packed, test_ids, reshuffle_each_pass=False, seed=seed)
 
-        def reached(kind, z=z):
-            return epsilon(z, m, num_users, rounds, delta=delta, sampling=kind) if z else math.inf
+        def reached(z=z, **accounting):
+            if not z:
+                return math.inf
+            return epsilon(z, m, num_users, rounds, delta=delta, **accounting)
 
         rows.append(
             {
@@ -447,8 +488,10 @@ def privacy_tradeoff(
                 "weights": "examples" if row_clip is None else "uniform",
                 "clip": row_clip if row_clip is not None else np.nan,
                 "noise_multiplier": z if z is not None else np.nan,
-                "epsilon": reached("poisson"),
-                "epsilon_if_fixed_size": reached("fixed"),
+                "epsilon": reached(),
+                "epsilon_pld": reached(accountant="pld"),
+                "epsilon_poisson_2clip": reached(z / 2 if z else z),
+                "epsilon_fixed_size_bound": reached(sampling="fixed"),
                 "test_rmse": scores["rmse"],
                 "test_accuracy": scores["rating_accuracy"],
                 "seconds": time.monotonic() - start,

@@ -288,9 +288,9 @@ def attack_recovery(
 def privacy_tradeoff(
     table: pd.DataFrame, delta: float, name: str = "07_privacy_tradeoff"
 ) -> Figure:
-    """Test RMSE and rating accuracy against the epsilon reached at ``delta``
-    (``dp_training.privacy_tradeoff``' table, log x axis); runs without noise are
-    horizontal lines."""
+    """Test RMSE and rating accuracy against the epsilon reached at ``delta``, the RDP
+    accountant's upper bound (``dp_training.privacy_tradeoff``' table, column ``epsilon``,
+    log x axis); runs without noise are horizontal lines."""
     fig = plt.figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
     noisy = table[np.isfinite(table["epsilon"])]
@@ -305,7 +305,7 @@ def privacy_tradeoff(
             ax.axhline(row[column], color=color, linestyle=style, linewidth=1.2, label=setting)
         ax.set(
             xscale="log",
-            xlabel=f"Epsilon reached at delta = {delta:g} (log scale)",
+            xlabel=f"Epsilon at delta = {delta:g}, RDP upper bound (log scale)",
             ylabel=label,
             title=f"Test users: {label if label == 'RMSE' else label.lower()}",
         )

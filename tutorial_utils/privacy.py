@@ -31,12 +31,14 @@ error over a batch of ``B`` ratings ``r``). Every changed row is a multiple of `
 update's top singular vector gives ``u``'s direction ``e`` (``u = a e``), and each row
 ``i`` gives ``d_i = delta_i . e``. Then ``r_i = a (e . v_i) + b B d_i / (2 client_lr)``
 with ``b = 1 / a``: two unknown numbers for all the rows. Ratings are whole stars, so
-the pair that makes every ``r_i`` a whole number from 1 to 5 is found by trying the 25
-rating pairs of two rows, and checked on all the others. ``b`` is kept free, so an update
-scaled by an unknown factor (clipped) gives the same ratings and the same ``u``; for the
-same reason the attack does not need ``client_lr``: a wrong one only rescales ``b``. It
-needs the rows the server sent, and the batch size only for a shorter last batch. A row of
-the client's last, shorter batch fits with its own ``B``, tried from 1 up.
+the pair that makes every ``r_i`` a whole number from 1 to 5 is found by taking the 6
+rows that moved most and, for each of the 15 pairs of them, trying the 25 pairs of
+ratings (solving for ``a`` and ``b`` each time), then checking on all the other rows.
+``b`` is kept free, so an update scaled by an unknown factor (clipped) gives the same
+ratings and the same ``u``; for the same reason the attack does not need ``client_lr``: a
+wrong one only rescales ``b``. It needs the rows the server sent, and the batch size only
+for a shorter last batch. A row of the client's last, shorter batch fits with its own
+``B``, tried from 1 up.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import tensorflow as tf
 from tutorial_utils import round_math
 from tutorial_utils import simulator as fedrecon
 from tutorial_utils.batches import PackedClients, RoundBatches
+from tutorial_utils.config import FedReconRun
 from tutorial_utils.program_inputs import trains_rows_once
 
 View = tuple[np.ndarray, list[int]]  # a matrix the server sees, and whose updates are in it
@@ -396,4 +399,36 @@ def attack_summary(table: pd.DataFrame) -> dict[str, float]:
         "median_u_error": float(table["u_error"].median()),
         "largest_u_error": float(table["u_error"].max()),
         "named_precision": float(table["named_precision"].mean()),
+    }
+
+
+def mean_rating_rmse(
+    packed: PackedClients,
+    train_ids: Sequence[int],
+    test_ids: Sequence[int],
+    run: FedReconRun,
+    *,
+    seed: int = 42,
+) -> dict[str, float]:
+    """The baseline that predicts the training users' mean rating for every test rating,
+    scored on the ratings the trade-off scores: those that
+    ``simulator.FedReconSimulator.evaluate(packed, test_ids, reshuffle_each_pass=False, seed=seed)``
+    evaluates after reconstruction (``run.eval_split``), not on all the test users' ratings.
+
+    Returns ``mean`` (the training users' mean rating), ``rmse`` (on the scored ratings),
+    ``num_examples`` (how many were scored) and ``rmse_all`` (on all the test ratings)."""
+
+    def all_ratings(ids):
+        return np.concatenate([packed.ratings[r, : packed.counts[r]] for r in packed.rows(ids)])
+
+    mean = float(all_ratings(train_ids).mean())
+    rng = np.random.default_rng(seed)  # as evaluate: the same generator, the same batches
+    batches = packed.round_batches(test_ids, run.eval_split, run.batch_size, rng, False)
+    post = batches.post_recon
+    scored = post.ratings[post.mask].astype(np.float64)
+    return {
+        "mean": mean,
+        "rmse": float(np.sqrt(np.mean((scored - mean) ** 2))),
+        "num_examples": int(scored.size),
+        "rmse_all": float(np.sqrt(np.mean((all_ratings(test_ids) - mean) ** 2))),
     }
