@@ -1,22 +1,16 @@
 """The checks of notebook 04: each tells a learner whether an exercise's answer is right.
 
-Every ``check_exercise_*`` function takes the learner's answer and ends in one of the
-verdicts of :mod:`tutorial_utils.feedback`: it prints ``✅ Correct`` with what it verified,
-``⏳ Not done yet`` while the answer is missing (``None``, or a class whose methods are not
-all written), or raises ``feedback.AnswerIncorrect``, which says in plain words what is
-wrong and why it matters.
-
-The checks test what an answer *does*, not how it is written: a ``dataset_split_fn`` is
-run on a tiny client whose batches are numbered (``feedback.trace_split``), a model is
-compared with the Keras model on the same weights and trained by TFF
-(:mod:`tutorial_utils.model_checks`). The runs the exercises train come from
-``runs.train_and_score`` (matrix factorization) and :mod:`tutorial_utils.emnist`.
+Every ``check_exercise_*`` function takes the learner's answer and ends in a verdict of
+:mod:`tutorial_utils.feedback` (``✅ Correct``, ``⏳ Not done yet``, or
+``feedback.AnswerIncorrect``, which says in plain words what is wrong and why it matters).
+They test what an answer *does*: a ``dataset_split_fn`` is run on a client whose batches
+are numbered, a model is compared with the Keras model (:mod:`tutorial_utils.model_checks`).
+Exercise 4's TFF calls are checked in :mod:`tutorial_utils.emnist`, re-exported here.
 """
 
 from __future__ import annotations
 
 import collections
-import collections.abc
 import functools
 import inspect
 
@@ -24,47 +18,22 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tutorial_utils import emnist, feedback, model, model_checks, splits
-from tutorial_utils.feedback import (
-    AnswerIncorrect,
-    first_pass,
-    numbered_batches,
-    short,
-    trace_split,
-)
+from tutorial_utils import emnist, feedback, model, model_checks, recorded, splits
+from tutorial_utils.feedback import AnswerIncorrect, first_pass, short, trace_split
 from tutorial_utils.runs import RunResult
 
 # --------------------------------------------------------------------------------------
 # Exercise 1: control the steps with dataset_split_fn, then tune
 # --------------------------------------------------------------------------------------
 
-# The goal of the tuning: the mean validation rating accuracy over at least MIN_SEEDS seeds.
-# It lies clear of what the seed alone moves: scripts/seeds_exercise1.py trained the split
-# alone (config.SPLIT_ALONE) with the simulator for SPLIT_ALONE_SIMULATED["seeds"] seeds,
-# and no seed came within 0.008 of it; the solution's tuned run clears it with every seed
-# that did not diverge (results/exercise1_seeds.csv).
+# The goal of the tuning: a mean validation rating accuracy over at least MIN_SEEDS seeds,
+# above every seed of the split alone and below every seed of the tuned run that did not
+# diverge (results/exercise1_seeds.csv, tests/test_recorded.py).
 TARGET_VALIDATION_ACCURACY = 0.41
 MIN_SEEDS = 3
-# The split alone's validation rating accuracy over the seeds of results/exercise1_seeds.csv
-# (the simulator; tests/test_recorded.py keeps the two equal). Constants, so that the check
-# also works where results/ is not installed (Colab).
-SPLIT_ALONE_SIMULATED = {"seeds": 10, "mean": 0.3932, "min": 0.3851, "max": 0.4017}
-# The same with TFF 0.87, one run (seed 42): the split_alone row of
-# results/exercise1_tuning.csv, written by scripts/tune_exercise1.py.
-SPLIT_ALONE_VALIDATION_ACCURACY = 0.3930
-
-
-def _disjoint_trace(split_fn, num_batches: int, problem: str) -> tuple[list, list]:
-    """The batches ``split_fn`` gives each stage on a client of ``num_batches`` batches.
-
-    Raises :class:`AnswerIncorrect` if the stages share a batch, saying ``problem`` with
-    ``{recon}``, ``{post}`` and ``{shared}`` filled in.
-    """
-    recon, post = trace_split(split_fn, numbered_batches(num_batches))
-    shared = splits.common_ratings(recon, post)
-    if shared:
-        raise AnswerIncorrect(problem.format(recon=recon, post=post, shared=shared))
-    return recon, post
+SPLIT_ALONE_SIMULATED = recorded.SPLIT_ALONE_SIMULATED
+SPLIT_ALONE_VALIDATION_ACCURACY = recorded.SPLIT_ALONE_VALIDATION_ACCURACY
+split_alone_spread = recorded.split_alone_spread
 
 
 def check_exercise_1(split_fn) -> None:
@@ -73,7 +42,7 @@ def check_exercise_1(split_fn) -> None:
     if split_fn is None:
         feedback.not_done("set split_fn to your dataset_split_fn, then run this check again.")
         return
-    recon, post = _disjoint_trace(
+    recon, post = feedback.disjoint_trace(
         split_fn,
         7,
         (
@@ -104,7 +73,7 @@ def check_exercise_1(split_fn) -> None:
             f"{len(post) / max(len(post_pass), 1):g} passes. The exercise asks for 1 pass "
             "(post_recon_epochs=1)."
         )
-    big_recon, big_post = trace_split(split_fn, numbered_batches(200))
+    big_recon, big_post = trace_split(split_fn, feedback.numbered_batches(200))
     if len(big_recon) != 50:
         raise AnswerIncorrect(
             f"on a client with 200 batches, reconstruction ran {len(big_recon)} steps; the "
@@ -122,18 +91,6 @@ def check_exercise_1(split_fn) -> None:
     )
 
 
-def split_alone_spread(engine: str = "simulator") -> str:
-    """Where the split alone lands, for the runs of ``engine``: the simulator's spread over
-    seeds, or TFF's one recorded run."""
-    if engine == "simulator":
-        spread = SPLIT_ALONE_SIMULATED
-        return (
-            f"{spread['min']:.4f} to {spread['max']:.4f} over {spread['seeds']} seeds "
-            f"(mean {spread['mean']:.4f})"
-        )
-    return f"{SPLIT_ALONE_VALIDATION_ACCURACY:.4f} in TFF's one recorded run"
-
-
 def check_exercise_1_tuning(results) -> None:
     """Checks exercise 1's tuning on the **validation** users: on real MovieLens 1M in the
     full configuration, one configuration trained with at least :data:`MIN_SEEDS` seeds
@@ -144,15 +101,11 @@ def check_exercise_1_tuning(results) -> None:
         results = [results]
     if not results or any(result is None for result in results):
         feedback.not_done(
-            "set tuned_run to your configuration and run the cell that trains it, so that "
-            "tuned_results holds one runs.train_and_score result per seed; then run this "
-            "check again."
+            "set tuned_run and run the cell that trains it with every seed, then this check."
         )
         return
-    first = results[0]
-    accuracies = [result.validation["rating_accuracy"] for result in results]
-    listing = ", ".join(f"{a:.4f}" for a in accuracies)
-    mean = float(np.mean(accuracies))
+    first, accuracies = results[0], [r.validation["rating_accuracy"] for r in results]
+    listing, mean = ", ".join(f"{a:.4f}" for a in accuracies), float(np.mean(accuracies))
     if first.data_kind != "movielens" or first.config_name != "full":
         feedback.not_judged(
             f"these runs used {first.data_kind} data in the {first.config_name} configuration "
@@ -164,8 +117,7 @@ def check_exercise_1_tuning(results) -> None:
     if len({result.run for result in results}) > 1:
         raise AnswerIncorrect(
             "these results come from different configurations. Train one configuration "
-            "with several seeds: the check judges a configuration, not the luckiest of "
-            "several."
+            "with several seeds: the check judges a configuration, not the luckiest run."
         )
     seeds = [result.seed for result in results]
     if len(set(seeds)) < MIN_SEEDS:
@@ -181,21 +133,19 @@ def check_exercise_1_tuning(results) -> None:
             "the accuracy is 0. A configuration that works only for lucky seeds is not "
             "tuned yet: lower the rate you raised last (hint 3)."
         )
-    engines = {result.engine for result in results}
-    engine = engines.pop() if len(engines) == 1 else "mixed"
     tests = ", ".join(f"{r.test['rating_accuracy']:.4f}" for r in results)
     if mean < TARGET_VALIDATION_ACCURACY:
         raise AnswerIncorrect(
             f"the mean validation rating accuracy over seeds {seeds} is {mean:.4f} "
             f"({listing}); the goal is {TARGET_VALIDATION_ACCURACY:.2f}. The split alone "
-            f"scores {split_alone_spread(engine)}. The hints below this check say which "
+            f"scores {split_alone_spread(first.engine)}. The hints below this check say which "
             "settings help most."
         )
-    trained_by = "the simulator" if engine == "simulator" else engine
+    trained_by = "the simulator" if first.engine == "simulator" else first.engine
     feedback.correct(
         f"mean validation rating accuracy {mean:.4f} over seeds {seeds} ({listing}, "
         f"trained by {trained_by}), against a goal of {TARGET_VALIDATION_ACCURACY:.2f}; the "
-        f"split alone scores {split_alone_spread(engine)}. Test rating accuracy, reported "
+        f"split alone scores {split_alone_spread(first.engine)}. Test rating accuracy, reported "
         f"only: {tests}."
     )
 
@@ -212,7 +162,7 @@ def check_exercise_2(train_split_fn, eval_split_fn) -> None:
         feedback.not_done("set both train_split_fn and eval_split_fn, then run this check again.")
         return
     everything = list(range(6))
-    train_recon, train_post = trace_split(train_split_fn, numbered_batches(6))
+    train_recon, train_post = trace_split(train_split_fn, feedback.numbered_batches(6))
     for stage, steps in (
         ("reconstruction", train_recon),
         ("post-reconstruction training", train_post),
@@ -225,7 +175,7 @@ def check_exercise_2(train_split_fn, eval_split_fn) -> None:
                 "The exercise asks training to reuse all of a client's data for both stages, "
                 "which helps clients that have little data."
             )
-    eval_recon, eval_scored = _disjoint_trace(
+    eval_recon, eval_scored = feedback.disjoint_trace(
         eval_split_fn,
         6,
         (
@@ -248,7 +198,7 @@ def check_exercise_2(train_split_fn, eval_split_fn) -> None:
         f"post-reconstruction {train_post};\n"
         f"evaluation keeps it disjoint: reconstruction {eval_recon}, scored {eval_scored}."
     )
-    recon, scored = trace_split(eval_split_fn, numbered_batches(20, reshuffle=True))
+    recon, scored = trace_split(eval_split_fn, feedback.numbered_batches(20, reshuffle=True))
     reused, total = splits.shared_ratings(recon, scored)
     if reused:
         feedback.note(
@@ -540,203 +490,6 @@ def check_exercise_4_comparison(comparison) -> None:
     )
 
 
-def _shapes(weights) -> list[tuple]:
-    """The shapes of a list of variables or arrays."""
-    return [tuple(w.shape) for w in weights]
-
-
-def check_exercise_4_models(personal_model_fn, global_model_fn, embedding_dim: int) -> None:
-    """Checks exercise 4's two TFF models: ``personal_model_fn()`` a ``ReconstructionModel``
-    (``from_keras_model_and_layers``) whose only local variable is the user embedding, and
-    ``global_model_fn()`` a ``tff.learning`` model (``from_keras_model``) of the same network
-    without the embedding, reporting EMNIST's accuracy."""
-    import tensorflow_federated as tff
-
-    if personal_model_fn is None or global_model_fn is None:
-        feedback.not_done("write personal_model_fn and global_model_fn, then run this check.")
-        return
-    personal, plain = personal_model_fn(), global_model_fn()
-    if personal is None or plain is None:
-        feedback.not_done("a model function still returns None; finish it, then run this check.")
-        return
-    if not isinstance(personal, tff.learning.models.ReconstructionModel):
-        raise AnswerIncorrect(
-            f"personal_model_fn() returns a {type(personal).__name__}, not a "
-            "ReconstructionModel. build_fed_recon needs to know which variables stay on the "
-            "device: wrap the network with "
-            "tff.learning.models.ReconstructionModel.from_keras_model_and_layers."
-        )
-    local = model_checks.local_shapes(personal)
-    if local != [(1, embedding_dim)]:
-        raise AnswerIncorrect(
-            f"the personal model's local variables have shapes {local}; expected only the "
-            f"user embedding, {(1, embedding_dim)}. Pass the embedding layer as "
-            "local_layers and every other layer with weights as global_layers."
-        )
-    if not model_checks.same_spec(personal.input_spec, emnist.emnist_input_spec()):
-        raise AnswerIncorrect(
-            f"the personal model's input_spec is {personal.input_spec}; the writers' batches "
-            f"are {emnist.emnist_input_spec()}. Pass input_spec=emnist.emnist_input_spec()."
-        )
-    if isinstance(plain, tff.learning.models.ReconstructionModel) or not isinstance(
-        plain, tff.learning.models.VariableModel
-    ):
-        raise AnswerIncorrect(
-            f"global_model_fn() returns a {type(plain).__name__}. Federated averaging trains "
-            "a plain tff.learning model, with every variable global: build it with "
-            "tff.learning.models.from_keras_model from build_fn(num_classes, 0)."
-        )
-    plain_shapes = _shapes(plain.trainable_variables)
-    if (1, embedding_dim) in plain_shapes:
-        raise AnswerIncorrect(
-            f"the FedAvg model has a variable of the embedding's shape {(1, embedding_dim)}. "
-            "FedAvg averages every variable over all writers, so an embedding there would be "
-            "nobody's own: give from_keras_model the network built with embedding_dim=0."
-        )
-    personal_global = model_checks.global_shapes(personal)
-    if len(plain_shapes) != len(personal_global):
-        raise AnswerIncorrect(
-            f"the FedAvg model has {len(plain_shapes)} trainable variables and the personal "
-            f"model {len(personal_global)} global ones: compare the same network, once with "
-            "and once without the embedding."
-        )
-    metrics = plain.report_local_unfinalized_metrics()
-    if "accuracy" not in metrics:
-        raise AnswerIncorrect(
-            f"the FedAvg model reports {sorted(metrics)}, not 'accuracy': pass "
-            "metrics=emnist.emnist_metrics_fn() (and loss=emnist.emnist_loss_fn()), so that "
-            "the two models are scored alike."
-        )
-    feedback.correct(
-        f"the personal model keeps only the user embedding {(1, embedding_dim)} on the "
-        f"device and shares its {len(personal_global)} other variables; the FedAvg model "
-        f"shares all {len(plain_shapes)} of the same network without the embedding, and "
-        "reports accuracy."
-    )
-
-
-def _learning_rate(state_part) -> float | None:
-    """The learning rate held in one part of a learning process's state, if any."""
-    if isinstance(state_part, collections.abc.Mapping) and "learning_rate" in state_part:
-        return float(state_part["learning_rate"])
-    return None
-
-
-def check_exercise_4_processes(fed_recon, fed_avg, run, embedding_dim: int) -> None:
-    """Checks exercise 4's training processes: ``fed_recon`` from ``build_fed_recon`` on the
-    personal model, ``fed_avg`` from ``build_weighted_fed_avg`` on the network without the
-    embedding, both with ``run``'s server rate and reporting accuracy, FedAvg with
-    ``run``'s client rate. It builds their first states, without training."""
-    if fed_recon is None or fed_avg is None:
-        feedback.not_done("build both fed_recon and fed_avg, then run this check again.")
-        return
-    states = {}
-    for name, process in (("fed_recon", fed_recon), ("fed_avg", fed_avg)):
-        if not all(hasattr(process, a) for a in ("initialize", "next", "get_model_weights")):
-            raise AnswerIncorrect(
-                f"{name} is a {type(process).__name__}, not a TFF learning process: it should "
-                "be what the builder returns, with initialize, next and get_model_weights."
-            )
-        if "eval" in str(process.next.type_signature.result):
-            raise AnswerIncorrect(
-                f"{name} evaluates instead of training (its metrics are 'eval'): it was built "
-                "with build_fed_recon_eval; training needs build_fed_recon or "
-                "build_weighted_fed_avg."
-            )
-        states[name] = process.initialize()
-    recon_state, avg_state = states["fed_recon"], states["fed_avg"]
-    if _learning_rate(recon_state.client_work) is not None:
-        raise AnswerIncorrect(
-            "fed_recon was built with build_weighted_fed_avg: federated averaging shares "
-            "every variable, so nothing would be personal. Build it with "
-            "tff.learning.algorithms.build_fed_recon."
-        )
-    client_lr = _learning_rate(avg_state.client_work)
-    if client_lr is None:
-        raise AnswerIncorrect(
-            "fed_avg was not built with build_weighted_fed_avg (its clients hold no learning "
-            "rate of their own). Build it with tff.learning.algorithms.build_weighted_fed_avg."
-        )
-    recon_shapes = _shapes(recon_state.global_model_weights.trainable)
-    avg_shapes = _shapes(avg_state.global_model_weights.trainable)
-    if (1, embedding_dim) in recon_shapes:
-        raise AnswerIncorrect(
-            f"fed_recon's server holds a variable of the embedding's shape "
-            f"{(1, embedding_dim)}: the embedding is global there. Give build_fed_recon "
-            "personal_model_fn, whose embedding is local."
-        )
-    if recon_shapes == avg_shapes:
-        raise AnswerIncorrect(
-            "fed_recon and fed_avg train exactly the same weights: fed_recon's model has no "
-            "embedding joining the last layer. Give build_fed_recon personal_model_fn."
-        )
-    for name, rate, expected, argument in (
-        ("fed_recon", _learning_rate(recon_state.finalizer), run.server_lr, "server"),
-        ("fed_avg", _learning_rate(avg_state.finalizer), run.server_lr, "server"),
-        ("fed_avg", client_lr, run.client_lr, "client"),
-    ):
-        if rate is None or not np.isclose(rate, expected):
-            raise AnswerIncorrect(
-                f"{name}'s {argument} learning rate is {rate}; emnist_run says {expected}. "
-                f"Pass {argument}_optimizer_fn=tff.learning.optimizers.build_sgdm("
-                f"emnist_run.{argument}_lr), so that the two methods are compared alike."
-            )
-    for name, process in (("fed_recon", fed_recon), ("fed_avg", fed_avg)):
-        if "accuracy" not in str(process.next.type_signature.result):
-            raise AnswerIncorrect(
-                f"{name}'s training metrics have no accuracy: pass "
-                "metrics_fn=emnist.emnist_metrics_fn to build_fed_recon, and build FedAvg's "
-                "model with metrics=emnist.emnist_metrics_fn()."
-            )
-    feedback.correct(
-        f"fed_recon is FedRecon: its server holds {len(recon_shapes)} weights, the user "
-        f"embedding stays on the devices; fed_avg is federated averaging of the "
-        f"{len(avg_shapes)} weights of the network without it. Both use a server rate of "
-        f"{run.server_lr:g} and report accuracy; FedAvg's clients train at {client_lr:g}."
-    )
-
-
-def check_exercise_4_evaluation(evaluation_process, eval_split_fn, run) -> None:
-    """Checks exercise 4's evaluation: ``eval_split_fn`` keeps reconstruction and scoring
-    disjoint and reconstructs in ``run.recon_epochs`` passes; ``evaluation_process(dim)``
-    returns a ``build_fed_recon_eval`` process, for the network with an embedding of size
-    ``dim`` (and without one for ``dim=0``)."""
-    if evaluation_process is None or eval_split_fn is None:
-        feedback.not_done("write eval_split_fn and evaluation_process, then run this check.")
-        return
-    recon, scored = _disjoint_trace(
-        eval_split_fn,
-        6,
-        (
-            "in evaluation, on a writer with 6 batches, reconstruction uses {recon} and the "
-            "score is computed on {post}: batches {shared} are in both. A personal embedding "
-            "fitted to the very images it is scored on looks better than it is, and FedAvg, "
-            "which has nothing to fit, would not gain the same. Use split_dataset=True."
-        ),
-    )
-    if not recon or not scored:
-        raise AnswerIncorrect(
-            f"in evaluation, on a writer with 6 batches, reconstruction gets {recon} and "
-            f"scoring {scored}: both need some of the writer's images."
-        )
-    passes = len(recon) / max(len(first_pass(recon)), 1)
-    if passes != run.recon_epochs:
-        raise AnswerIncorrect(
-            f"in evaluation reconstruction makes {passes:g} passes ({short(recon)}); training "
-            f"reconstructs in {run.recon_epochs} (emnist_run.recon_epochs): reconstruct a new "
-            "writer's embedding as training did."
-        )
-    process = evaluation_process(4)
-    if process is None:
-        feedback.not_done("evaluation_process still returns None; finish it, then run this check.")
-        return
-    if "eval" not in str(process.next.type_signature.result):
-        raise AnswerIncorrect(
-            "evaluation_process returns a process that trains, not one that evaluates: build "
-            "it with tff.learning.algorithms.build_fed_recon_eval."
-        )
-    feedback.correct(
-        f"on a writer with 6 batches the embedding is reconstructed on {short(recon)} "
-        f"({run.recon_epochs} passes) and the model scored on {scored}, disjoint; "
-        "evaluation_process builds a build_fed_recon_eval process."
-    )
+check_exercise_4_models = emnist.check_exercise_4_models
+check_exercise_4_processes = emnist.check_exercise_4_processes
+check_exercise_4_evaluation = emnist.check_exercise_4_evaluation
