@@ -356,6 +356,9 @@ def check_exercise_4_processes(fed_recon, fed_avg, run, embedding_dim: int) -> N
     if fed_recon is None or fed_avg is None:
         feedback.not_done("build both fed_recon and fed_avg, then run this check again.")
         return
+    from tutorial_utils import runtime
+
+    runtime.start()  # TFF's C++ runtime, which builds the states
     states = {}
     for name, process in (("fed_recon", fed_recon), ("fed_avg", fed_avg)):
         if not all(hasattr(process, a) for a in ("initialize", "next", "get_model_weights")):
