@@ -88,7 +88,12 @@ def test_the_lock_files_ship_inside_the_package(tmp_path):
             assert zipfile.ZipFile(wheel).read(shipped).decode() == pins.read(stack, kind)
     # So do the recorded results that the solutions notebook shows, and an installed copy
     # (as in Colab, outside any checkout) reads them.
-    for path in (recorded.TUNING_FILE, recorded.SCREEN_FILE, speed_results.RESULTS_FILE):
+    for path in (
+        recorded.TUNING_FILE,
+        recorded.SCREEN_FILE,
+        recorded.SEEDS_FILE,
+        speed_results.RESULTS_FILE,
+    ):
         shipped = f"tutorial_utils/results/{path.name}"
         assert zipfile.ZipFile(wheel).read(shipped) == path.read_bytes()
     site = tmp_path / "site"

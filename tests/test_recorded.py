@@ -53,6 +53,46 @@ def test_the_checks_baseline_is_the_recorded_split_alone(tuning):
     assert exercises.SPLIT_ALONE_VALIDATION_ACCURACY == split_alone["val_accuracy"]
 
 
+def test_the_checks_spread_is_the_recorded_split_alone_over_seeds():
+    """The pass mark's constants are what scripts/seeds_exercise1.py recorded, and the mark
+    lies above every seed of the split alone and below every seed of the tuned run that did
+    not diverge."""
+    exercises = pytest.importorskip("tutorial_utils.exercises")
+    summary = recorded.seeds_summary(recorded.load_seeds())
+    split_alone = summary.loc[recorded.SPLIT_ALONE_NAME]
+    assert exercises.SPLIT_ALONE_SIMULATED == {
+        "seeds": split_alone["seeds"],
+        "mean": round(split_alone["val accuracy (mean)"], 4),
+        "min": split_alone["val accuracy (min)"],
+        "max": split_alone["val accuracy (max)"],
+    }
+    assert split_alone["diverged"] == 0
+    tuned = summary.loc[recorded.TUNED_NAME]
+    assert tuned[recorded.CHANGED] == recorded.changed_from_split_alone(TUNED)
+    assert split_alone["val accuracy (max)"] < exercises.TARGET_VALIDATION_ACCURACY
+    assert exercises.TARGET_VALIDATION_ACCURACY < tuned["val accuracy (min)"]
+
+
+def test_the_seeds_record_is_checked_and_summarized(tmp_path):
+    seeds = recorded.load_seeds()
+    assert list(seeds.columns) == list(recorded.SEEDS_COLUMNS)
+    summary = recorded.seeds_summary(seeds)
+    assert list(summary.index) == [recorded.SPLIT_ALONE_NAME, recorded.TUNED_NAME]
+    tuned = seeds[seeds["run"] == recorded.TUNED_NAME]
+    assert summary.loc[recorded.TUNED_NAME, "diverged"] == tuned["val_loss"].isna().sum()
+    kept = tuned[tuned["val_loss"].notna()]
+    assert summary.loc[recorded.TUNED_NAME, "val accuracy (min)"] == kept["val_accuracy"].min()
+    assert "| split alone | 10 | 0 |" in recorded.seeds_markdown(seeds)
+    twice = written(tmp_path, pd.concat([seeds, seeds.head(1)]), index=False)
+    with pytest.raises(ValueError, match="same seed twice"):
+        recorded.load_seeds(twice)
+    other = written(tmp_path, seeds.assign(run="other"), index=False, name="other.csv")
+    with pytest.raises(ValueError, match="unknown runs"):
+        recorded.load_seeds(other)
+    with pytest.raises(FileNotFoundError, match="seeds_exercise1.py"):
+        recorded.load_seeds(tmp_path / "none.csv")
+
+
 def test_a_run_not_in_the_record_is_named_in_the_error(tuning, screen):
     other = dataclasses.replace(config.SPLIT_ALONE, num_rounds=7)
     with pytest.raises(ValueError, match=r"exercise1_tuning\.csv has no run .*rounds 7"):

@@ -47,6 +47,34 @@ def ratings_df() -> pd.DataFrame:
     )
 
 
+@pytest.fixture(scope="module")
+def seeds_script():
+    return load_script("seeds_exercise1")
+
+
+def test_the_seeds_script_measures_the_split_alone_and_the_tuned_run(seeds_script, ratings_df):
+    assert seeds_script.runs_to_measure() == {
+        recorded.SPLIT_ALONE_NAME: config.SPLIT_ALONE,
+        recorded.TUNED_NAME: config.EXERCISES_FULL.tuned,
+    }
+    small = dataclasses.replace(config.SPLIT_ALONE, clients_per_round=8, num_rounds=3)
+    movies_df = pd.DataFrame({"MovieID": np.arange(25), "Title": "", "Genres": ""})
+    source = data.MovieLensSource(Path("."), kind="synthetic", description="test data")
+    table = seeds_script.measure({"split alone": small}, [0, 1], source, ratings_df, movies_df)
+    assert list(table.columns) == list(recorded.SEEDS_COLUMNS)
+    assert list(table["seed"]) == [0, 1]
+    assert table["val_accuracy"].between(0, 1).all()
+    assert table.loc[0, "val_loss"] != table.loc[1, "val_loss"]  # the seed matters
+
+
+def test_the_recorded_seeds_are_the_scripts_runs(seeds_script):
+    table = recorded.load_seeds()
+    for name, run in seeds_script.runs_to_measure().items():
+        rows = table[table["run"] == name]
+        assert list(rows["seed"]) == list(range(len(rows))), name
+        assert set(rows[recorded.CHANGED]) == {recorded.changed_from_split_alone(run)}
+
+
 def test_screen_grid_varies_only_what_it_says(screen_script):
     grid = screen_script.GRID
     assert len(grid) == len(set(grid)) == 24

@@ -22,9 +22,13 @@ class FedReconRun:
     """One FedRecon training run of matrix factorization.
 
     The split fields are the arguments of
-    ``tff.learning.models.ReconstructionModel.build_dataset_split_fn`` for training, on
-    disjoint halves (:attr:`train_split`); evaluation reconstructs as training does and then
-    scores one uncapped pass over the other half (:attr:`eval_split`). The defaults are the
+    ``tff.learning.models.ReconstructionModel.build_dataset_split_fn`` for training, which
+    gives reconstruction the even batches of a client and training the odd ones
+    (:attr:`train_split`). The halves are disjoint only if every pass over the client reads
+    the same order: the tutorial's training clients reshuffle on every pass, so there the
+    two stages share part of their ratings. Evaluation reads each user in one fixed order,
+    reconstructs as training does and then scores one uncapped pass over the other,
+    disjoint half (:attr:`eval_split`). The defaults are the
     walkthrough's: one pass over each half, no cap, SGD at 1.0 (server), 0.5 (client) and
     0.1 (reconstruction), 20 rounds of 50 clients, 50 latent factors.
     """

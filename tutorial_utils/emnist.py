@@ -9,19 +9,25 @@ model batches with :func:`emnist_batches`; the loss and the metrics are
 :func:`emnist_loss_fn` and :func:`emnist_metrics_fn`. A network given as
 ``(keras_model, global_layers, local_layers)`` becomes a TFF model with
 :func:`personal_reconstruction_model` (FedRecon) or :func:`global_keras_model` (FedAvg).
+
+The checks of exercise 4's TFF calls live here too, re-exported by
+:mod:`tutorial_utils.exercises`: the two models (:func:`check_exercise_4_models`), the two
+training processes (:func:`check_exercise_4_processes`) and the evaluation
+(:func:`check_exercise_4_evaluation`). Each ends in a verdict of :mod:`feedback`.
 """
 
 from __future__ import annotations
 
 import collections
+import collections.abc
 import dataclasses
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tutorial_utils import config, settings
-from tutorial_utils.feedback import wrap
+from tutorial_utils import config, feedback, settings, splits
+from tutorial_utils.feedback import AnswerIncorrect, wrap
 
 IMAGE_SHAPE = (28, 28, 1)
 # How many of the ten digits each synthetic writer writes: their personal preference.
@@ -251,3 +257,215 @@ def compare_on_new_writers(data: EmnistData, trained: dict) -> pd.DataFrame:
         for name, (evaluation, weights) in trained.items()
     }
     return pd.DataFrame(scores).T.round(4)
+
+
+# --------------------------------------------------------------------------------------
+# Exercise 4: checks of the TFF calls
+# --------------------------------------------------------------------------------------
+
+
+def _shapes(weights) -> list[tuple]:
+    """The shapes of a list of variables or arrays."""
+    return [tuple(w.shape) for w in weights]
+
+
+def check_exercise_4_models(personal_model_fn, global_model_fn, embedding_dim: int) -> None:
+    """Checks exercise 4's two TFF models: ``personal_model_fn()`` a ``ReconstructionModel``
+    (``from_keras_model_and_layers``) whose only local variable is the user embedding, and
+    ``global_model_fn()`` a ``tff.learning`` model (``from_keras_model``) of the same network
+    without the embedding, reporting EMNIST's accuracy."""
+    import tensorflow_federated as tff
+
+    from tutorial_utils import model_checks
+
+    if personal_model_fn is None or global_model_fn is None:
+        feedback.not_done("write personal_model_fn and global_model_fn, then run this check.")
+        return
+    personal, plain = personal_model_fn(), global_model_fn()
+    if personal is None or plain is None:
+        feedback.not_done("a model function still returns None; finish it, then run this check.")
+        return
+    if not isinstance(personal, tff.learning.models.ReconstructionModel):
+        raise AnswerIncorrect(
+            f"personal_model_fn() returns a {type(personal).__name__}, not a "
+            "ReconstructionModel. build_fed_recon needs to know which variables stay on the "
+            "device: wrap the network with "
+            "tff.learning.models.ReconstructionModel.from_keras_model_and_layers."
+        )
+    local = model_checks.local_shapes(personal)
+    if local != [(1, embedding_dim)]:
+        raise AnswerIncorrect(
+            f"the personal model's local variables have shapes {local}; expected only the "
+            f"user embedding, {(1, embedding_dim)}. Pass the embedding layer as "
+            "local_layers and every other layer with weights as global_layers."
+        )
+    if not model_checks.same_spec(personal.input_spec, emnist_input_spec()):
+        raise AnswerIncorrect(
+            f"the personal model's input_spec is {personal.input_spec}; the writers' batches "
+            f"are {emnist_input_spec()}. Pass input_spec=emnist_input_spec()."
+        )
+    if isinstance(plain, tff.learning.models.ReconstructionModel) or not isinstance(
+        plain, tff.learning.models.VariableModel
+    ):
+        raise AnswerIncorrect(
+            f"global_model_fn() returns a {type(plain).__name__}. Federated averaging trains "
+            "a plain tff.learning model, with every variable global: build it with "
+            "tff.learning.models.from_keras_model from build_fn(num_classes, 0)."
+        )
+    plain_shapes = _shapes(plain.trainable_variables)
+    if (1, embedding_dim) in plain_shapes:
+        raise AnswerIncorrect(
+            f"the FedAvg model has a variable of the embedding's shape {(1, embedding_dim)}. "
+            "FedAvg averages every variable over all writers, so an embedding there would be "
+            "nobody's own: give from_keras_model the network built with embedding_dim=0."
+        )
+    personal_global = model_checks.global_shapes(personal)
+    if len(plain_shapes) != len(personal_global):
+        raise AnswerIncorrect(
+            f"the FedAvg model has {len(plain_shapes)} trainable variables and the personal "
+            f"model {len(personal_global)} global ones: compare the same network, once with "
+            "and once without the embedding."
+        )
+    metrics = plain.report_local_unfinalized_metrics()
+    if "accuracy" not in metrics:
+        raise AnswerIncorrect(
+            f"the FedAvg model reports {sorted(metrics)}, not 'accuracy': pass "
+            "metrics=emnist.emnist_metrics_fn() (and loss=emnist.emnist_loss_fn()), so that "
+            "the two models are scored alike."
+        )
+    feedback.correct(
+        f"the personal model keeps only the user embedding {(1, embedding_dim)} on the "
+        f"device and shares its {len(personal_global)} other variables; the FedAvg model "
+        f"shares all {len(plain_shapes)} of the same network without the embedding, and "
+        "reports accuracy."
+    )
+
+
+def _learning_rate(state_part) -> float | None:
+    """The learning rate held in one part of a learning process's state, if any."""
+    if isinstance(state_part, collections.abc.Mapping) and "learning_rate" in state_part:
+        return float(state_part["learning_rate"])
+    return None
+
+
+def check_exercise_4_processes(fed_recon, fed_avg, run, embedding_dim: int) -> None:
+    """Checks exercise 4's training processes: ``fed_recon`` from ``build_fed_recon`` on the
+    personal model, ``fed_avg`` from ``build_weighted_fed_avg`` on the network without the
+    embedding, both with ``run``'s server rate and reporting accuracy, FedAvg with
+    ``run``'s client rate. It builds their first states, without training."""
+    if fed_recon is None or fed_avg is None:
+        feedback.not_done("build both fed_recon and fed_avg, then run this check again.")
+        return
+    from tutorial_utils import runtime
+
+    runtime.start()  # TFF's C++ runtime, which builds the states
+    states = {}
+    for name, process in (("fed_recon", fed_recon), ("fed_avg", fed_avg)):
+        if not all(hasattr(process, a) for a in ("initialize", "next", "get_model_weights")):
+            raise AnswerIncorrect(
+                f"{name} is a {type(process).__name__}, not a TFF learning process: it should "
+                "be what the builder returns, with initialize, next and get_model_weights."
+            )
+        if "eval" in str(process.next.type_signature.result):
+            raise AnswerIncorrect(
+                f"{name} evaluates instead of training (its metrics are 'eval'): it was built "
+                "with build_fed_recon_eval; training needs build_fed_recon or "
+                "build_weighted_fed_avg."
+            )
+        states[name] = process.initialize()
+    recon_state, avg_state = states["fed_recon"], states["fed_avg"]
+    if _learning_rate(recon_state.client_work) is not None:
+        raise AnswerIncorrect(
+            "fed_recon was built with build_weighted_fed_avg: federated averaging shares "
+            "every variable, so nothing would be personal. Build it with "
+            "tff.learning.algorithms.build_fed_recon."
+        )
+    client_lr = _learning_rate(avg_state.client_work)
+    if client_lr is None:
+        raise AnswerIncorrect(
+            "fed_avg was not built with build_weighted_fed_avg (its clients hold no learning "
+            "rate of their own). Build it with tff.learning.algorithms.build_weighted_fed_avg."
+        )
+    recon_shapes = _shapes(recon_state.global_model_weights.trainable)
+    avg_shapes = _shapes(avg_state.global_model_weights.trainable)
+    if (1, embedding_dim) in recon_shapes:
+        raise AnswerIncorrect(
+            f"fed_recon's server holds a variable of the embedding's shape "
+            f"{(1, embedding_dim)}: the embedding is global there. Give build_fed_recon "
+            "personal_model_fn, whose embedding is local."
+        )
+    if recon_shapes == avg_shapes:
+        raise AnswerIncorrect(
+            "fed_recon and fed_avg train exactly the same weights: fed_recon's model has no "
+            "embedding joining the last layer. Give build_fed_recon personal_model_fn."
+        )
+    for name, rate, expected, argument in (
+        ("fed_recon", _learning_rate(recon_state.finalizer), run.server_lr, "server"),
+        ("fed_avg", _learning_rate(avg_state.finalizer), run.server_lr, "server"),
+        ("fed_avg", client_lr, run.client_lr, "client"),
+    ):
+        if rate is None or not np.isclose(rate, expected):
+            raise AnswerIncorrect(
+                f"{name}'s {argument} learning rate is {rate}; emnist_run says {expected}. "
+                f"Pass {argument}_optimizer_fn=tff.learning.optimizers.build_sgdm("
+                f"emnist_run.{argument}_lr), so that the two methods are compared alike."
+            )
+    for name, process in (("fed_recon", fed_recon), ("fed_avg", fed_avg)):
+        if "accuracy" not in str(process.next.type_signature.result):
+            raise AnswerIncorrect(
+                f"{name}'s training metrics have no accuracy: pass "
+                "metrics_fn=emnist.emnist_metrics_fn to build_fed_recon, and build FedAvg's "
+                "model with metrics=emnist.emnist_metrics_fn()."
+            )
+    feedback.correct(
+        f"fed_recon is FedRecon: its server holds {len(recon_shapes)} weights, the user "
+        f"embedding stays on the devices; fed_avg is federated averaging of the "
+        f"{len(avg_shapes)} weights of the network without it. Both use a server rate of "
+        f"{run.server_lr:g} and report accuracy; FedAvg's clients train at {client_lr:g}."
+    )
+
+
+def check_exercise_4_evaluation(evaluation_process, eval_split_fn, run) -> None:
+    """Checks exercise 4's evaluation: ``eval_split_fn`` keeps reconstruction and scoring
+    disjoint and reconstructs in ``run.recon_epochs`` passes; ``evaluation_process(dim)``
+    returns a ``build_fed_recon_eval`` process, for the network with an embedding of size
+    ``dim`` (and without one for ``dim=0``)."""
+    if evaluation_process is None or eval_split_fn is None:
+        feedback.not_done("write eval_split_fn and evaluation_process, then run this check.")
+        return
+    recon, scored = feedback.trace_split(eval_split_fn, feedback.numbered_batches(6))
+    shared = splits.common_ratings(recon, scored)
+    if shared:
+        raise AnswerIncorrect(
+            f"in evaluation, on a writer with 6 batches, reconstruction uses {recon} and the "
+            f"score is computed on {scored}: batches {shared} are in both. A personal "
+            "embedding fitted to the very images it is scored on looks better than it is, "
+            "and FedAvg, which has nothing to fit, would not gain the same. Use "
+            "split_dataset=True."
+        )
+    if not recon or not scored:
+        raise AnswerIncorrect(
+            f"in evaluation, on a writer with 6 batches, reconstruction gets {recon} and "
+            f"scoring {scored}: both need some of the writer's images."
+        )
+    passes = len(recon) / max(len(feedback.first_pass(recon)), 1)
+    if passes != run.recon_epochs:
+        raise AnswerIncorrect(
+            f"in evaluation reconstruction makes {passes:g} passes ({feedback.short(recon)}); "
+            f"training reconstructs in {run.recon_epochs} (emnist_run.recon_epochs): "
+            "reconstruct a new writer's embedding as training did."
+        )
+    process = evaluation_process(4)
+    if process is None:
+        feedback.not_done("evaluation_process still returns None; finish it, then run this check.")
+        return
+    if "eval" not in str(process.next.type_signature.result):
+        raise AnswerIncorrect(
+            "evaluation_process returns a process that trains, not one that evaluates: build "
+            "it with tff.learning.algorithms.build_fed_recon_eval."
+        )
+    feedback.correct(
+        f"on a writer with 6 batches the embedding is reconstructed on {feedback.short(recon)} "
+        f"({run.recon_epochs} passes) and the model scored on {scored}, disjoint; "
+        "evaluation_process builds a build_fed_recon_eval process."
+    )

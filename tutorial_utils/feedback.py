@@ -140,3 +140,16 @@ def short(steps: list[int], limit: int = 12) -> str:
     if len(steps) <= limit:
         return str(steps)
     return "[" + ", ".join(map(str, steps[:limit])) + f", ...] ({len(steps)} steps)"
+
+
+def disjoint_trace(split_fn, num_batches: int, problem: str) -> tuple[list, list]:
+    """The batches ``split_fn`` gives each stage on a client of ``num_batches`` batches.
+
+    Raises :class:`AnswerIncorrect` if the stages share a batch, saying ``problem`` with
+    ``{recon}``, ``{post}`` and ``{shared}`` filled in.
+    """
+    recon, post = trace_split(split_fn, numbered_batches(num_batches))
+    shared = splits.common_ratings(recon, post)
+    if shared:
+        raise AnswerIncorrect(problem.format(recon=recon, post=post, shared=shared))
+    return recon, post

@@ -36,8 +36,10 @@ RESULTS_DIR = (
 RESULTS_URL = f"https://github.com/{links.GITHUB_REPOSITORY}/tree/{links.GITHUB_BRANCH}/results"
 TUNING_FILE = RESULTS_DIR / "exercise1_tuning.csv"
 SCREEN_FILE = RESULTS_DIR / "exercise1_screen.csv"
+SEEDS_FILE = RESULTS_DIR / "exercise1_seeds.csv"
 TUNING_SCRIPT = "scripts/tune_exercise1.py"
 SCREEN_SCRIPT = "scripts/screen_exercise1.py"
+SEEDS_SCRIPT = "scripts/seeds_exercise1.py"
 
 # The tuning file: one row per run, named in the ``run`` column; the run's parameters, its
 # scores (a diverged run has no losses) and its minutes.
@@ -57,7 +59,31 @@ SCREEN_ACCURACIES = (
 )
 SCREEN_COLUMNS = (CHANGED, "client-rounds", *SCREEN_ACCURACIES, "diverged")
 SPLIT_ALONE_LABEL = "(nothing: the split alone)"
+
+# The seeds file: one row per run and seed, the split alone's and the tuned run's.
+SPLIT_ALONE_NAME, TUNED_NAME = "split alone", "tuned"
+SEEDS_COLUMNS = ("run", CHANGED, "seed", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 _SEEDS = re.compile(r"^(\d+) of (\d+)$")
+
+# The split alone's validation rating accuracy over the seeds of results/exercise1_seeds.csv
+# (the simulator; tests/test_recorded.py keeps the two equal). Constants, so that the check
+# also works where results/ is not installed (Colab).
+SPLIT_ALONE_SIMULATED = {"seeds": 10, "mean": 0.3932, "min": 0.3851, "max": 0.4017}
+# The same with TFF 0.87, one run (seed 42): the split_alone row of
+# results/exercise1_tuning.csv, written by scripts/tune_exercise1.py.
+SPLIT_ALONE_VALIDATION_ACCURACY = 0.3930
+
+
+def split_alone_spread(engine: str = "simulator") -> str:
+    """Where the split alone lands, for the runs of ``engine``: the simulator's spread over
+    seeds, or TFF's one recorded run."""
+    if engine == "simulator":
+        spread = SPLIT_ALONE_SIMULATED
+        return (
+            f"{spread['min']:.4f} to {spread['max']:.4f} over {spread['seeds']} seeds "
+            f"(mean {spread['mean']:.4f})"
+        )
+    return f"{SPLIT_ALONE_VALIDATION_ACCURACY:.4f} in TFF's one recorded run"
 
 
 def changed_from_split_alone(run: config.FedReconRun) -> str:
@@ -80,8 +106,8 @@ def add_output_option(parser: argparse.ArgumentParser, stem: str) -> None:
 
 
 def available() -> bool:
-    """True when both of exercise 1's files are here (in a checkout or an installed copy)."""
-    return TUNING_FILE.is_file() and SCREEN_FILE.is_file()
+    """True when exercise 1's three files are here (in a checkout or an installed copy)."""
+    return TUNING_FILE.is_file() and SCREEN_FILE.is_file() and SEEDS_FILE.is_file()
 
 
 def missing_message() -> str:
@@ -279,3 +305,47 @@ def screen_shown(table: pd.DataFrame, top: int = 6) -> pd.DataFrame:
 def screen_markdown(table: pd.DataFrame, top: int = 6) -> str:
     """:func:`screen_shown` as Markdown (``-`` where every seed diverged)."""
     return reporting.markdown_table(screen_shown(table, top))
+
+
+def load_seeds(path: Path = SEEDS_FILE) -> pd.DataFrame:
+    """The simulator's runs of the split alone and the tuned run, one row per run and seed,
+    with :data:`SEEDS_COLUMNS`.
+
+    Raises FileNotFoundError or ValueError, naming the file, when it is missing, is not
+    such a table, or holds a value that cannot be right (a run and seed twice, a run other
+    than the two, an accuracy outside 0 to 1).
+    """
+    path = Path(path)
+    table = _read(path, SEEDS_COLUMNS, SEEDS_SCRIPT)
+    unknown = set(table["run"]) - {SPLIT_ALONE_NAME, TUNED_NAME}
+    if unknown:
+        raise ValueError(f"{path}: unknown runs {sorted(unknown)}.")
+    _numbers(table, ("seed", *SEEDS_COLUMNS[3:]), path, lambda i: f"row {i + 2}")
+    if table.duplicated(["run", "seed"]).any():
+        raise ValueError(f"{path}: a run has the same seed twice.")
+    if not table[["val_accuracy", "test_accuracy"]].stack().between(0, 1).all():
+        raise ValueError(f"{path}: an accuracy is not between 0 and 1.")
+    table["seed"] = table["seed"].astype(int)
+    return table
+
+
+def seeds_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per run of the seeds table: how many seeds, how many diverged (no validation loss),
+    and the validation and test accuracies over the others (mean, lowest, highest)."""
+    rows = []
+    for name, runs in table.groupby("run", sort=False):
+        kept = runs[runs["val_loss"].notna()]
+        row = {"run": name, CHANGED: runs[CHANGED].iloc[0], "seeds": len(runs)}
+        row["diverged"] = len(runs) - len(kept)
+        for column, label in (("val_accuracy", "val"), ("test_accuracy", "test")):
+            row[f"{label} accuracy (mean)"] = kept[column].mean()
+            row[f"{label} accuracy (min)"] = kept[column].min()
+            row[f"{label} accuracy (max)"] = kept[column].max()
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+def seeds_markdown(table: pd.DataFrame) -> str:
+    """:func:`seeds_summary` as Markdown, accuracies to 4 decimals."""
+    summary = seeds_summary(table).drop(columns=CHANGED)
+    return reporting.markdown_table(summary, index=True)

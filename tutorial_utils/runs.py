@@ -34,6 +34,7 @@ class RunResult:
     history: pd.DataFrame
     seconds: float
     engine: str = "TFF"  # what trained it: "TFF" or "simulator"
+    seed: int | None = None  # what drew the initial values, the clients and the batch orders
 
     def summary(self) -> dict:
         """One row for a table: the run's parameters, scores and time."""
@@ -117,6 +118,7 @@ def train_and_score(
         history=history,
         seconds=time.monotonic() - start,
         engine=engine,
+        seed=seed,
     )
 
 
