@@ -226,35 +226,29 @@ def test_the_simulators_test_scores_in_the_readme_are_notebook_05s():
     users, all_rmse, all_accuracy = re.search(
         r"^All (\d+) test users: RMSE ([\d.]+), rating accuracy ([\d.]+)$", out, re.M
     ).groups()
-    changes = dict(
-        re.findall(
-            rf"^(.+): RMSE ([+-][\d.]+) on all {users} test users, [+-][\d.]+ on the "
-            rf"{sampled} sampled$",
-            out,
-            re.M,
-        )
-    )
-    largest, sd = re.search(
-        rf"^Largest change on the {sampled} sampled test users: ([\d.]+); standard deviation "
-        rf"between samples of {sampled} test users \(above\): ([\d.]+)$",
+    found = re.findall(
+        rf"^(.+): RMSE ([+-][\d.]+) on all {users} test users, ([+-][\d.]+) on the "
+        rf"{sampled} sampled$",
         out,
         re.M,
-    ).groups()
+    )
+    changes = {name: on_all for name, on_all, _ in found}
+    on_sampled = [on_100 for _, _, on_100 in found]
     file_order = changes["first 300 in file order, one fixed order"]
     new_order = changes["seeded shuffle, keep 300, a new order every pass"]
     both = changes["first 300 in file order, a new order every pass"]
     # What the README says in words: every choice lowers the RMSE, both together the most,
-    # and the sampled score moves by less than the spread between samples.
+    # and on the sampled users the same changes do not all keep that sign.
     assert all(float(change) < 0 for change in changes.values()) and len(changes) == 3
     assert float(both) == min(float(change) for change in changes.values())
-    assert float(largest) < float(sd)
+    assert any(float(change) > 0 for change in on_sampled)
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert (
         f"on all {users} test users, each of them lowers the RMSE: by {file_order[1:]} with the "
         f"first 300 ratings in file order, {new_order[1:]} with a new order every pass and "
         f"{both[1:]} with both (one training run each), so the paper's own choices score worst; "
-        f"on the {sampled} sampled test users the rows move by up to {largest}, within the "
-        f"standard deviation {sd} between samples of {sampled}."
+        f"on the {sampled} sampled test users the same changes are {', '.join(on_sampled)}: "
+        f"they do not even agree in sign, so that score cannot tell these choices apart."
     ) in readme
     assert (
         f"on {sampled} sampled test users, it reaches **RMSE {rmse} and rating accuracy "

@@ -15,11 +15,12 @@ package carries it, so notebook 05 shows it in Colab too):
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 
-from tutorial_utils import recorded, reporting
+from tutorial_utils import pins, recorded, reporting
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_FILE = recorded.RESULTS_DIR / "simulation_results.json"
@@ -155,7 +156,7 @@ def speed_table(results: dict) -> pd.DataFrame:
             "-"
             if paper["tff_seconds_estimated"] is None
             else _ratio(paper["tff_seconds_estimated"], paper["seconds_with_compilation"])
-            + " (with compilation)",
+            + " (simulator with compilation; TFF's estimate without)",
         ),
         (
             f"one round over all {every['clients']} training users, many rounds a program "
@@ -299,6 +300,15 @@ def repeat_spread(results: dict) -> str:
     )
 
 
+def _outside_the_lock(environment: str) -> str:
+    """A note when the run's NumPy is not the modern lock's (the run predates the lock)."""
+    found = re.search(r"NumPy ([\w.]+)", environment)
+    locked = pins.locked("modern").get("numpy")
+    if found is None or found.group(1) == locked:
+        return ""
+    return f" (NumPy {found.group(1)}, not the modern lock's {locked})"
+
+
 def readme_block(results: dict) -> str:
     """The README's speed section body: the speed table, the protocol's test score, then
     the profile and the scaling."""
@@ -311,7 +321,7 @@ def readme_block(results: dict) -> str:
         [
             BEGIN,
             f"Measured on {run['date']} ({run['environment']}, {run['cpus']} CPUs) by "
-            f"`{run['command']}`:",
+            f"`{run['command']}`{_outside_the_lock(run['environment'])}:",
             "",
             speed,
             "",
