@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -182,3 +186,25 @@ def test_reconstruction_steps_keep_their_real_spacing(output_dir):
         assert position[3] - position[1] == pytest.approx(position[2] - position[0], rel=1e-6)
         assert "log" in ax.get_xlabel()
     assert_png(output_dir / "s.png")
+
+
+def test_a_log_axis_prints_no_warning_under_the_figure(tmp_path):
+    """Colab's Matplotlib and pyparsing warn about deprecated pyparsing names when a log
+    axis draws its tick labels; a learner must not see that under a figure."""
+    code = (
+        "import pandas as pd\n"
+        "from tutorial_utils import plotting\n"
+        "history = pd.DataFrame({'loss': [14.0, 6.0, 2.0], 'rating_accuracy': [0.0, 0.2, 0.3]},"
+        " index=pd.RangeIndex(1, 4, name='round'))\n"
+        "plotting.learning_curves(history, name='log_axis')\n"
+    )
+    result = subprocess.run(
+        # Every warning shown once, as a notebook kernel shows pyparsing's.
+        [sys.executable, "-W", "default", "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MPLBACKEND": "Agg", "FEDRECON_OUTPUT_DIR": str(tmp_path)},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "deprecated" not in result.stderr, result.stderr[-2000:]

@@ -52,7 +52,18 @@ Importing the package gets TensorFlow Federated ready to import on the modern st
 (``environment.prepare_tff``), so import it before TensorFlow.
 """
 
+import contextlib as _contextlib
+import warnings as _warnings
+
 from tutorial_utils import environment as _environment
+
+# Colab's Matplotlib 3.10.0 calls pyparsing names that Colab's pyparsing 3.3 marks as
+# deprecated, on import and whenever it draws log-axis tick labels; the warnings would print
+# under the notebooks' figures. Silenced before anything here imports Matplotlib.
+with _contextlib.suppress(ImportError):  # pyparsing before 3.3 has no such warning
+    from pyparsing.warnings import PyparsingDeprecationWarning as _PyparsingDeprecation
+
+    _warnings.filterwarnings("ignore", category=_PyparsingDeprecation)
 
 __version__ = "0.2.0"
 
