@@ -159,9 +159,12 @@ def run_every_cell_if_classic(browser) -> None:
         return
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # The kernel connected and the widget extension listening for widgets, or the panel's
+    # widgets would reach a page that cannot draw them.
     connected = (
-        "return !!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel"
-        " && Jupyter.notebook.kernel.is_connected())"
+        "const k = window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel;"
+        " return !!(k && k.is_connected() && k.comm_manager"
+        " && k.comm_manager.targets['jupyter.widget'])"
     )
     WebDriverWait(browser, SERVE_SECONDS).until(lambda b: b.execute_script(connected))
     browser.execute_script("Jupyter.notebook.execute_all_cells()")
