@@ -108,10 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
 
-    source = data.find_movielens()
-    if source.is_synthetic:
-        print("Warning: these are synthetic data; the numbers say nothing about MovieLens 1M.")
-    ratings_df, movies_df = data.load_movielens(source)
+    source, ratings_df, movies_df = recorded.load_movielens_for_script()
     table = screen(GRID, list(range(args.seeds)), source, ratings_df, movies_df)
     args.output.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output / "exercise1_screen.csv", index=False)

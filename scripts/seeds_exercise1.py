@@ -82,10 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 2:
         parser.error(f"--seeds must be at least 2 to measure a spread, got {args.seeds}")
 
-    source = data.find_movielens()
-    if source.is_synthetic:
-        print("Warning: these are synthetic data; the numbers say nothing about MovieLens 1M.")
-    ratings_df, movies_df = data.load_movielens(source)
+    source, ratings_df, movies_df = recorded.load_movielens_for_script()
     table = measure(runs_to_measure(), list(range(args.seeds)), source, ratings_df, movies_df)
     args.output.mkdir(parents=True, exist_ok=True)
     table.round(4).to_csv(args.output / "exercise1_seeds.csv", index=False)

@@ -58,10 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     recorded.add_output_option(parser, "exercise1_tuning")
     args = parser.parse_args(argv)
 
-    source = data.find_movielens()
-    if source.is_synthetic:
-        print("Warning: these are synthetic data; the numbers say nothing about MovieLens 1M.")
-    ratings_df, movies_df = data.load_movielens(source)
+    source, ratings_df, movies_df = recorded.load_movielens_for_script()
     args.output.mkdir(parents=True, exist_ok=True)
     csv_path = args.output / "exercise1_tuning.csv"
     done = recorded.load_tuning(csv_path) if csv_path.exists() else pd.DataFrame()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tutorial_utils import config, links, reporting, settings
+from tutorial_utils import config, data, links, reporting, settings
 
 # In a checkout, the project's results/; installed (e.g. in Colab), the copy the package
 # carries as ``tutorial_utils.results`` (pyproject.toml).
@@ -103,6 +103,15 @@ def add_output_option(parser: argparse.ArgumentParser, stem: str) -> None:
         default=RESULTS_DIR,
         help=f"folder for {stem}.csv (default: results/, the recorded results)",
     )
+
+
+def load_movielens_for_script() -> tuple[data.MovieLensSource, pd.DataFrame, pd.DataFrame]:
+    """The data a recording script measures on, with a warning when they are synthetic."""
+    source = data.find_movielens()
+    if source.is_synthetic:
+        print("Warning: these are synthetic data; the numbers say nothing about MovieLens 1M.")
+    ratings_df, movies_df = data.load_movielens(source)
+    return source, ratings_df, movies_df
 
 
 def available() -> bool:
