@@ -67,3 +67,18 @@ def test_eval_every_must_be_a_whole_number_of_rounds(tiny, eval_every):
         runs.train_and_score(
             run, SOURCE, ratings, movies, base=base, eval_every=eval_every, progress=False
         )
+
+
+def test_a_tff_split_function_is_refused_by_the_simulator(tiny):
+    ratings, movies, run, base = tiny
+    with pytest.raises(ValueError, match="split_fn needs engine='TFF'"):
+        runs.train_and_score(
+            run,
+            SOURCE,
+            ratings,
+            movies,
+            engine="simulator",
+            base=base,
+            split_fn=lambda dataset: (dataset, dataset),
+            progress=False,
+        )

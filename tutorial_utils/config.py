@@ -150,7 +150,7 @@ class ExerciseConfig:
 
     name: str
     tuned: FedReconRun  # exercise 1: the configuration the solution recommends
-    comparison_rounds: int  # exercises 2 and 3: rounds of each run compared
+    comparison_rounds: int  # exercise 2: rounds of each run compared
     # Exercise 4: EMNIST with a personal user embedding, against FedAvg. The run's latent
     # factors are the size of the embedding, its batches hold images.
     emnist_run: FedReconRun

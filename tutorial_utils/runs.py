@@ -58,7 +58,6 @@ def train_and_score(
     base: config.TutorialConfig | None = None,
     seed: int | None = None,
     split_fn: Callable | None = None,
-    model_class: Callable | None = None,
     eval_every: int = 0,
     progress: bool = True,
 ) -> RunResult:
@@ -73,8 +72,7 @@ def train_and_score(
     exactly) or ``"simulator"`` (the vectorized simulator of notebook 05: seconds instead of
     minutes; it draws its own random numbers, so its scores agree with TFF's within their
     spread over seeds, not digit for digit). With TFF only, ``split_fn`` replaces the
-    training split built from ``run`` (exercise 2) and ``model_class(num_items,
-    num_latent_factors)`` the Keras model (exercise 3). A run that diverged has NaN losses
+    training split built from ``run`` (exercise 2). A run that diverged has NaN losses
     and zero accuracy.
 
     With ``eval_every`` (a number of rounds), the validation users are also scored every
@@ -90,8 +88,8 @@ def train_and_score(
             f"eval_every must be a whole number of rounds (0: no validation during "
             f"training), got {eval_every!r}."
         )
-    if engine == "simulator" and (split_fn is not None or model_class is not None):
-        raise ValueError("split_fn and model_class need engine='TFF': the simulator has its own.")
+    if engine == "simulator" and split_fn is not None:
+        raise ValueError("split_fn needs engine='TFF': the simulator has its own splits.")
     base = base or config.current()
     seed = base.seed if seed is None else seed
     start = time.monotonic()
@@ -107,7 +105,7 @@ def train_and_score(
     )
     score = _train_tff if engine == "TFF" else _train_simulator
     history, scores = score(
-        run, users, len(movies_df), sampler, seed, split_fn, model_class, eval_every, progress
+        run, users, len(movies_df), sampler, seed, split_fn, eval_every, progress
     )
     return RunResult(
         run=run,
@@ -122,19 +120,14 @@ def train_and_score(
     )
 
 
-def _train_tff(run, users, num_items, sampler, seed, split_fn, model_class, eval_every, progress):
+def _train_tff(run, users, num_items, sampler, seed, split_fn, eval_every, progress):
     import tensorflow as tf
 
     from tutorial_utils import model, splits, training
 
     np.random.seed(seed)
     tf.keras.utils.set_random_seed(seed)
-    if model_class is None:
-        model_fn = model.reconstruction_model_fn(num_items, run.num_latent_factors)
-    else:
-
-        def model_fn():
-            return model_class(num_items, run.num_latent_factors)
+    model_fn = model.reconstruction_model_fn(num_items, run.num_latent_factors)
 
     process = training.build_training_process(
         model_fn, run, split_fn or splits.tff_split_fn(run.train_split)
@@ -163,9 +156,7 @@ def _train_tff(run, users, num_items, sampler, seed, split_fn, model_class, eval
     return history, scores
 
 
-def _train_simulator(
-    run, users, num_items, sampler, seed, split_fn, model_class, eval_every, progress
-):
+def _train_simulator(run, users, num_items, sampler, seed, split_fn, eval_every, progress):
     from tutorial_utils import simulator as fedrecon_simulator
 
     packed = users.packed()
