@@ -577,10 +577,13 @@ def test_the_figures_are_saved(tmp_path, monkeypatch):
         },
         index=["no DP", "Poisson sampling", "uniform weights", "clipping only", "e8", "e1"],
     )
-    figure = plotting.privacy_tradeoff(table, 1e-6, name="tradeoff")
+    figure = plotting.privacy_tradeoff(table, 1e-6, baseline_rmse=1.11, name="tradeoff")
     assert (tmp_path / "attack.png").exists() and (tmp_path / "tradeoff.png").exists()
-    assert [len(ax.lines) for ax in figure.axes] == [5, 5]  # DP curve, four reference lines
+    # DP curve and four reference lines on both panels; the mean-rating line on RMSE's only
+    assert [len(ax.lines) for ax in figure.axes] == [6, 5]
+    assert figure.axes[0].lines[-1].get_ydata()[0] == 1.11
     assert "delta = 1e-06" in figure.axes[0].get_xlabel()
+    assert "more private to the left" in figure.axes[0].get_xlabel()
 
 
 def test_tff_records_the_noise_multiplier_it_used(rating_clients):

@@ -286,11 +286,15 @@ def attack_recovery(
 
 
 def privacy_tradeoff(
-    table: pd.DataFrame, delta: float, name: str = "07_privacy_tradeoff"
+    table: pd.DataFrame,
+    delta: float,
+    baseline_rmse: float | None = None,
+    name: str = "07_privacy_tradeoff",
 ) -> Figure:
     """Test RMSE and rating accuracy against the epsilon reached at ``delta``, the RDP
     accountant's upper bound (``dp_training.privacy_tradeoff``' table, column ``epsilon``,
-    log x axis); runs without noise are horizontal lines."""
+    log x axis); runs without noise are horizontal lines, and so is ``baseline_rmse`` (the
+    RMSE of predicting the mean rating for everyone), on the RMSE panel."""
     fig = plt.figure(figsize=(11, 4))
     axes = fig.subplots(1, 2)
     noisy = table[np.isfinite(table["epsilon"])]
@@ -303,9 +307,17 @@ def privacy_tradeoff(
             table[~np.isfinite(table["epsilon"])].iterrows(), styles
         ):
             ax.axhline(row[column], color=color, linestyle=style, linewidth=1.2, label=setting)
+        if column == "test_rmse" and baseline_rmse is not None:
+            ax.axhline(
+                baseline_rmse,
+                color="gray",
+                linewidth=2.5,
+                alpha=0.5,
+                label="mean rating for everyone",
+            )
         ax.set(
             xscale="log",
-            xlabel=f"Epsilon at delta = {delta:g}, RDP upper bound (log scale)",
+            xlabel=f"Epsilon at delta = {delta:g}, RDP upper bound (log scale; more private to the left)",
             ylabel=label,
             title=f"Test users: {label if label == 'RMSE' else label.lower()}",
         )
