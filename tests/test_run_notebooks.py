@@ -5,6 +5,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import README_NOTEBOOK_COLUMNS, markdown_table
 from nbclient.exceptions import CellExecutionError
 
 from tutorial_utils import run_notebooks
@@ -198,16 +199,21 @@ def test_the_readme_run_times_are_the_recorded_ones():
     root = Path(run_notebooks.__file__).resolve().parents[1]
     entries = run_notebooks.read_times(root / "notebooks" / run_notebooks.TIMES_FILE)
     readme = (root / "README.md").read_text()
-    rows = dict(re.findall(r"^\| \[(\d\d_\w+)\]\([^)]*\) \|[^|]*\| ([^|]+) \|", readme, re.M))
+    rows = {}
+    for row in markdown_table(readme, README_NOTEBOOK_COLUMNS):
+        link = re.fullmatch(r"\[(\d\d_\w+)\]\(notebooks/\1\.ipynb\)", row["Notebook"])
+        assert link, row["Notebook"]
+        rows[link.group(1)] = row["Run time*"]
     names = [p.name for p in run_notebooks.notebook_paths(root / "notebooks")]
     assert sorted(entries) == names and sorted(f"{n}.ipynb" for n in rows) == names
     for name, entry in entries.items():
         assert entry["result"] == "passed" and entry["config"] == "full", name
         assert "MovieLens 1M (GroupLens)" in entry["data"], name
-        assert rows[name.removesuffix(".ipynb")].strip() == run_notebooks.readable_seconds(
+        assert rows[name.removesuffix(".ipynb")] == run_notebooks.readable_seconds(
             entry["seconds"]
         ), name
     total = sum(e["seconds"] for e in entries.values())
     machine = next(iter(entries.values()))["machine"]
-    assert f"{machine['cores']} cores ({machine['cpu']})" in readme
-    assert f"{run_notebooks.readable_seconds(total)} in all" in readme
+    [note] = [" ".join(p.split()) for p in readme.split("\n\n") if p.startswith("\\*Measured")]
+    assert f"{machine['cores']} cores ({machine['cpu']})" in note
+    assert f"{run_notebooks.readable_seconds(total)} in all" in note
