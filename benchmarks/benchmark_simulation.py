@@ -32,8 +32,8 @@ the mean of ``--simulator-rounds`` calls, and the profile's times are means of i
 
 Every round's batches are drawn as part of the round: ``create_tf_datasets`` for TFF,
 the simulator's own batches otherwise. The results go to ``results/simulation_results.json``
-and, from it, to the README's speed table (``tutorial_utils.speed_results``); notebook 05
-prints the same file.
+and, from it, to the speed table of docs/speed.md (``tutorial_utils.speed_results``);
+notebook 05 prints the same file.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ def main() -> None:
         "--results",
         type=Path,
         default=speed_results.RESULTS_FILE,
-        help="the results file; writing the default one also rewrites the README's table",
+        help="the results file; writing the default one also rewrites docs/speed.md's table",
     )
     args = parser.parse_args()
 
@@ -436,7 +436,7 @@ def main() -> None:
 
 def write_results(results: dict, path: Path) -> None:
     """Prints the tables of ``results``, writes them to ``path`` and the scaling plot beside
-    it, and, for the default file, the README's speed section."""
+    it, and, for the default file, the speed table of docs/speed.md."""
     print("\n" + reporting.markdown_table(speed_results.speed_table(results), align="lrrr"))
     print(
         "\n"
@@ -453,7 +453,7 @@ def write_results(results: dict, path: Path) -> None:
     print(f"compilation of a new shape: {results['profile']['compilation_seconds']:.2f} s")
     path.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nWrote {path}")
-    # The default file's plot goes where the README shows it, beside this script.
+    # The default file's plot goes where docs/speed.md names it, beside this script.
     if path == speed_results.RESULTS_FILE:
         figure = Path(__file__).with_name("simulation_scaling.png")
     else:
@@ -461,8 +461,8 @@ def write_results(results: dict, path: Path) -> None:
     plotting.speed_scaling(results["scaling"]).savefig(figure, dpi=100, bbox_inches="tight")
     print(f"Wrote {figure}")
     if path == speed_results.RESULTS_FILE:
-        speed_results.update_readme(results)
-        print("Rewrote the speed table of README.md")
+        speed_results.update_speed_page(results)
+        print(f"Rewrote the speed table of {speed_results.SPEED_PAGE}")
 
 
 if __name__ == "__main__":

@@ -83,3 +83,31 @@ def copy_of_checkout(folder: Path) -> Path:
         ),
     )
     return source
+
+
+# The README's table of notebooks: its columns, in order.
+README_NOTEBOOK_COLUMNS = ["Notebook", "What you learn", "Minutes to read†", "Run time*", "Colab"]
+
+
+def markdown_table(text: str, columns: list[str]) -> list[dict[str, str]]:
+    """The rows of the one Markdown table of ``text`` headed by exactly ``columns``, each as
+    {column: cell}, cells stripped."""
+
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+    lines = text.splitlines()
+    starts = [
+        i
+        for i, line in enumerate(lines[:-1])
+        if line.startswith("|") and cells(line) == columns and lines[i + 1].startswith("|-")
+    ]
+    assert len(starts) == 1, f"{len(starts)} tables are headed {columns}, not one"
+    rows = []
+    for line in lines[starts[0] + 2 :]:
+        if not line.startswith("|"):
+            break
+        row = cells(line)
+        assert len(row) == len(columns), f"a row of {len(row)} cells, not {len(columns)}: {line}"
+        rows.append(dict(zip(columns, row)))
+    return rows

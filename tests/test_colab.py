@@ -15,7 +15,7 @@ the package comes from (a copy of this checkout instead of GitHub):
   restart; after it (a new kernel), the notebook runs to the end.
 
 What each install cell downloaded and how long it took is written to
-``output/colab/<runtime>.json`` (the README's "Where it runs" quotes it). The
+``output/colab/<runtime>.json`` ("Where it runs" in docs/colab-and-stacks.md quotes it). The
 environments take a few GB, so this runs once, in ``make test`` on the modern stack.
 """
 

@@ -19,9 +19,9 @@ def test_the_package_docstring_lists_every_module_once():
     assert set(listed) == modules()
 
 
-def test_the_readme_layout_names_every_module():
-    readme = (settings.project_root() / "README.md").read_text()
-    layout = readme.split("## Project layout", 1)[1].split("\n## ", 1)[0]
+def test_the_layout_page_names_every_module():
+    page = (settings.project_root() / "docs" / "layout.md").read_text()
+    [layout] = re.findall(r"^```\n(.*?)^```$", page, re.MULTILINE | re.DOTALL)
     assert {name for name in modules() if f"  {name}.py " not in layout} == set()
 
 

@@ -1,5 +1,6 @@
-"""The README's results come from the notebooks' stored outputs and from what the
-walkthrough printed (``tutorial_utils.walkthrough``), never from typed numbers."""
+"""The results of the README and of ``docs/`` (``docs/results.md``, ``docs/speed.md``,
+``docs/notebooks.md``) come from the notebooks' stored outputs, from what the walkthrough
+printed (``tutorial_utils.walkthrough``) and from ``results/``, never from typed numbers."""
 
 import ast
 import importlib.util
@@ -87,10 +88,17 @@ def stored_frame(notebook: str, columns: list[str]) -> list[dict[str, str]]:
     raise AssertionError(f"no stored table with the columns {columns}")
 
 
-def readme_section(title: str) -> str:
-    """The README's text under ``### title``, up to the next heading."""
-    text = (ROOT / "README.md").read_text()
-    return re.split(r"^##+ ", text.split(f"\n### {title}\n", 1)[1], flags=re.M)[0]
+def page_text(page: str) -> str:
+    """A Markdown page of the project, by its path from the project root."""
+    return (ROOT / page).read_text()
+
+
+def page_section(page: str, title: str) -> str:
+    """The text of ``page`` under its one heading ``title`` (``##`` or deeper), up to the
+    next such heading."""
+    parts = re.split(rf"^##+ {re.escape(title)}\n", page_text(page), flags=re.M)
+    assert len(parts) == 2, f"{page} must have one heading {title!r}"
+    return re.split(r"^##+ ", parts[1], flags=re.M)[0]
 
 
 def unexplained_numbers(section: str, phrases: list[str], allowed: tuple[str, ...] = ()):
@@ -100,7 +108,7 @@ def unexplained_numbers(section: str, phrases: list[str], allowed: tuple[str, ..
     text = " ".join(section.split())
     text = re.sub(r"`[^`]*`", " ", re.sub(r"```.*?```", " ", text))
     for phrase in phrases:
-        assert phrase in text, f"the README does not say: {phrase}"
+        assert phrase in text, f"the page does not say: {phrase}"
         text = text.replace(phrase, " ")
     for word in allowed:
         text = text.replace(word, " ")
@@ -137,7 +145,7 @@ def table_rows(text: str, marker: str) -> dict[str, list[float]]:
 
 def readme_results() -> dict[str, tuple[str, str]]:
     """The README's results table: fact -> (walkthrough, this package)."""
-    section = (ROOT / "README.md").read_text().split("## Results", 1)[1].split("\n### ", 1)[0]
+    section = page_section("README.md", "Results")
     rows = re.findall(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", section, re.M)
     header, *rows = rows
     assert [c.strip() for c in header] == ["Fact", "Walkthrough", "This package"]
@@ -197,7 +205,7 @@ def test_the_trained_numbers_in_the_readme_are_notebook_03s():
         assert rows[fact] == (pair(theirs), pair(ours)), fact
 
 
-def test_the_overlap_paragraph_of_the_readme_is_notebook_03s():
+def test_the_overlap_paragraph_of_the_results_page_is_notebook_03s():
     out = stored_text("03_training_and_evaluation")
     scored, shared, share = re.search(
         r"Scored validation ratings: (\d+); also used for reconstruction: (\d+) \(([\d.]+)%\)", out
@@ -207,15 +215,15 @@ def test_the_overlap_paragraph_of_the_readme_is_notebook_03s():
         name: [row[-1] for row in (disjoint[f"{name} loss"], disjoint[f"{name} rating accuracy"])]
         for name in ("validation", "test")
     }
-    readme = " ".join((ROOT / "README.md").read_text().split())
-    assert f"{shared} of the {scored} scored validation ratings ({share}%)" in readme
+    page = " ".join(page_section("docs/results.md", "What evaluation reads").split())
+    assert f"{shared} of the {scored} scored validation ratings ({share}%)" in page
     assert (
         f"validation {numbers['validation'][0]:.4f} / {numbers['validation'][1]:.4f} and test "
         f"{numbers['test'][0]:.4f} / {numbers['test'][1]:.4f}"
-    ) in readme
+    ) in page
 
 
-def test_the_simulators_test_scores_in_the_readme_are_notebook_05s():
+def test_the_simulators_test_scores_on_the_speed_page_are_notebook_05s():
     out = stored_text("05_fast_simulation")
     sampled, rmse, accuracy = re.search(
         r"^The protocol's test score \((\d+) sampled test users\): RMSE ([\d.]+), "
@@ -237,25 +245,25 @@ def test_the_simulators_test_scores_in_the_readme_are_notebook_05s():
     file_order = changes["first 300 in file order, one fixed order"]
     new_order = changes["seeded shuffle, keep 300, a new order every pass"]
     both = changes["first 300 in file order, a new order every pass"]
-    # What the README says in words: every choice lowers the RMSE, both together the most,
+    # What the page says in words: every choice lowers the RMSE, both together the most,
     # and on the sampled users the same changes do not all keep that sign.
     assert all(float(change) < 0 for change in changes.values()) and len(changes) == 3
     assert float(both) == min(float(change) for change in changes.values())
     assert any(float(change) > 0 for change in on_sampled)
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    page = " ".join(page_section("docs/speed.md", "Faster training without TFF").split())
     assert (
         f"on all {users} test users, each of them lowers the RMSE: by {file_order[1:]} with the "
         f"first 300 ratings in file order, {new_order[1:]} with a new order every pass and "
         f"{both[1:]} with both (one training run each), so the paper's own choices score worst; "
         f"on the {sampled} sampled test users the same changes are {', '.join(on_sampled)}: "
         f"they do not even agree in sign, so that score cannot tell these choices apart."
-    ) in readme
+    ) in page
     assert (
         f"on {sampled} sampled test users, it reaches **RMSE {rmse} and rating accuracy "
         f"{accuracy}**; on all {users} test users, RMSE {all_rmse} and rating accuracy "
         f"{all_accuracy}."
-    ) in readme
-    assert "google-research/federated" in readme
+    ) in page
+    assert "google-research/federated" in page
 
 
 @pytest.mark.skipif(not SEED_TEXT.exists(), reason=f"the walkthrough's text is not at {SEED_TEXT}")
@@ -282,9 +290,10 @@ def test_the_walkthrough_numbers_are_the_ones_it_printed():
 
 
 def test_the_exercise_1_section_is_the_recorded_runs_and_notebook_04s():
-    """The README's exercise 1 numbers come from results/ (the seeds, the screen, TFF's
-    runs), from the solutions notebook's stored outputs (which show those files, and the
-    simulator's runs) and from the settings of the runs and of the check."""
+    """The exercise 1 numbers of docs/results.md, and of the solutions notebook's row in
+    docs/notebooks.md, come from results/ (the seeds, the screen, TFF's runs), from the
+    solutions notebook's stored outputs (which show those files, and the simulator's runs)
+    and from the settings of the runs and of the check."""
     exercises = pytest.importorskip("tutorial_utils.exercises")
     tuning, screen = recorded.load_tuning(), recorded.load_screen()
     seed_runs = recorded.load_seeds()
@@ -372,7 +381,7 @@ def test_the_exercise_1_section_is_the_recorded_runs_and_notebook_04s():
         f"{notebook_tuned} against {notebook_split} for the split alone with the same seeds",
         f"scored every {every} rounds",
     ]
-    section = readme_section("Exercise 1, tuned")
+    section = page_section("docs/results.md", "Exercise 1, tuned")
     assert (
         unexplained_numbers(
             section, phrases, ("notebook 05", "exercise 1", "exercise1_", "quarter of an hour")
@@ -381,7 +390,7 @@ def test_the_exercise_1_section_is_the_recorded_runs_and_notebook_04s():
     )
     [row] = [
         line
-        for line in (ROOT / "README.md").read_text().splitlines()
+        for line in page_section("docs/notebooks.md", "What each notebook teaches").splitlines()
         if "04_exercises_solutions](" in line
     ]
     for phrase in (
@@ -548,7 +557,7 @@ def test_the_beyond_section_is_notebook_06s():
         f"{sparse.group(2)} up (only the rows its training step changed), against "
         f"{sparse.group(3)} each way for the fully global model,",
     ]
-    section = readme_section("Beyond the walkthrough")
+    section = page_section("docs/results.md", "Beyond the walkthrough")
     assert unexplained_numbers(section, phrases, ("Notebook 06", "notebook 07")) == []
 
 
@@ -571,5 +580,5 @@ def test_the_live_exploration_section_is_notebook_08s():
         "(notebook 08's stored outputs,",
         f"times a {rounds}-round run against the goal of one second.",
     ]
-    section = readme_section("Live exploration")
+    section = page_section("docs/results.md", "Live exploration")
     assert unexplained_numbers(section, phrases, ("Notebook 08", "127.0.0.1")) == []

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import README_NOTEBOOK_COLUMNS, markdown_table
 from nbclient.exceptions import CellExecutionError
 
 from tutorial_utils import run_notebooks
@@ -139,22 +140,80 @@ def test_readable_seconds():
     ]
 
 
+def test_prose_words_counts_what_a_learner_reads():
+    markdown = (
+        '<table><td><a href="https://colab.research.google.com/x">Run in Colab</a></td></table>\n'
+        "## Set up\n\nRead [the paper](https://arxiv.org/abs/2102.03448) (see https://x.org/a b)"
+        " - 1 step, `tff.learning` and **bold** words."
+    )
+    # Run in Colab (3), Set up (2), Read the paper (3), see b (2), 1 step, tff.learning and
+    # bold words (6): no tag, no address, no "##" and no "-".
+    assert run_notebooks.prose_words(markdown) == 16
+
+
+def test_notebook_size_counts_code_cells_and_the_words_of_markdown_cells(tmp_path):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# A title\n\nTwo lines\nof prose."),
+        nbformat.v4.new_code_cell("# a comment is code, not prose\nx = 1"),
+        nbformat.v4.new_raw_cell("raw words are not read"),
+        nbformat.v4.new_code_cell(""),
+        nbformat.v4.new_markdown_cell("More."),
+    ]
+    path = tmp_path / "01_a.ipynb"
+    nbformat.write(notebook, path)
+    # A title Two lines of prose (6), More (1); the empty code cell is a code cell.
+    assert run_notebooks.notebook_size(path) == (2, 7)
+
+
+def test_learner_minutes_adds_reading_cells_and_run_time_rounded_to_5():
+    # 1000 words: 5 min; 10 cells: 10 min; 120 s: 2 min; 17 min rounds to 15.
+    assert run_notebooks.learner_minutes(10, 1000, 120) == 15
+    assert run_notebooks.learner_minutes(10, 1000, 210) == 20  # 18.5 min
+    assert run_notebooks.learner_minutes(1, 10, 5) == 5  # never less than 5
+
+
+def test_reading_table_has_a_row_a_notebook_and_their_sums(tmp_path):
+    for name, cells in (("01_a.ipynb", 3), ("02_b.ipynb", 12)):
+        write_notebook(tmp_path / name, *["1"] * cells)
+    entries = {
+        "01_a.ipynb": {"notebook": "01_a.ipynb", "seconds": 30.0},
+        "02_b.ipynb": {"notebook": "02_b.ipynb", "seconds": 600.0},
+    }
+    run_notebooks.write_times(tmp_path / run_notebooks.TIMES_FILE, entries)
+    assert run_notebooks.reading_table(tmp_path).splitlines() == [
+        "| Notebook | Code cells | Words of prose | Run time | Minutes |",
+        "|---|---:|---:|---:|---:|",
+        "| 01_a | 3 | 0 | 30 s | 5 |",
+        "| 02_b | 12 | 0 | 10.0 min | 20 |",
+        "| in all | 15 | 0 | 10.5 min | 25 |",
+    ]
+    (tmp_path / "03_c.ipynb").write_bytes((tmp_path / "01_a.ipynb").read_bytes())
+    with pytest.raises(ValueError, match="no run time for 03_c.ipynb"):
+        run_notebooks.reading_table(tmp_path)
+
+
 def test_the_readme_run_times_are_the_recorded_ones():
     """The README's run-time column and its machine note come from notebooks/run_times.json,
     which `make notebooks` writes when it refreshes the stored outputs."""
     root = Path(run_notebooks.__file__).resolve().parents[1]
     entries = run_notebooks.read_times(root / "notebooks" / run_notebooks.TIMES_FILE)
     readme = (root / "README.md").read_text()
-    rows = dict(re.findall(r"^\| \[(\d\d_\w+)\]\([^)]*\) \|[^|]*\| ([^|]+) \|", readme, re.M))
+    rows = {}
+    for row in markdown_table(readme, README_NOTEBOOK_COLUMNS):
+        link = re.fullmatch(r"\[(\d\d_\w+)\]\(notebooks/\1\.ipynb\)", row["Notebook"])
+        assert link, row["Notebook"]
+        rows[link.group(1)] = row["Run time*"]
     names = [p.name for p in run_notebooks.notebook_paths(root / "notebooks")]
     assert sorted(entries) == names and sorted(f"{n}.ipynb" for n in rows) == names
     for name, entry in entries.items():
         assert entry["result"] == "passed" and entry["config"] == "full", name
         assert "MovieLens 1M (GroupLens)" in entry["data"], name
-        assert rows[name.removesuffix(".ipynb")].strip() == run_notebooks.readable_seconds(
+        assert rows[name.removesuffix(".ipynb")] == run_notebooks.readable_seconds(
             entry["seconds"]
         ), name
     total = sum(e["seconds"] for e in entries.values())
     machine = next(iter(entries.values()))["machine"]
-    assert f"{machine['cores']} cores ({machine['cpu']})" in readme
-    assert f"{run_notebooks.readable_seconds(total)} in all" in readme
+    [note] = [" ".join(p.split()) for p in readme.split("\n\n") if p.startswith("\\*Measured")]
+    assert f"{machine['cores']} cores ({machine['cpu']})" in note
+    assert f"{run_notebooks.readable_seconds(total)} in all" in note

@@ -1,4 +1,4 @@
-"""The speed figures: one results file, checked against its schema, and the README from it."""
+"""The speed figures: one results file, checked against its schema, and docs/speed.md from it."""
 
 from __future__ import annotations
 
@@ -34,10 +34,11 @@ def example_results() -> dict:
     return results
 
 
-def test_the_readme_prints_the_benchmarks_results_file():
+def test_the_speed_page_prints_the_benchmarks_results_file():
     results = speed_results.load()
-    readme = (speed_results.ROOT / "README.md").read_text()
-    assert speed_results.readme_block(results) in readme
+    page = (speed_results.ROOT / "docs" / "speed.md").read_text()
+    assert speed_results.SPEED_PAGE == speed_results.ROOT / "docs" / "speed.md"
+    assert speed_results.speed_block(results) in page
 
 
 def test_the_results_file_has_every_field_of_the_schema():
@@ -124,16 +125,16 @@ def test_scaling_summary_says_where_the_growth_is_linear():
     assert "at 40: 0.25 of its value at 10" in summary
 
 
-def test_update_readme_rewrites_only_its_block(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"before\n{speed_results.BEGIN}\nold\n{speed_results.END}\nafter\n")
-    speed_results.update_readme(example_results(), readme)
-    text = readme.read_text()
+def test_update_speed_page_rewrites_only_its_block(tmp_path):
+    page = tmp_path / "speed.md"
+    page.write_text(f"before\n{speed_results.BEGIN}\nold\n{speed_results.END}\nafter\n")
+    speed_results.update_speed_page(example_results(), page)
+    text = page.read_text()
     assert text.startswith("before\n") and text.endswith("\nafter\n") and "old" not in text
-    assert speed_results.readme_block(example_results()) in text
-    readme.write_text("no markers\n")
+    assert speed_results.speed_block(example_results()) in text
+    page.write_text("no markers\n")
     with pytest.raises(ValueError, match="markers"):
-        speed_results.update_readme(example_results(), readme)
+        speed_results.update_speed_page(example_results(), page)
 
 
 def test_speed_scaling_plots_the_measured_points_and_the_linear_line(tmp_path, monkeypatch):

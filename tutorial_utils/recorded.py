@@ -2,8 +2,8 @@
 
 Exercise 1 was tuned with TFF (``scripts/tune_exercise1.py``) after a screen of candidates
 with the simulator (``scripts/screen_exercise1.py``). Both scripts write their table into
-:data:`RESULTS_DIR` (:func:`add_output_option`), and the solutions notebook and the README's
-tests read them back:
+:data:`RESULTS_DIR` (:func:`add_output_option`), and the solutions notebook and the tests
+of ``docs/results.md`` read them back:
 
 - :func:`load_tuning` and :func:`load_screen` read a file and check every column; a clear
   error names the file when it is missing or malformed;

@@ -7,7 +7,9 @@ Every notebook runs in a fresh kernel; a line per notebook says whether it passe
 long it took, and a table at the end sums them up. Each notebook's time, with the machine,
 data and configuration it was measured with, is recorded in ``run_times.json`` beside
 the executed notebooks (``output/notebooks``, or ``notebooks/`` with ``--in-place``: the
-README's run-time column is checked against that one). Figures are saved as PNG by the notebooks
+run-time columns of the README and of ``docs/notebooks.md`` are checked against that one).
+:func:`reading_table` gives each notebook's size and a learner's time, the table of
+``docs/notebooks.md``. Figures are saved as PNG by the notebooks
 themselves (see ``plotting``), into ``output/figures`` unless ``FEDRECON_OUTPUT_DIR`` says
 otherwise. What the kernels themselves print outside any cell (Jupyter's and TensorFlow's
 C++ logs, TFF's worker) goes to ``output/logs/<notebook>.log``, not to the terminal: a
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -31,6 +34,11 @@ from tutorial_utils import environment, settings
 TIMES_FILE = "run_times.json"
 # The longest cell takes a few minutes on 2 cores; an hour means something is stuck.
 DEFAULT_TIMEOUT = 3600
+# A learner's time with a notebook (docs/notebooks.md states the rule): prose read at this
+# many words a minute, this many minutes a code cell, plus the run time, rounded to 5 minutes.
+WORDS_PER_MINUTE = 200
+MINUTES_PER_CODE_CELL = 1
+ROUND_TO_MINUTES = 5
 
 
 def notebook_paths(folder: Path) -> list[Path]:
@@ -104,6 +112,58 @@ def data_in_use() -> str:
 def readable_seconds(seconds: float) -> str:
     """A duration as the README's run-time column writes it: ``42 s`` or ``2.5 min``."""
     return f"{seconds:.0f} s" if seconds < 99.5 else f"{seconds / 60:.1f} min"
+
+
+def prose_words(markdown: str) -> int:
+    """The words a learner reads in a Markdown text: whitespace-separated pieces holding a
+    letter or a digit, once HTML tags and the addresses of links are taken out."""
+    text = re.sub(r"<[^>]*>", " ", markdown)
+    text = re.sub(r"\]\([^)]*\)", "] ", text)  # [text](address): the text is read
+    text = re.sub(r"https?://\S+", " ", text)
+    return sum(1 for piece in text.split() if re.search(r"[^\W_]", piece))
+
+
+def notebook_size(path: Path) -> tuple[int, int]:
+    """A notebook's code cells, and the words of its prose (its Markdown cells), as stored."""
+    cells = json.loads(path.read_text())["cells"]
+    code_cells = sum(1 for cell in cells if cell["cell_type"] == "code")
+    words = sum(
+        prose_words("".join(cell["source"])) for cell in cells if cell["cell_type"] == "markdown"
+    )
+    return code_cells, words
+
+
+def learner_minutes(code_cells: int, words: int, seconds: float) -> int:
+    """A learner's minutes with a notebook: its prose at :data:`WORDS_PER_MINUTE`, plus
+    :data:`MINUTES_PER_CODE_CELL` a code cell, plus its run time, rounded to the nearest
+    multiple of :data:`ROUND_TO_MINUTES` (at least that)."""
+    minutes = words / WORDS_PER_MINUTE + code_cells * MINUTES_PER_CODE_CELL + seconds / 60
+    return max(1, int(minutes / ROUND_TO_MINUTES + 0.5)) * ROUND_TO_MINUTES
+
+
+def reading_table(folder: Path) -> str:
+    """The Markdown table of ``docs/notebooks.md``: every notebook of ``folder`` with its code
+    cells, words of prose, recorded run time (``run_times.json``) and a learner's minutes,
+    then a row of their sums."""
+    import pandas as pd
+
+    from tutorial_utils import reporting
+
+    times = read_times(folder / TIMES_FILE)
+    rows = []
+    for path in notebook_paths(folder):
+        if path.name not in times:
+            raise ValueError(f"{folder / TIMES_FILE} has no run time for {path.name}")
+        code_cells, words = notebook_size(path)
+        seconds = times[path.name]["seconds"]
+        minutes = learner_minutes(code_cells, words, seconds)
+        rows.append((path.stem, code_cells, words, seconds, minutes))
+    rows.append(("in all", *(sum(row[i] for row in rows) for i in (1, 2, 3, 4))))
+    table = pd.DataFrame(
+        [(*row[:3], readable_seconds(row[3]), row[4]) for row in rows],
+        columns=["Notebook", "Code cells", "Words of prose", "Run time", "Minutes"],
+    )
+    return reporting.markdown_table(table, align="lrrrr")
 
 
 def summary_table(results: list[dict]) -> str:

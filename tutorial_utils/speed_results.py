@@ -1,15 +1,15 @@
 """The simulator's speed figures, from one file that ``benchmarks/benchmark_simulation.py`` writes.
 
-Every speed figure of the project (the README's speed table, notebook 05's speed cells)
-comes from ``results/simulation_results.json``, the output of one benchmark run (the
-package carries it, so notebook 05 shows it in Colab too):
+Every speed figure of the project (the speed table of ``docs/speed.md``, notebook 05's
+speed cells) comes from ``results/simulation_results.json``, the output of one benchmark
+run (the package carries it, so notebook 05 shows it in Colab too):
 
 - :func:`load` reads the file and checks it against :data:`SCHEMA` (a clear error names
   the file and the missing or mistyped field);
 - :func:`speed_table` and :func:`profile_table` turn it into tables;
-- :func:`update_readme` writes the speed table and the profile into the README between
-  the markers :data:`BEGIN` and :data:`END` (the benchmark calls it; a test checks that
-  the README matches the file).
+- :func:`update_speed_page` writes the speed table and the profile into
+  :data:`SPEED_PAGE` between the markers :data:`BEGIN` and :data:`END` (the benchmark
+  calls it; a test checks that the page matches the file).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tutorial_utils import pins, recorded, reporting
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_FILE = recorded.RESULTS_DIR / "simulation_results.json"
+SPEED_PAGE = ROOT / "docs" / "speed.md"
 BEGIN = "<!-- speed table: written by benchmarks/benchmark_simulation.py -->"
 END = "<!-- end of speed table -->"
 
@@ -309,9 +310,9 @@ def _outside_the_lock(environment: str) -> str:
     return f" (NumPy {found.group(1)}, not the modern lock's {locked})"
 
 
-def readme_block(results: dict) -> str:
-    """The README's speed section body: the speed table, the protocol's test score, then
-    the profile and the scaling."""
+def speed_block(results: dict) -> str:
+    """The speed page's block: the speed table, the protocol's test score, then the profile
+    and the scaling."""
     run, p = results["run"], results["profile"]
     speed = reporting.markdown_table(speed_table(results), align="lrrr")
     profile = reporting.markdown_table(
@@ -348,12 +349,12 @@ def readme_block(results: dict) -> str:
     )
 
 
-def update_readme(results: dict, readme: Path = ROOT / "README.md") -> None:
-    """Replaces the README's block between :data:`BEGIN` and :data:`END` by
-    :func:`readme_block`."""
-    text = readme.read_text()
+def update_speed_page(results: dict, page: Path = SPEED_PAGE) -> None:
+    """Replaces the block of ``page`` between :data:`BEGIN` and :data:`END` by
+    :func:`speed_block`."""
+    text = page.read_text()
     if text.count(BEGIN) != 1 or text.count(END) != 1:
-        raise ValueError(f"{readme} must hold the markers {BEGIN!r} and {END!r} once each.")
+        raise ValueError(f"{page} must hold the markers {BEGIN!r} and {END!r} once each.")
     head, rest = text.split(BEGIN)
     _, tail = rest.split(END)
-    readme.write_text(head + readme_block(results) + tail)
+    page.write_text(head + speed_block(results) + tail)
