@@ -181,9 +181,9 @@ def method_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful
     (``experiments.compare_methods``' table).
 
     One colour per method and one line style per solver (solid: SGD, dotted: ridge); the
-    centralized reference (no rounds) is a horizontal line. Every panel has its legend.
-    On the seen users' panels, each budget's tick also gives the share of seen users with
-    a stored stateful embedding.
+    centralized reference (no rounds) is a horizontal line. One legend below the panels
+    serves all four (they draw the same lines). On the seen users' panels, each budget's
+    tick also gives the share of seen users with a stored stateful embedding.
     """
     fig = plt.figure(figsize=(12, 8.5))
     axes = fig.subplots(2, 2)
@@ -233,13 +233,14 @@ def method_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful
             ax.set_xticks(budgets, ticks)
             ax.minorticks_off()
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, ncol=2)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=10, frameon=False)
     fig.suptitle(
-        "Colour: method; line style: solver of the embeddings solved at evaluation "
-        "(solid SGD, dotted ridge). Seen users' ticks: share with a stored stateful embedding",
+        "Solid lines: embeddings fitted by SGD at evaluation; dotted: by ridge (fold-in).\n"
+        "Under the seen users' ticks: the share of them whose embedding the stateful model stored.",
         fontsize=10,
     )
-    fig.set_layout_engine("tight")
+    fig.set_layout_engine("tight", rect=(0, 0.07, 1, 1))
     save(fig, name)
     return fig
 
