@@ -60,25 +60,20 @@ def test_simulator_evaluations_leave_its_training_unchanged(tiny):
     assert evaluated.history["val_loss"].notna().all()
 
 
-@pytest.mark.parametrize("eval_every", [-1, 2.5, True, "10"])
-def test_eval_every_must_be_a_whole_number_of_rounds(tiny, eval_every):
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        *(
+            ({"eval_every": value}, "eval_every must be a whole number of rounds")
+            for value in (-1, 2.5, True, "10")
+        ),
+        (
+            {"engine": "simulator", "split_fn": lambda dataset: (dataset, dataset)},
+            "split_fn needs engine='TFF'",
+        ),
+    ],
+)
+def test_bad_arguments_are_named(tiny, bad, message):
     ratings, movies, run, base = tiny
-    with pytest.raises(ValueError, match="eval_every must be a whole number of rounds"):
-        runs.train_and_score(
-            run, SOURCE, ratings, movies, base=base, eval_every=eval_every, progress=False
-        )
-
-
-def test_a_tff_split_function_is_refused_by_the_simulator(tiny):
-    ratings, movies, run, base = tiny
-    with pytest.raises(ValueError, match="split_fn needs engine='TFF'"):
-        runs.train_and_score(
-            run,
-            SOURCE,
-            ratings,
-            movies,
-            engine="simulator",
-            base=base,
-            split_fn=lambda dataset: (dataset, dataset),
-            progress=False,
-        )
+    with pytest.raises(ValueError, match=message):
+        runs.train_and_score(run, SOURCE, ratings, movies, base=base, progress=False, **bad)
