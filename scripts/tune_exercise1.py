@@ -25,7 +25,7 @@ import sys
 
 import pandas as pd
 
-from tutorial_utils import config, data, recorded, runs, runtime
+from tutorial_utils import config, recorded, runs, runtime
 
 SPLIT = config.SPLIT_ALONE
 

@@ -85,6 +85,14 @@ def test_learning_curves_plot_training_and_validation(output_dir):
     loss_ax, acc_ax = fig.axes
     assert loss_ax.get_yscale() == "log"
     assert loss_ax.get_ylabel() == "Loss (MSE, log scale)"  # the axis says it is logarithmic
+    # Its ticks read as plain numbers (1, 10), not as 10^0 and 10^1.
+    ticks = [
+        t.get_text()
+        for t in loss_ax.get_yticklabels() + loss_ax.get_yticklabels(minor=True)
+        if t.get_text()
+    ]
+    assert "10" in ticks and "1" in ticks
+    assert not any("times" in t or "^" in t for t in ticks), ticks
     assert acc_ax.get_ylabel() == "Rating accuracy"
     train_line, val_line = acc_ax.get_lines()
     assert train_line.get_xdata().tolist() == [1, 2, 3, 4]

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from tutorial_utils import settings
 from tutorial_utils.exploration import genre_counts
@@ -137,6 +137,9 @@ def learning_curves(
         ax.grid(alpha=0.3)
         ax.legend()
     loss_ax.set_yscale("log")  # the y label says so
+    # Plain tick labels (2, 5, 10) instead of 2x10^0.
+    loss_ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+    loss_ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
     fig.set_layout_engine("tight")
     save(fig, name)
     return fig
@@ -318,7 +321,10 @@ def privacy_tradeoff(
             )
         ax.set(
             xscale="log",
-            xlabel=f"Epsilon at delta = {delta:g}, RDP upper bound (log scale; more private to the left)",
+            xlabel=(
+                f"Epsilon at delta = {delta:g}, RDP upper bound "
+                "(log scale; more private to the left)"
+            ),
             ylabel=label,
             title=f"Test users: {label if label == 'RMSE' else label.lower()}",
         )
