@@ -367,9 +367,9 @@ def test_the_exercise_1_section_is_the_recorded_runs_and_notebook_04s():
     assert at_rate[best.recon_epochs] == 0 < at_rate[split.recon_epochs]
     gains = [
         recorded.screen_row(screen, run)["val accuracy (mean)"]
-        - recorded.screen_row(
-            screen, dataclasses.replace(run, recon_epochs=split.recon_epochs)
-        )["val accuracy (mean)"]
+        - recorded.screen_row(screen, dataclasses.replace(run, recon_epochs=split.recon_epochs))[
+            "val accuracy (mean)"
+        ]
         for run in grid.values()
         if run.recon_epochs == best.recon_epochs
         and recorded.changed_from_split_alone(run) in screened
@@ -429,12 +429,7 @@ def test_the_exercise_1_section_is_the_recorded_runs_and_notebook_04s():
         f"scored every {every} rounds",
     ]
     section = page_section("docs/results.md", "Exercise 1, tuned")
-    assert (
-        unexplained_numbers(
-            section, phrases, ("notebook 05", "exercise 1", "exercise1_")
-        )
-        == []
-    )
+    assert unexplained_numbers(section, phrases, ("notebook 05", "exercise 1", "exercise1_")) == []
     [row] = [
         line
         for line in page_section("docs/notebooks.md", "What each notebook teaches").splitlines()
