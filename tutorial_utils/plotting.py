@@ -322,7 +322,7 @@ def privacy_tradeoff(
         ax.set(
             xscale="log",
             xlabel=(
-                f"Epsilon at delta = {delta:g}, RDP upper bound "
+                f"Epsilon at delta = {delta:g}, RDP upper bound\n"
                 "(log scale; more private to the left)"
             ),
             ylabel=label,
