@@ -1,6 +1,7 @@
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import nbformat
@@ -108,6 +109,37 @@ def test_every_notebook_runs_even_after_a_failure_and_a_table_sums_them_up(proje
     assert record["total_seconds"] == pytest.approx(
         sum(e["seconds"] for e in record["notebooks"]), abs=0.2
     )
+
+
+def test_notebooks_run_side_by_side_give_the_same_record_and_the_whole_run_time(project, capsys):
+    write_notebook(project / "notebooks" / "01_slow.ipynb", "import time\ntime.sleep(3)")
+    write_notebook(project / "notebooks" / "02_bad.ipynb", "raise ValueError('broken on purpose')")
+    write_notebook(project / "notebooks" / "03_good.ipynb", "print('fine')")
+    start = time.monotonic()
+    assert run_notebooks.main(["--jobs", "2"]) == 1
+    wall = time.monotonic() - start
+    out = capsys.readouterr().out
+    # 02 and 03 ran while 01 slept: they end first; each line names its own notebook.
+    ends = [line for line in out.splitlines() if re.match(r"\[\d/3\] .* in \d+ s$", line)]
+    assert [line.split()[1] for line in ends][-1] == "01_slow.ipynb", ends
+    assert "[2/3] 02_bad.ipynb FAILED; nothing was written." in out
+    assert "broken on purpose" in out  # the error, told where it happened
+    executed = project / "output" / "notebooks"
+    assert sorted(p.name for p in executed.glob("*.ipynb")) == ["01_slow.ipynb", "03_good.ipynb"]
+    record = json.loads((executed / "run_times.json").read_text())
+    assert [(e["notebook"], e["result"]) for e in record["notebooks"]] == [
+        ("01_slow.ipynb", "passed"),
+        ("02_bad.ipynb", "FAILED"),
+        ("03_good.ipynb", "passed"),
+    ]
+    whole = float(re.search(r"^whole run\s+(\d+)$", out, re.M).group(1))
+    assert whole <= wall + 1 and record["notebooks"][0]["seconds"] >= 3
+
+
+def test_jobs_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        run_notebooks.main(["--jobs", "0"])
+    assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_a_run_of_some_notebooks_updates_only_their_times(project):

@@ -1,10 +1,14 @@
 """Executes the tutorial's notebooks in order and keeps the results.
 
     python -m tutorial_utils.run_notebooks              # executed copies -> output/notebooks
+    python -m tutorial_utils.run_notebooks --jobs 2     # the same, two notebooks at a time
     python -m tutorial_utils.run_notebooks --in-place   # refresh the committed outputs
 
 Every notebook runs in a fresh kernel; a line per notebook says whether it passed and how
-long it took, and a table at the end sums them up. Each notebook's time, with the machine,
+long it took, and a table at the end sums them up. With ``--jobs N``, N notebooks run at
+once, each in a process of its own (``make tutorial`` runs two): the run ends sooner, and
+each notebook's time is then measured while others share the cores, so the committed
+times come from a run of one at a time. Each notebook's time, with the machine,
 data and configuration it was measured with, is recorded in ``run_times.json`` beside
 the executed notebooks (``output/notebooks``, or ``notebooks/`` with ``--in-place``: the
 run-time columns of the README and of ``docs/notebooks.md`` are checked against that one).
@@ -19,7 +23,9 @@ failure names that file.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -79,6 +85,54 @@ def execute(
     nbformat.write(notebook, temporary)
     temporary.replace(destination)
     return time.monotonic() - start
+
+
+def run_one(path: Path, destination: Path, timeout: int, log: Path) -> tuple[str, str]:
+    """:func:`execute`, with its failure told in words: ``(result, message)``, where the
+    result is ``passed``, ``timed out`` or ``FAILED`` (a process of its own can run it)."""
+    try:
+        execute(path, destination, timeout=timeout, log=log)
+    except CellTimeoutError as error:
+        return "timed out", (
+            f"TIMED OUT: a cell ran for more than {timeout} s (raise it with --timeout); "
+            f"nothing was written. Kernel log: {log}\n{error}"
+        )
+    except CellExecutionError as error:
+        return "FAILED", f"FAILED; nothing was written. Kernel log: {log}\n{error}"
+    return "passed", ""
+
+
+def run_all(paths: list[Path], output: Path, logs: Path, args: argparse.Namespace):
+    """Runs the notebooks, ``args.jobs`` at a time, and yields ``((number, path), (result,
+    message), seconds)`` for each as it ends; says ``[number/total] name ...`` as it starts.
+    One job runs in this process; more run in processes of their own, started afresh (no
+    TensorFlow state forked into a child)."""
+    queue = list(enumerate(paths, start=1))
+
+    def started(number, path):
+        print(f"[{number}/{len(paths)}] {path.name} ...", flush=True)
+        return (path, output / path.name, args.timeout, logs / f"{path.stem}.log")
+
+    if args.jobs == 1:
+        for number, path in queue:
+            start = time.monotonic()
+            outcome = run_one(*started(number, path))
+            yield (number, path), outcome, time.monotonic() - start
+        return
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        running = {}
+        while queue or running:
+            while queue and len(running) < args.jobs:
+                number, path = queue.pop(0)
+                future = pool.submit(run_one, *started(number, path))
+                running[future] = (number, path, time.monotonic())
+            done, _ = concurrent.futures.wait(
+                running, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in done:
+                number, path, start = running.pop(future)
+                yield (number, path), future.result(), time.monotonic() - start
 
 
 def machine() -> dict[str, object]:
@@ -166,12 +220,15 @@ def reading_table(folder: Path) -> str:
     return reporting.markdown_table(table, align="lrrrr")
 
 
-def summary_table(results: list[dict]) -> str:
-    """The per-notebook results as an aligned text table, with the total."""
+def summary_table(results: list[dict], wall_seconds: float | None = None) -> str:
+    """The per-notebook results as an aligned text table, with the total and, when the
+    notebooks ran side by side, the time the whole run took."""
     width = max(len(r["notebook"]) for r in results)
     lines = [f"{'notebook':<{width}}  {'result':<9}  {'seconds':>7}"]
     lines += [f"{r['notebook']:<{width}}  {r['result']:<9}  {r['seconds']:>7.0f}" for r in results]
     lines.append(f"{'total':<{width}}  {'':<9}  {sum(r['seconds'] for r in results):>7.0f}")
+    if wall_seconds is not None:
+        lines.append(f"{'whole run':<{width}}  {'':<9}  {wall_seconds:>7.0f}")
     return "\n".join(lines)
 
 
@@ -211,9 +268,17 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_TIMEOUT,
         help=f"seconds a cell may run (default: {DEFAULT_TIMEOUT})",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="notebooks run at once, each in a process of its own (default: 1)",
+    )
     args = parser.parse_args(argv)
     if args.timeout < 1:
         parser.error(f"--timeout must be at least 1 second, got {args.timeout}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     # Keep TensorFlow's C++ start-up log (timestamps, CUDA probing) out of the stored outputs.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -228,41 +293,28 @@ def main(argv: list[str] | None = None) -> int:
     description = data_in_use()
     measured_on = machine()
     print(f"Configuration: {settings.run_config()}; figures -> {settings.output_dir()}", flush=True)
-    results = []
-    for number, path in enumerate(paths, start=1):
+    results = {}
+    started = time.monotonic()
+    for (number, path), (result, message), seconds in run_all(paths, output, logs, args):
         tag = f"[{number}/{len(paths)}] {path.name}"
-        print(f"{tag} ...", flush=True)
-        start = time.monotonic()
-        log = logs / f"{path.stem}.log"
-        try:
-            execute(path, output / path.name, timeout=args.timeout, log=log)
-            result = "passed"
-        except CellTimeoutError as error:
-            result = "timed out"
-            print(
-                f"{tag} TIMED OUT: a cell ran for more than {args.timeout} s (raise it with "
-                f"--timeout); nothing was written. Kernel log: {log}\n{error}"
-            )
-        except CellExecutionError as error:
-            result = "FAILED"
-            print(f"{tag} FAILED; nothing was written. Kernel log: {log}\n{error}")
-        seconds = time.monotonic() - start
-        results.append(
-            {
-                "notebook": path.name,
-                "result": result,
-                "seconds": round(seconds, 1),
-                "data": description,
-                "config": settings.run_config(),
-                "machine": measured_on,
-            }
-        )
+        if message:
+            print(f"{tag} {message}")
+        results[number] = {
+            "notebook": path.name,
+            "result": result,
+            "seconds": round(seconds, 1),
+            "data": description,
+            "config": settings.run_config(),
+            "machine": measured_on,
+        }
         print(f"{tag} {result} in {seconds:.0f} s", flush=True)
+    wall = time.monotonic() - started
+    results = [results[number] for number in sorted(results)]
     if not results:
         print("No notebook matched.")
         return 1
     write_times(times, {**entries, **{r["notebook"]: r for r in results}})
-    print("\n" + summary_table(results))
+    print("\n" + summary_table(results, wall if args.jobs > 1 else None))
     print(f"\nData: {description}\nTimes: {times}\nFigures: {settings.output_dir()}")
     print(f"Kernel logs: {logs}")
     return 0 if all(r["result"] == "passed" for r in results) else 1
