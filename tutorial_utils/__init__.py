@@ -24,7 +24,7 @@ Modules, each named after what it holds (CONTRIBUTING.md says how they fit toget
 - ``parity``: the simulator against TFF 0.87, the same rounds compared number by number.
 - ``many_rounds``: many simulator rounds in one compiled program, with the same results.
 - ``paper_protocol``: the paper's MovieLens protocol with its code's data choices (notebook 05).
-- ``speed_results``: the simulation benchmark's results file, its tables and the README's.
+- ``speed_results``: the simulation benchmark's results file, and its tables in docs/speed.md.
 - ``runs``: train, then score one run, with TFF or the simulator.
 - ``recorded``: results of runs too long to repeat (exercise 1's), read from ``results/``.
 - ``live``: one simulated run from a few settings, and a widget panel that retrains it.
