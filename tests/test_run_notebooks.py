@@ -136,6 +136,21 @@ def test_notebooks_run_side_by_side_give_the_same_record_and_the_whole_run_time(
     assert whole <= wall + 1 and record["notebooks"][0]["seconds"] >= 3
 
 
+def test_side_by_side_the_notebooks_recorded_as_longest_start_first(project, capsys):
+    for name in ("01_a", "02_b", "03_c"):
+        write_notebook(project / "notebooks" / f"{name}.ipynb", "1")
+    run_notebooks.write_times(
+        project / "notebooks" / "run_times.json",
+        {
+            f"{name}.ipynb": {"notebook": f"{name}.ipynb", "seconds": seconds}
+            for name, seconds in (("01_a", 5.0), ("02_b", 1.0), ("03_c", 90.0))
+        },
+    )
+    assert run_notebooks.main(["--jobs", "2"]) == 0
+    starts = [line for line in capsys.readouterr().out.splitlines() if line.endswith(" ...")]
+    assert starts == ["[3/3] 03_c.ipynb ...", "[1/3] 01_a.ipynb ...", "[2/3] 02_b.ipynb ..."]
+
+
 def test_jobs_must_be_positive(capsys):
     with pytest.raises(SystemExit):
         run_notebooks.main(["--jobs", "0"])

@@ -102,12 +102,21 @@ def run_one(path: Path, destination: Path, timeout: int, log: Path) -> tuple[str
     return "passed", ""
 
 
-def run_all(paths: list[Path], output: Path, logs: Path, args: argparse.Namespace):
+def run_all(
+    paths: list[Path],
+    output: Path,
+    logs: Path,
+    args: argparse.Namespace,
+    expected: dict[str, float] | None = None,
+):
     """Runs the notebooks, ``args.jobs`` at a time, and yields ``((number, path), (result,
     message), seconds)`` for each as it ends; says ``[number/total] name ...`` as it starts.
-    One job runs in this process; more run in processes of their own, started afresh (no
-    TensorFlow state forked into a child)."""
+    One job runs in this process, in order; more run in processes of their own, started
+    afresh (no TensorFlow state forked into a child), the longest first by ``expected``
+    seconds (the recorded times), so that a long notebook does not start last."""
     queue = list(enumerate(paths, start=1))
+    if args.jobs > 1 and expected:
+        queue.sort(key=lambda item: -expected.get(item[1].name, 0.0))
 
     def started(number, path):
         print(f"[{number}/{len(paths)}] {path.name} ...", flush=True)
@@ -295,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Configuration: {settings.run_config()}; figures -> {settings.output_dir()}", flush=True)
     results = {}
     started = time.monotonic()
-    for (number, path), (result, message), seconds in run_all(paths, output, logs, args):
+    recorded = read_times(folder / TIMES_FILE)  # the committed times: which notebooks are long
+    expected = {name: entry["seconds"] for name, entry in recorded.items()}
+    for (number, path), (result, message), seconds in run_all(paths, output, logs, args, expected):
         tag = f"[{number}/{len(paths)}] {path.name}"
         if message:
             print(f"{tag} {message}")
