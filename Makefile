@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make tutorial   run every notebook on the modern stack; executed copies and figures in output/
+#   make tutorial   run every notebook on the modern stack, three at a time; executed copies and figures in output/
 #   make test       ruff, unit tests, then every notebook under nbval, on both stacks
 # Both create the pinned environments first if they are missing or out of date:
 #   .venv            the modern stack (default): Colab's default runtime (Python 3.13, TensorFlow 2.20) plus TFF
@@ -42,8 +42,12 @@ TFF_FREE_TESTS := tests/test_plotting.py tests/test_simulator.py tests/test_clie
 
 .PHONY: tutorial test lint test-modern test-reference test-without-tff notebooks env lock lock-modern lock-reference clean
 
+# Three notebooks at a time, the longest first: the run ends sooner (make tutorial JOBS=1 for one
+# at a time, as `make notebooks` does to record each notebook's own time).
+JOBS ?= 3
+
 tutorial: $(VENV)/.installed
-	$(VENV)/bin/python -m tutorial_utils.run_notebooks
+	$(VENV)/bin/python -m tutorial_utils.run_notebooks --jobs $(JOBS)
 
 test: lint test-modern test-reference
 
