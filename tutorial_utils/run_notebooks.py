@@ -6,7 +6,7 @@
 
 Every notebook runs in a fresh kernel; a line per notebook says whether it passed and how
 long it took, and a table at the end sums them up. With ``--jobs N``, N notebooks run at
-once, each in a process of its own (``make tutorial`` runs two): the run ends sooner, and
+once, each in a process of its own (``make tutorial`` runs three): the run ends sooner, and
 each notebook's time is then measured while others share the cores, so the committed
 times come from a run of one at a time. Each notebook's time, with the machine,
 data and configuration it was measured with, is recorded in ``run_times.json`` beside
