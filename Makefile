@@ -47,7 +47,7 @@ TFF_FREE_TESTS := tests/test_plotting.py tests/test_simulator.py tests/test_clie
 JOBS ?= 3
 
 tutorial: $(VENV)/.installed
-	$(VENV)/bin/python -m tutorial_utils.run_notebooks --jobs $(JOBS)
+	$(VENV)/bin/python -m tutorial_utils.plumbing.run_notebooks --jobs $(JOBS)
 
 test: lint test-modern test-reference
 
@@ -87,7 +87,7 @@ endif
 # in notebooks/run_times.json (the README's run-time column is checked against it).
 notebooks: $(VENV)/.installed
 	@test -n "$(FEDRECON_DATA_DIR)" || { echo "Set FEDRECON_DATA_DIR to MovieLens 1M first."; exit 1; }
-	$(VENV)/bin/python -m tutorial_utils.run_notebooks --in-place
+	$(VENV)/bin/python -m tutorial_utils.plumbing.run_notebooks --in-place
 
 env: $(VENV)/.installed
 
@@ -103,7 +103,7 @@ define make_env
 	@# terminal (TensorFlow 2.20's graph optimizer logs past TF_CPP_MIN_LOG_LEVEL), not in cells.
 	@mkdir -p $(2)/etc/ipython
 	@echo 'c.IPKernelApp.capture_fd_output = False' > $(2)/etc/ipython/ipython_kernel_config.py
-	@$(2)/bin/python -c 'import tutorial_utils.environment as e; print(e.describe())'
+	@$(2)/bin/python -c 'import tutorial_utils.plumbing.environment as e; print(e.describe())'
 	@touch $(2)/.installed
 endef
 
@@ -138,7 +138,7 @@ lock: lock-modern lock-reference
 # the direct references, name @ URL, that pip refuses as constraints).
 lock-modern:
 	@test -n "$(PYTHON_COLAB)" || { echo "make lock-modern needs Python 3.13, Colab's (set PYTHON_COLAB=/path/to/python3.13)."; exit 1; }
-	$(PYTHON_COLAB) -c 'from tutorial_utils import pins; print(pins.colab_constraints("default"), end="")' > requirements/colab-constraints.tmp
+	$(PYTHON_COLAB) -c 'from tutorial_utils.plumbing import pins; print(pins.colab_constraints("default"), end="")' > requirements/colab-constraints.tmp
 	$(call lock_stack,modern,$(PYTHON_COLAB),-c requirements/colab-constraints.tmp)
 	rm -f requirements/colab-constraints.tmp
 

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tutorial_utils import clients, data, reporting
+from tutorial_utils import clients, data
+from tutorial_utils.plumbing import markdown
 
 
 def walkthrough_load(directory) -> pd.DataFrame:
@@ -108,7 +109,7 @@ def main() -> None:
         f"this package: parse, group and split {ours_load:.3f} s; one round's datasets "
         f"{ours_round:.3f} s (median of 10)"
     )
-    markdown = reporting.markdown_table(
+    table_text = markdown.markdown_table(
         table,
         formats={
             "walkthrough (s)": "{:.2f}",
@@ -116,7 +117,7 @@ def main() -> None:
             "speed-up": "{:.0f}x",
         },
     )
-    print("\n" + markdown)
+    print("\n" + table_text)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import argparse
 import dataclasses
 import time
 
-from tutorial_utils import config, data, live
+from tutorial_utils import config, data
+from tutorial_utils.studies import live
 
 GOAL_SECONDS = 1.0
 

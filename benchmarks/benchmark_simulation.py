@@ -13,7 +13,7 @@ real MovieLens 1M, not the synthetic stand-in. In one process, this measures:
   code, google-research/federated ``reconstruction/``: 100 of the 4832 training users a
   round, 500 rounds, reconstruction up to 5 epochs capped at 50 steps, post-reconstruction 1
   epoch capped at 50 steps, split data), on clients prepared as that code prepares them
-  (``tutorial_utils.paper_protocol``: a seeded shuffle of each user's ratings, the first
+  (``tutorial_utils.simulation.paper_protocol``: a seeded shuffle of each user's ratings, the first
   300 kept, one fixed order), with ``many_rounds.run_rounds``: its wall time with
   compilation and again without, and the test score after it, computed as notebook 05
   computes it (``paper_protocol.test_scores``, the same seeds: the same run and numbers);
@@ -32,7 +32,7 @@ the mean of ``--simulator-rounds`` calls, and the profile's times are means of i
 
 Every round's batches are drawn as part of the round: ``create_tf_datasets`` for TFF,
 the simulator's own batches otherwise. The results go to ``results/simulation_results.json``
-and, from it, to the speed table of docs/speed.md (``tutorial_utils.speed_results``);
+and, from it, to the speed table of docs/speed.md (``tutorial_utils.simulation.speed_results``);
 notebook 05 prints the same file.
 """
 
@@ -49,23 +49,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tutorial_utils import (
+from tutorial_utils import clients, config, data, plotting
+from tutorial_utils.config import FedReconRun
+from tutorial_utils.plumbing import environment, markdown
+from tutorial_utils.simulation import (
     batches,
-    clients,
-    config,
-    data,
-    environment,
     many_rounds,
-    plotting,
     program_inputs,
-    reporting,
     round_math,
     simulator,
     speed_results,
-    splits,
 )
-from tutorial_utils import paper_protocol as protocols
-from tutorial_utils.config import FedReconRun
+from tutorial_utils.simulation import paper_protocol as protocols
 
 TUTORIAL_CLIENTS_PER_ROUND = 50
 PAPER = config.PAPER_PROTOCOL
@@ -192,7 +187,7 @@ def tff_seconds_per_round(rating_clients, sampler, num_items: int, run: FedRecon
     process = training.build_training_process(
         model.reconstruction_model_fn(num_items, run.num_latent_factors),
         run,
-        splits.tff_split_fn(run.train_split),
+        clients.tff_split_fn(run.train_split),
     )
     state = process.initialize()
     state, _ = process.next(state, rating_clients.create_tf_datasets(sampler.sample()))
@@ -303,7 +298,7 @@ def main() -> None:
         max_examples_per_user=PAPER.max_examples_per_user,
         seed=PAPER.seed,
     )
-    packed = users.packed()
+    packed = batches.PackedClients.from_rating_clients(users.clients)
     train_ids, test_ids = users.train_ids, users.test_ids
     num_items = len(movies)
     load_seconds = time.perf_counter() - start
@@ -384,7 +379,7 @@ def main() -> None:
 
     tff_tutorial = tff_protocol = tff_rss = worker_rss = None
     if not args.skip_tff:
-        from tutorial_utils import runtime
+        from tutorial_utils import training
 
         sampler = clients.ClientSampler(train_ids, per_round, seed=args.seed)
         tff_tutorial = tff_seconds_per_round(
@@ -395,7 +390,7 @@ def main() -> None:
             users.clients, sampler, num_items, paper, args.tff_rounds
         )
         tff_rss = peak_rss_mib()
-        worker_rss = max(worker_peak_rss_mib(w.pid) for w in runtime.running_workers())
+        worker_rss = max(worker_peak_rss_mib(w.pid) for w in training.running_workers())
 
     results = speed_results.check(
         {
@@ -437,16 +432,16 @@ def main() -> None:
 def write_results(results: dict, path: Path) -> None:
     """Prints the tables of ``results``, writes them to ``path`` and the scaling plot beside
     it, and, for the default file, the speed table of docs/speed.md."""
-    print("\n" + reporting.markdown_table(speed_results.speed_table(results), align="lrrr"))
+    print("\n" + markdown.markdown_table(speed_results.speed_table(results), align="lrrr"))
     print(
         "\n"
-        + reporting.markdown_table(
+        + markdown.markdown_table(
             speed_results.profile_table(results), index=True, float_format="{:.2f}", align="lrr"
         )
     )
     print(
         "\n"
-        + reporting.markdown_table(
+        + markdown.markdown_table(
             speed_results.scaling_table(results), float_format="{:.2f}", align="rrrr"
         )
     )

@@ -4,7 +4,7 @@
     FEDRECON_DATA_DIR=/path/to/ml-1m .venv/bin/python scripts/screen_exercise1.py --seeds 3
 
 A TFF run of exercise 1 takes a quarter of an hour or more; the simulator of notebook 05
-(``tutorial_utils.simulator``) runs the same algorithm in seconds. This script trains and
+(``tutorial_utils.simulation.simulator``) runs the same algorithm in seconds. This script trains and
 scores every candidate of ``GRID`` with ``runs.train_and_score(engine="simulator")``, the
 pipeline that TFF runs go through too (same 2000 users, same validation and test users,
 same scoring on disjoint halves), once per seed, and ranks the candidates by their mean
@@ -18,7 +18,7 @@ mean. Read the mean, the lowest test accuracy, and how many seeds diverged.
 The table is printed as Markdown (a run every seed of which diverged has ``-`` for its
 accuracies) and written to ``results/exercise1_screen.csv`` (``--output`` names another
 folder): the record that the solutions notebook and the README read
-(``tutorial_utils.recorded``), which a new screen replaces.
+(``tutorial_utils.exercises.recorded``), which a new screen replaces.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from tutorial_utils import config, data, recorded, reporting, runs
+from tutorial_utils import config, data
+from tutorial_utils.exercises import recorded
+from tutorial_utils.plumbing import markdown
+from tutorial_utils.simulation import runs
 
 SPLIT = config.SPLIT_ALONE
 
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     table = screen(GRID, list(range(args.seeds)), source, ratings_df, movies_df)
     args.output.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output / "exercise1_screen.csv", index=False)
-    print(reporting.markdown_table(table))
+    print(markdown.markdown_table(table))
     return 0
 
 

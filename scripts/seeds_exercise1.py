@@ -11,7 +11,7 @@ and test users and the same scoring as a TFF run. The seed draws the initial val
 clients of each round and the batch orders; the users and their split stay fixed.
 
 One row per run and seed is written to ``results/exercise1_seeds.csv`` (``--output`` names
-another folder), which a new run replaces; ``tutorial_utils.exercises`` keeps the split
+another folder), which a new run replaces; ``tutorial_utils.exercises.checks`` keeps the split
 alone's spread as constants, and a test keeps the two equal. A run that diverged has no
 losses and zero accuracies. The summary is printed as Markdown.
 """
@@ -24,7 +24,10 @@ import sys
 import pandas as pd
 from tqdm import tqdm
 
-from tutorial_utils import config, data, recorded, reporting, runs
+from tutorial_utils import config, data
+from tutorial_utils.exercises import recorded
+from tutorial_utils.plumbing import markdown
+from tutorial_utils.simulation import runs
 
 
 def runs_to_measure() -> dict[str, config.FedReconRun]:
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     table = measure(runs_to_measure(), list(range(args.seeds)), source, ratings_df, movies_df)
     args.output.mkdir(parents=True, exist_ok=True)
     table.round(4).to_csv(args.output / "exercise1_seeds.csv", index=False)
-    print(reporting.markdown_table(recorded.seeds_summary(table)))
+    print(markdown.markdown_table(recorded.seeds_summary(table)))
     return 0
 
 

@@ -13,7 +13,7 @@ validation accuracy; the test accuracy is reported, not tuned on.
 Rows are appended to ``results/exercise1_tuning.csv`` (``--output`` names another folder)
 as soon as a run ends, and runs already in that file are skipped, so an interrupted sweep
 resumes where it stopped, and a new run adds to the record that the solutions notebook and
-the README read (``tutorial_utils.recorded``). At the end the whole table is printed as
+the README read (``tutorial_utils.exercises.recorded``). At the end the whole table is printed as
 Markdown. The file's minutes say how long each run took.
 """
 
@@ -25,7 +25,9 @@ import sys
 
 import pandas as pd
 
-from tutorial_utils import config, recorded, runs, runtime
+from tutorial_utils import config, training
+from tutorial_utils.exercises import recorded
+from tutorial_utils.simulation import runs
 
 SPLIT = config.SPLIT_ALONE
 
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Best on validation: {best} (test rating accuracy {table.loc[best, 'test_accuracy']:.4f})"
     )
-    runtime.shutdown()
+    training.shutdown_runtime()
     return 0
 
 

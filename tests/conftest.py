@@ -61,11 +61,11 @@ def small_ratings() -> pd.DataFrame:
 
 def wait_gone(pid: int, seconds: float = 15.0) -> bool:
     """Whether process ``pid`` has exited within ``seconds``."""
-    from tutorial_utils import runtime
+    from tutorial_utils import training
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not runtime.pid_alive(pid):
+        if not training.pid_alive(pid):
             return True
         time.sleep(0.1)
     return False

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tutorial_utils import baselines, metrics
-from tutorial_utils.batches import PackedClients, PhaseBatches
+from tutorial_utils import metrics
+from tutorial_utils.clients import DatasetSplit
 from tutorial_utils.config import FedReconRun
-from tutorial_utils.splits import DatasetSplit
+from tutorial_utils.simulation.batches import PackedClients, PhaseBatches
+from tutorial_utils.studies import baselines
 
 NUM_USERS, NUM_ITEMS, K = 12, 15, 3
 

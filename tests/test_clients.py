@@ -13,6 +13,7 @@ from tutorial_utils.clients import (
     to_model_inputs,
     user_split,
 )
+from tutorial_utils.simulation.batches import PackedClients
 
 
 def all_examples(dataset):
@@ -104,7 +105,7 @@ def test_user_split_builds_the_clients_and_splits_them_by_user(small_ratings):
     assert users.clients.batch_size == 2 and users.clients.max_examples_per_user == 5
     expected = split_clients(users.clients.client_ids, seed=42)
     assert (users.train_ids, users.val_ids, users.test_ids) == expected
-    packed = users.packed()
+    packed = PackedClients.from_rating_clients(users.clients)
     assert packed.client_ids == users.clients.client_ids
     assert packed.counts.tolist() == [users.clients.num_examples(c) for c in packed.client_ids]
 

@@ -33,7 +33,7 @@ import nbformat
 import pytest
 from conftest import copy_of_checkout
 
-from tutorial_utils import environment, links, pins
+from tutorial_utils.plumbing import environment, links, pins
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "03_training_and_evaluation.ipynb"

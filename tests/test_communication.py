@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tutorial_utils import communication
+from tutorial_utils.studies import communication
 
 
 def test_bytes_per_client_per_round():

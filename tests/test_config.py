@@ -2,7 +2,8 @@ import dataclasses
 
 import pytest
 
-from tutorial_utils import config, settings, splits
+from tutorial_utils import clients, config
+from tutorial_utils.plumbing import settings
 
 
 def test_full_is_the_walkthrough_and_smoke_is_small(monkeypatch):
@@ -78,10 +79,10 @@ def test_changes_from_names_every_changed_field_in_order():
 
 def test_a_run_trains_on_its_split_and_scores_one_uncapped_pass():
     run = dataclasses.replace(config.SPLIT_ALONE, recon_epochs=5)
-    assert run.train_split == splits.DatasetSplit(
+    assert run.train_split == clients.DatasetSplit(
         recon_epochs=5, recon_steps_max=50, post_recon_epochs=1, post_recon_steps_max=50
     )
-    assert run.eval_split == splits.DatasetSplit(recon_epochs=5, recon_steps_max=50)
+    assert run.eval_split == clients.DatasetSplit(recon_epochs=5, recon_steps_max=50)
     assert config.FedReconRun().train_split == config.FedReconRun().eval_split
     with pytest.raises(ValueError, match="recon_epochs"):
         config.FedReconRun(recon_epochs=0)
@@ -92,7 +93,7 @@ def test_a_run_trains_on_its_split_and_scores_one_uncapped_pass():
 def test_paper_protocol_is_the_papers_and_smoke_is_smaller(monkeypatch):
     paper = config.PAPER_PROTOCOL
     assert (paper.run.clients_per_round, paper.run.num_rounds) == (100, 500)
-    assert paper.run.train_split == splits.DatasetSplit(
+    assert paper.run.train_split == clients.DatasetSplit(
         recon_epochs=5,
         recon_steps_max=50,
         post_recon_epochs=1,

@@ -15,7 +15,8 @@ import pytest
 from test_download import dead_port, serving_zip_of, zip_folder
 from test_movielens_files import real_ml1m_folder
 
-from tutorial_utils import data, synthetic_movielens
+from tutorial_utils import data
+from tutorial_utils.plumbing import synthetic_movielens
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import README_NOTEBOOK_COLUMNS, markdown_table
 
-from tutorial_utils import links, run_notebooks, settings
+from tutorial_utils.plumbing import links, run_notebooks, settings
 
 ROOT = settings.project_root()
 PAGES = [

@@ -1,4 +1,5 @@
-"""Tests for tutorial_utils.download: extracting ml-1m.zip, downloading it from a local server.
+"""Tests for tutorial_utils.plumbing.download: extracting ml-1m.zip, downloading it from a
+local server.
 
 Nothing here touches the network beyond a server on 127.0.0.1 started by the test.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_movielens_files import GOOD_RATINGS
 
-from tutorial_utils import download, movielens_files, synthetic_movielens
+from tutorial_utils.plumbing import download, movielens_files, synthetic_movielens
 
 
 def dead_port() -> int:

@@ -6,7 +6,9 @@ import tensorflow as tf
 
 tff = pytest.importorskip("tensorflow_federated")
 
-from tutorial_utils import clients, config, emnist, settings, training  # noqa: E402
+from tutorial_utils import clients, config, training  # noqa: E402
+from tutorial_utils.exercises import emnist  # noqa: E402
+from tutorial_utils.plumbing import settings  # noqa: E402
 
 split = tff.learning.models.ReconstructionModel.build_dataset_split_fn
 

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from tutorial_utils import environment
+from tutorial_utils.plumbing import environment
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -114,7 +114,7 @@ def test_keras3_loaded_first_gets_plain_advice_not_a_traceback_from_tff():
     result = run_python("""
         import tensorflow as tf
         tf.keras.layers.Dense(1)  # tf.keras resolves to Keras 3 here
-        from tutorial_utils import environment
+        from tutorial_utils.plumbing import environment
         try:
             environment.check()
         except environment.EnvironmentProblem as problem:
@@ -175,7 +175,7 @@ def test_a_hidden_tff_counts_as_not_installed():
                 if name.split(".")[0] == "tensorflow_federated":
                     raise ModuleNotFoundError(name)
         sys.meta_path.insert(0, Hide())
-        from tutorial_utils import environment
+        from tutorial_utils.plumbing import environment
         print(environment.installed("tensorflow_federated"), environment.describe())
     """)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -14,7 +14,9 @@ import tensorflow as tf
 
 tff = pytest.importorskip("tensorflow_federated")
 
-from tutorial_utils import config, emnist, exercises, feedback, model, runs  # noqa: E402
+from tutorial_utils import config, model  # noqa: E402
+from tutorial_utils.exercises import checks, emnist, feedback  # noqa: E402
+from tutorial_utils.simulation import runs  # noqa: E402
 
 ReconstructionModel = tff.learning.models.ReconstructionModel
 split = ReconstructionModel.build_dataset_split_fn
@@ -38,19 +40,19 @@ def fails(check, *answer, match):
 
 @pytest.mark.parametrize("answer", [42, lambda d: d, lambda d: (d,), lambda d: 1 / 0])
 def test_anything_but_a_split_function_is_explained(answer):
-    fails(exercises.check_exercise_1, answer, match="dataset_split_fn|datasets|raised")
+    fails(checks.check_exercise_1, answer, match="dataset_split_fn|datasets|raised")
 
 
 # --- Exercise 1 ----------------------------------------------------------------------------
 
 
 def test_exercise_1_passes_the_right_split(capsys):
-    exercises.check_exercise_1(split(3, 50, 1, 50, split_dataset=True))
+    checks.check_exercise_1(split(3, 50, 1, 50, split_dataset=True))
     assert verdict(capsys).startswith("✅ Correct")
 
 
 def test_exercise_1_not_done_yet(capsys):
-    exercises.check_exercise_1(None)
+    checks.check_exercise_1(None)
     assert verdict(capsys).startswith("⏳ Not done yet")
 
 
@@ -67,7 +69,7 @@ def test_exercise_1_not_done_yet(capsys):
     ],
 )
 def test_exercise_1_catches_wrong_split_parameters(wrong, match):
-    fails(exercises.check_exercise_1, wrong, match=match)
+    fails(checks.check_exercise_1, wrong, match=match)
 
 
 def test_exercise_1_catches_a_cap_applied_to_each_epoch():
@@ -76,7 +78,7 @@ def test_exercise_1_catches_a_cap_applied_to_each_epoch():
         post = dataset.enumerate().filter(lambda i, _: i % 2 == 1).map(lambda _, e: e)
         return recon.take(50).repeat(3), post.take(50)
 
-    message = fails(exercises.check_exercise_1, per_epoch_cap, match="ran 150 steps")
+    message = fails(checks.check_exercise_1, per_epoch_cap, match="ran 150 steps")
     assert "after the 3 passes" in message
 
 
@@ -86,7 +88,7 @@ def test_exercise_1_catches_data_left_unused():
         post = dataset.skip(1).enumerate().filter(lambda i, _: i % 2 == 1).map(lambda _, e: e)
         return recon.repeat(3).take(50), post.take(50)
 
-    fails(exercises.check_exercise_1, drops_a_batch, match=r"batches \[0\] are used neither")
+    fails(checks.check_exercise_1, drops_a_batch, match=r"batches \[0\] are used neither")
 
 
 def run_result(
@@ -116,77 +118,75 @@ def seeded(*validations, **options):
 
 
 def test_exercise_1_tuning_judges_the_mean_over_three_seeds(capsys):
-    exercises.check_exercise_1_tuning(seeded(0.42, 0.41, 0.43))
+    checks.check_exercise_1_tuning(seeded(0.42, 0.41, 0.43))
     out = " ".join(verdict(capsys).split())
     assert out.startswith("✅ Correct") and "mean validation rating accuracy 0.4200" in out
     assert "seeds [0, 1, 2]" in out and "the simulator" in out
     # A mean below the goal fails even with one lucky seed above it.
     fails(
-        exercises.check_exercise_1_tuning,
+        checks.check_exercise_1_tuning,
         seeded(0.415, 0.40, 0.395),
         match=r"mean validation rating accuracy .* is 0\.4033.*the goal is 0\.41",
     )
 
 
 def test_exercise_1_tuning_needs_three_different_seeds_of_one_configuration():
-    fails(exercises.check_exercise_1_tuning, run_result(0.45), match="1 different seed")
+    fails(checks.check_exercise_1_tuning, run_result(0.45), match="1 different seed")
     same_seed = [run_result(0.45, seed=3) for _ in range(3)]
-    fails(exercises.check_exercise_1_tuning, same_seed, match="at least 3 different seeds")
+    fails(checks.check_exercise_1_tuning, same_seed, match="at least 3 different seeds")
     other = dataclasses.replace(config.SPLIT_ALONE, num_rounds=7)
     mixed = seeded(0.45, 0.45) + [run_result(0.45, seed=2, run=other)]
-    fails(exercises.check_exercise_1_tuning, mixed, match="different configurations")
+    fails(checks.check_exercise_1_tuning, mixed, match="different configurations")
 
 
 def test_exercise_1_tuning_fails_a_configuration_that_diverges_for_a_seed():
     fails(
-        exercises.check_exercise_1_tuning,
+        checks.check_exercise_1_tuning,
         seeded(0.45, 0.0, 0.45),
         match=r"diverged with seed\(s\) \[1\].*lower the rate",
     )
 
 
 def test_exercise_1_tuning_is_judged_on_real_data_in_the_full_configuration(capsys):
-    exercises.check_exercise_1_tuning(seeded(0.1, 0.1, 0.1, kind="synthetic", name="smoke"))
+    checks.check_exercise_1_tuning(seeded(0.1, 0.1, 0.1, kind="synthetic", name="smoke"))
     assert verdict(capsys).startswith("ℹ️ Not judged")
     for missing in (None, [], [None, None, None]):
-        exercises.check_exercise_1_tuning(missing)
+        checks.check_exercise_1_tuning(missing)
         assert verdict(capsys).startswith("⏳ Not done yet")
 
 
 def test_exercise_1_tuning_decides_on_validation_and_only_reports_test(capsys):
-    exercises.check_exercise_1_tuning([run_result(0.42, test=0.35, seed=s) for s in range(3)])
+    checks.check_exercise_1_tuning([run_result(0.42, test=0.35, seed=s) for s in range(3)])
     out = " ".join(verdict(capsys).split())
     assert out.startswith("✅ Correct") and "reported only: 0.3500, 0.3500, 0.3500" in out
     fails(
-        exercises.check_exercise_1_tuning,
+        checks.check_exercise_1_tuning,
         [run_result(0.39, test=0.45, seed=s) for s in range(3)],
         match="validation",
     )
 
 
 def test_exercise_1_tuning_compares_with_the_split_alone_of_the_same_engine(capsys):
-    exercises.check_exercise_1_tuning(seeded(0.42, 0.42, 0.42, engine="TFF"))
+    checks.check_exercise_1_tuning(seeded(0.42, 0.42, 0.42, engine="TFF"))
     out = " ".join(verdict(capsys).split())
     assert "trained by TFF" in out and "in TFF's one recorded run" in out
-    exercises.check_exercise_1_tuning(seeded(0.42, 0.42, 0.42))
+    checks.check_exercise_1_tuning(seeded(0.42, 0.42, 0.42))
     out = " ".join(verdict(capsys).split())
-    assert f"over {exercises.SPLIT_ALONE_SIMULATED['seeds']} seeds" in out
+    assert f"over {checks.SPLIT_ALONE_SIMULATED['seeds']} seeds" in out
 
 
 def test_the_pass_mark_is_clear_of_the_split_alones_spread():
-    spread = exercises.SPLIT_ALONE_SIMULATED
-    assert spread["min"] <= spread["mean"] <= spread["max"] < exercises.TARGET_VALIDATION_ACCURACY
-    assert exercises.SPLIT_ALONE_VALIDATION_ACCURACY < exercises.TARGET_VALIDATION_ACCURACY
-    assert exercises.MIN_SEEDS >= 3
+    spread = checks.SPLIT_ALONE_SIMULATED
+    assert spread["min"] <= spread["mean"] <= spread["max"] < checks.TARGET_VALIDATION_ACCURACY
+    assert checks.SPLIT_ALONE_VALIDATION_ACCURACY < checks.TARGET_VALIDATION_ACCURACY
+    assert checks.MIN_SEEDS >= 3
 
 
 # --- Exercise 2 ----------------------------------------------------------------------------
 
 
 def test_exercise_2_passes_reuse_in_training_and_a_disjoint_evaluation(capsys):
-    exercises.check_exercise_2(
-        ReconstructionModel.simple_dataset_split_fn, split(split_dataset=True)
-    )
+    checks.check_exercise_2(ReconstructionModel.simple_dataset_split_fn, split(split_dataset=True))
     out = verdict(capsys)
     assert out.startswith("✅ Correct: both splits are correct.")
     assert "reconstruction [0, 2, 4], scored [1, 3, 5]" in out
@@ -197,13 +197,13 @@ def test_exercise_2_passes_reuse_in_training_and_a_disjoint_evaluation(capsys):
 
 
 def test_exercise_2_accepts_more_epochs_in_both(capsys):
-    exercises.check_exercise_2(split(recon_epochs=2), split(recon_epochs=3, split_dataset=True))
+    checks.check_exercise_2(split(recon_epochs=2), split(recon_epochs=3, split_dataset=True))
     assert verdict(capsys).startswith("✅ Correct")
 
 
 def test_exercise_2_catches_an_evaluation_that_reuses_data():
     message = fails(
-        exercises.check_exercise_2,
+        checks.check_exercise_2,
         ReconstructionModel.simple_dataset_split_fn,
         ReconstructionModel.simple_dataset_split_fn,
         match="leaks evaluation data",
@@ -213,7 +213,7 @@ def test_exercise_2_catches_an_evaluation_that_reuses_data():
 
 def test_exercise_2_catches_a_training_split_that_does_not_reuse():
     fails(
-        exercises.check_exercise_2,
+        checks.check_exercise_2,
         split(split_dataset=True),
         split(split_dataset=True),
         match="never sees batches",
@@ -222,7 +222,7 @@ def test_exercise_2_catches_a_training_split_that_does_not_reuse():
 
 def test_exercise_2_catches_an_evaluation_without_scored_data():
     fails(
-        exercises.check_exercise_2,
+        checks.check_exercise_2,
         ReconstructionModel.simple_dataset_split_fn,
         lambda d: (d, d.take(0)),
         match="scoring gets no data",
@@ -230,7 +230,7 @@ def test_exercise_2_catches_an_evaluation_without_scored_data():
 
 
 def test_exercise_2_not_done_yet(capsys):
-    exercises.check_exercise_2(ReconstructionModel.simple_dataset_split_fn, None)
+    checks.check_exercise_2(ReconstructionModel.simple_dataset_split_fn, None)
     assert verdict(capsys).startswith("⏳ Not done yet")
 
 
@@ -327,7 +327,7 @@ class Unfinished(ReconstructionModel):
 
 
 def test_exercise_3_passes_the_plain_tensorflow_model_and_it_trains(capsys):
-    exercises.check_exercise_3(PlainMatrixFactorization)
+    checks.check_exercise_3(PlainMatrixFactorization)
     out = verdict(capsys)
     assert out.startswith("✅ Correct") and "build_fed_recon trains it" in out
 
@@ -344,14 +344,14 @@ def test_exercise_3_passes_the_plain_tensorflow_model_and_it_trains(capsys):
     ],
 )
 def test_exercise_3_catches_wrong_models(wrong, match):
-    fails(lambda answer: exercises.check_exercise_3(answer, train=False), wrong, match=match)
+    fails(lambda answer: checks.check_exercise_3(answer, train=False), wrong, match=match)
 
 
 def test_exercise_3_not_done_lists_what_is_missing(capsys):
-    exercises.check_exercise_3(Unfinished)
+    checks.check_exercise_3(Unfinished)
     out = verdict(capsys)
     assert out.startswith("⏳ Not done yet") and "forward_pass" in out
-    exercises.check_exercise_3(None)
+    checks.check_exercise_3(None)
     assert verdict(capsys).startswith("⏳ Not done yet")
 
 
@@ -405,7 +405,7 @@ def builder(**flags):
 
 
 def test_exercise_4_passes_the_personal_cnn_and_it_trains(capsys):
-    exercises.check_exercise_4(personal_cnn)
+    checks.check_exercise_4(personal_cnn)
     out = verdict(capsys)
     assert out.startswith("✅ Correct") and "build_fed_recon trains it" in out
 
@@ -425,7 +425,7 @@ def test_exercise_4_passes_the_personal_cnn_and_it_trains(capsys):
 )
 def test_exercise_4_catches_wrong_models(flags, match):
     fails(
-        lambda answer: exercises.check_exercise_4(answer, train=False),
+        lambda answer: checks.check_exercise_4(answer, train=False),
         builder(**flags),
         match=match,
     )
@@ -437,7 +437,7 @@ def test_exercise_4_catches_variables_in_neither_list():
         return keras_model, global_layers[:-1], local
 
     fails(
-        lambda a: exercises.check_exercise_4(a, train=False),
+        lambda a: checks.check_exercise_4(a, train=False),
         forgets_the_last_layer,
         match="exactly one of the two lists",
     )
@@ -445,14 +445,14 @@ def test_exercise_4_catches_variables_in_neither_list():
 
 def test_exercise_4_comparison_needs_both_methods(capsys):
     table = pd.DataFrame({"loss": [0.5, 0.9], "accuracy": [0.8, 0.7]}, index=["FedRecon", "FedAvg"])
-    exercises.check_exercise_4_comparison(table)
+    checks.check_exercise_4_comparison(table)
     assert "the personal embedding adds 0.1000." in verdict(capsys)
-    exercises.check_exercise_4_comparison(table.assign(accuracy=[0.139, 0.203]))
+    checks.check_exercise_4_comparison(table.assign(accuracy=[0.139, 0.203]))
     out = " ".join(verdict(capsys).split())  # the verdict is wrapped
     assert "FedRecon's accuracy is 0.1390 and FedAvg's 0.2030" in out
     assert "costs 0.0640: FedAvg scores higher" in out
-    fails(exercises.check_exercise_4_comparison, table.drop("FedAvg"), match="one row per method")
-    exercises.check_exercise_4_comparison(None)
+    fails(checks.check_exercise_4_comparison, table.drop("FedAvg"), match="one row per method")
+    checks.check_exercise_4_comparison(None)
     assert verdict(capsys).startswith("⏳ Not done yet")
 
 
@@ -460,8 +460,8 @@ def test_exercise_4_comparison_needs_the_same_examples_for_both(capsys):
     table = pd.DataFrame(
         {"accuracy": [0.6, 0.4], "num_examples": [200.0, 400.0]}, index=["FedRecon", "FedAvg"]
     )
-    fails(exercises.check_exercise_4_comparison, table, match="different numbers of examples")
-    exercises.check_exercise_4_comparison(table.assign(num_examples=[200.0, 200.0]))
+    fails(checks.check_exercise_4_comparison, table, match="different numbers of examples")
+    checks.check_exercise_4_comparison(table.assign(num_examples=[200.0, 200.0]))
     assert verdict(capsys).startswith("✅ Correct")
 
 
@@ -469,14 +469,14 @@ def test_exercise_4_skeleton_is_not_done_yet(capsys):
     def skeleton(num_classes, embedding_dim):
         return None  # the notebook's skeleton, before the learner writes it
 
-    exercises.check_exercise_4(skeleton)
+    checks.check_exercise_4(skeleton)
     assert verdict(capsys).startswith("⏳ Not done yet")
 
     def only_personal(num_classes, embedding_dim):
         return personal_cnn(num_classes, embedding_dim) if embedding_dim else None
 
     fails(
-        lambda a: exercises.check_exercise_4(a, train=False),
+        lambda a: checks.check_exercise_4(a, train=False),
         only_personal,
         match="returns nothing for embedding_dim=0",
     )
@@ -562,9 +562,9 @@ def evaluation_process(embedding_dim):
 
 
 def test_exercise_4_models_pass_the_right_calls_and_catch_wrong_ones(capsys):
-    exercises.check_exercise_4_models(lambda: reconstruction_model(DIM), fed_avg_model, DIM)
+    checks.check_exercise_4_models(lambda: reconstruction_model(DIM), fed_avg_model, DIM)
     assert verdict(capsys).startswith("✅ Correct")
-    check = exercises.check_exercise_4_models
+    check = checks.check_exercise_4_models
     fails(check, lambda: fed_avg_model(DIM), fed_avg_model, DIM, match="not a ReconstructionModel")
     fails(
         check,
@@ -599,7 +599,7 @@ def test_exercise_4_models_pass_the_right_calls_and_catch_wrong_ones(capsys):
 
 
 def test_exercise_4_processes_pass_the_right_calls_and_catch_wrong_ones(capsys):
-    check = exercises.check_exercise_4_processes
+    check = checks.check_exercise_4_processes
     right_recon, right_avg = fed_recon_process(), fed_avg_process()
     check(right_recon, right_avg, EMNIST_RUN, DIM)
     out = " ".join(verdict(capsys).split())
@@ -637,7 +637,7 @@ def test_exercise_4_processes_pass_the_right_calls_and_catch_wrong_ones(capsys):
 
 
 def test_exercise_4_evaluation_passes_a_disjoint_split_and_catches_others(capsys):
-    check = exercises.check_exercise_4_evaluation
+    check = checks.check_exercise_4_evaluation
     recon_epochs = EMNIST_RUN.recon_epochs
     disjoint = split(recon_epochs=recon_epochs, split_dataset=True)
     check(evaluation_process, disjoint, EMNIST_RUN)

@@ -8,18 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import (
-    baselines,
-    clients,
-    config,
-    experiments,
-    plotting,
-    recommend,
-    reporting,
-    simulator,
-)
-from tutorial_utils.batches import PackedClients, PhaseBatches
-from tutorial_utils.splits import DatasetSplit
+from tutorial_utils import clients, config, plotting
+from tutorial_utils.clients import DatasetSplit
+from tutorial_utils.simulation import simulator
+from tutorial_utils.simulation.batches import PackedClients, PhaseBatches
+from tutorial_utils.studies import baselines, experiments, recommend
 
 NUM_USERS, NUM_ITEMS = 40, 50
 
@@ -185,7 +178,7 @@ def test_runs_tables_and_figures(packed, output_dir, capsys):
 
     plotting.reconstruction_steps(steps)
     plotting.method_comparison(table)
-    reporting.save_table(table, "comparison")
+    plotting.save_table(table, "comparison")
     assert {p.name for p in output_dir.iterdir()} == {
         "06_reconstruction_steps.png",
         "06_stateless_vs_stateful.png",

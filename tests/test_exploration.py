@@ -1,6 +1,6 @@
 import pandas as pd
 
-from tutorial_utils import exploration
+from tutorial_utils import data
 
 
 def test_summary_and_top_genres():
@@ -14,17 +14,17 @@ def test_summary_and_top_genres():
             "Genres": ["Drama|Comedy", "Comedy", "Action"],
         }
     )
-    assert exploration.summary(ratings) == {
+    assert data.summary(ratings) == {
         "users": 2,
         "movies": 3,
         "ratings": 4,
         "mean rating": 3.25,
         "median rating": 3.5,
     }
-    assert exploration.top_genres(ratings, movies, 0) == [
+    assert data.top_genres(ratings, movies, 0) == [
         ("Comedy", 2),
         ("Drama", 1),
         ("Action", 1),
     ]
-    assert exploration.top_genres(ratings, movies, 1, n=1) == [("Action", 1)]
-    assert exploration.genre_counts(["A|B", "B"]) == {"A": 1, "B": 2}
+    assert data.top_genres(ratings, movies, 1, n=1) == [("Action", 1)]
+    assert data.genre_counts(["A|B", "B"]) == {"A": 1, "B": 2}

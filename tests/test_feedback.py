@@ -4,7 +4,8 @@ import pytest
 
 tff = pytest.importorskip("tensorflow_federated")
 
-from tutorial_utils import feedback, splits  # noqa: E402
+from tutorial_utils import clients  # noqa: E402
+from tutorial_utils.exercises import feedback  # noqa: E402
 
 split = tff.learning.models.ReconstructionModel.build_dataset_split_fn
 
@@ -20,14 +21,14 @@ def test_tff_split_overlaps_on_a_dataset_reshuffled_every_pass():
     recon, post = feedback.trace_split(
         split(split_dataset=True), feedback.numbered_batches(20, reshuffle=True)
     )
-    shared, scored = splits.shared_ratings(recon, post)
+    shared, scored = clients.shared_ratings(recon, post)
     assert 0 < shared <= scored == 10
-    assert splits.common_ratings(recon, post)
+    assert clients.common_ratings(recon, post)
 
 
 def test_common_ratings_names_the_batches_both_parts_read():
-    assert splits.common_ratings([0, 2, 4, 0, 2, 4], [1, 3, 5]) == []
-    assert splits.common_ratings([4, 0, 2, 0], [2, 5, 4, 2]) == [2, 4]
+    assert clients.common_ratings([0, 2, 4, 0, 2, 4], [1, 3, 5]) == []
+    assert clients.common_ratings([4, 0, 2, 0], [2, 5, 4, 2]) == [2, 4]
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import clients, config, live
-from tutorial_utils import simulator as sim
+from tutorial_utils import clients, config
+from tutorial_utils.simulation import simulator as sim
+from tutorial_utils.studies import live
 
 NUM_USERS, NUM_ITEMS = 80, 30
 RUN = config.FedReconRun(

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import batches, clients, config, many_rounds, splits
-from tutorial_utils import simulator as sim
-from tutorial_utils.batches import PackedClients, RoundBatches
+from tutorial_utils import clients, config
+from tutorial_utils.simulation import batches, many_rounds
+from tutorial_utils.simulation import simulator as sim
+from tutorial_utils.simulation.batches import PackedClients, RoundBatches
 
 NUM_USERS, NUM_ITEMS = 30, 40
-SPLIT = splits.DatasetSplit(recon_epochs=2, recon_steps_max=3, post_recon_steps_max=2)
+SPLIT = clients.DatasetSplit(recon_epochs=2, recon_steps_max=3, post_recon_steps_max=2)
 
 
 @pytest.fixture(scope="module")

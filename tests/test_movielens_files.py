@@ -1,4 +1,5 @@
-"""Tests for tutorial_utils.movielens_files: parsing the .dat files and verifying a real copy.
+"""Tests for tutorial_utils.plumbing.movielens_files: parsing the .dat files and verifying a
+real copy.
 
 The tests marked ``real`` need MovieLens 1M and read it from ``FEDRECON_DATA_DIR``; they are
 skipped when that is unset or missing.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tutorial_utils import movielens_files
+from tutorial_utils.plumbing import movielens_files
 
 GOOD_RATINGS = "1::10::5::978300760\n1::20::3::978302109\n2::10::4::978301968\n"
 GOOD_MOVIES = (

@@ -12,7 +12,9 @@ import pytest
 from conftest import copy_of_checkout
 
 import tutorial_utils
-from tutorial_utils import links, pins, recorded, run_notebooks, speed_results
+from tutorial_utils.exercises import recorded
+from tutorial_utils.plumbing import links, pins, run_notebooks
+from tutorial_utils.simulation import speed_results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = run_notebooks.notebook_paths(ROOT / "notebooks")
@@ -104,7 +106,8 @@ def test_the_lock_files_ship_inside_the_package(tmp_path):
     )
     check = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from tutorial_utils import recorded, speed_results; "
+        "from tutorial_utils.exercises import recorded; "
+        "from tutorial_utils.simulation import speed_results; "
         "print(recorded.RESULTS_DIR, recorded.available(), len(recorded.load_tuning()), "
         "speed_results.RESULTS_FILE, speed_results.load()['tutorial']['clients'])"
     )
@@ -160,12 +163,12 @@ def test_notebooks_01_05_06_and_08_install_no_tff():
 @pytest.mark.parametrize("path", TFF_NOTEBOOKS, ids=lambda p: p.name)
 def test_colab_cell_adds_the_package_and_tff_and_the_stack_only_where_untested(path):
     commands = re.findall(
-        r"^\s*(!.*|from tutorial_utils import .*|if .*)$", install_cell(path), re.M
+        r"^\s*(!.*|from tutorial_utils\S* import .*|if .*)$", install_cell(path), re.M
     )
     assert commands == [
         'if "google.colab" in sys.modules:',
         f"!pip install --no-deps {links.package_install_url()}",
-        "from tutorial_utils import pins",
+        "from tutorial_utils.plumbing import pins",
         "if not pins.colab_has_tested_stack():  # it says why, and that a restart will follow",
         "!pip install {pins.colab_packages()}",
         "!pip install --no-deps --ignore-requires-python {pins.colab_no_deps_packages()}",

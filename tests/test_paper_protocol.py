@@ -1,4 +1,5 @@
-"""The paper's data choices (``tutorial_utils.paper_protocol``), on a tiny ratings table."""
+"""The paper's data choices (``tutorial_utils.simulation.paper_protocol``), on a tiny
+ratings table."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import config, paper_protocol
-from tutorial_utils.batches import PackedClients
-from tutorial_utils.splits import DatasetSplit
+from tutorial_utils import config
+from tutorial_utils.clients import DatasetSplit
+from tutorial_utils.simulation import paper_protocol
+from tutorial_utils.simulation.batches import PackedClients
 
 NUM_USERS, NUM_ITEMS = 30, 60
 

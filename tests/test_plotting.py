@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tutorial_utils import plotting, walkthrough
+from tutorial_utils import plotting
+from tutorial_utils.plumbing import walkthrough
 
 
 @pytest.fixture(autouse=True)

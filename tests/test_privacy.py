@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import clients, config, dp_training, privacy
-from tutorial_utils import simulator as sim
-from tutorial_utils.batches import RoundBatches
+from tutorial_utils import clients, config
+from tutorial_utils.simulation import simulator as sim
+from tutorial_utils.simulation.batches import PackedClients, RoundBatches
+from tutorial_utils.studies import dp_training, privacy
 
 NUM_USERS, NUM_ITEMS, NUM_FACTORS = 30, 60, 8
 
@@ -380,8 +381,7 @@ def test_poisson_sampler_draws_each_user_independently():
 
 
 def test_simulator_trains_on_poisson_rounds_even_an_empty_one(rating_clients):
-    users = clients.split_clients(rating_clients.client_ids, seed=0)
-    packed = clients.UserSplit(rating_clients, *users).packed()
+    packed = PackedClients.from_rating_clients(rating_clients)
     run = small_run(clients_per_round=4, server_lr=1.0)
     noisy = sim.FedReconSimulator(run, NUM_ITEMS, seed=5, dp_clip=1.0, dp_noise_multiplier=1.0)
     before = noisy.item_matrix
@@ -413,7 +413,7 @@ def test_bad_settings_are_named():
 
 def test_privacy_tradeoff_trains_one_run_per_budget(rating_clients):
     users = clients.split_clients(rating_clients.client_ids, seed=0)
-    packed = clients.UserSplit(rating_clients, *users).packed()
+    packed = PackedClients.from_rating_clients(rating_clients)
     run = small_run(clients_per_round=5, num_rounds=2)
     table = dp_training.privacy_tradeoff(
         run, packed, users[0], users[2], NUM_ITEMS, clip=0.5, target_epsilons=(4.0,), progress=False
@@ -459,7 +459,7 @@ def test_privacy_tradeoff_trains_one_run_per_budget(rating_clients):
 
 def test_the_noise_does_not_move_the_runs_other_draws(rating_clients):
     users = clients.split_clients(rating_clients.client_ids, seed=0)
-    packed = clients.UserSplit(rating_clients, *users).packed()
+    packed = PackedClients.from_rating_clients(rating_clients)
     run = small_run(clients_per_round=4)
 
     def state_after_rounds(cls, z, **options):
@@ -480,7 +480,7 @@ def test_the_noise_does_not_move_the_runs_other_draws(rating_clients):
 
 def test_the_mean_rating_baseline_scores_the_evaluated_ratings(rating_clients):
     users = clients.split_clients(rating_clients.client_ids, seed=0)
-    packed = clients.UserSplit(rating_clients, *users).packed()
+    packed = PackedClients.from_rating_clients(rating_clients)
     run = small_run(clients_per_round=4)
     baseline = privacy.mean_rating_rmse(packed, users[0], users[2], run, seed=7)
     scored = sim.FedReconSimulator(run, NUM_ITEMS).evaluate(

@@ -1,6 +1,7 @@
 """The results of the README and of ``docs/`` (``docs/results.md``, ``docs/speed.md``,
 ``docs/notebooks.md``) come from the notebooks' stored outputs, from what the walkthrough
-printed (``tutorial_utils.walkthrough``) and from ``results/``, never from typed numbers."""
+printed (``tutorial_utils.plumbing.walkthrough``) and from ``results/``, never from typed
+numbers."""
 
 import ast
 import dataclasses
@@ -11,7 +12,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tutorial_utils import config, recorded, settings, walkthrough
+from tutorial_utils import config
+from tutorial_utils.exercises import recorded
+from tutorial_utils.plumbing import settings, walkthrough
 
 ROOT = settings.project_root()
 SEED_TEXT = (
@@ -295,7 +298,7 @@ def test_the_exercise_1_section_is_the_recorded_runs_and_notebook_04s():
     docs/notebooks.md, come from results/ (the seeds, the screen, TFF's runs), from the
     solutions notebook's stored outputs (which show those files, and the simulator's runs)
     and from the settings of the runs and of the check."""
-    exercises = pytest.importorskip("tutorial_utils.exercises")
+    exercises = pytest.importorskip("tutorial_utils.exercises.checks")
     tuning, screen = recorded.load_tuning(), recorded.load_screen()
     seed_runs = recorded.load_seeds()
     spread = recorded.seeds_summary(seed_runs)

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import baselines, recommend, simulator
-from tutorial_utils.batches import PackedClients, PhaseBatches, RoundBatches
+from tutorial_utils.clients import DatasetSplit
 from tutorial_utils.config import FedReconRun
-from tutorial_utils.splits import DatasetSplit
+from tutorial_utils.simulation import simulator
+from tutorial_utils.simulation.batches import PackedClients, PhaseBatches, RoundBatches
+from tutorial_utils.studies import baselines, recommend
 
 NUM_ITEMS, K = 30, 4
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import config, recorded
+from tutorial_utils import config
+from tutorial_utils.exercises import recorded
 
 TUNED = config.EXERCISES_FULL.tuned
 
@@ -48,7 +49,7 @@ def test_the_record_is_read_with_every_column_and_found_by_run(tuning, screen):
 
 
 def test_the_checks_baseline_is_the_recorded_split_alone(tuning):
-    exercises = pytest.importorskip("tutorial_utils.exercises")
+    exercises = pytest.importorskip("tutorial_utils.exercises.checks")
     split_alone = recorded.tuning_row(tuning, config.SPLIT_ALONE)
     assert exercises.SPLIT_ALONE_VALIDATION_ACCURACY == split_alone["val_accuracy"]
 
@@ -57,7 +58,7 @@ def test_the_checks_spread_is_the_recorded_split_alone_over_seeds():
     """The pass mark's constants are what scripts/seeds_exercise1.py recorded, and the mark
     lies above every seed of the split alone and below every seed of the tuned run that did
     not diverge."""
-    exercises = pytest.importorskip("tutorial_utils.exercises")
+    exercises = pytest.importorskip("tutorial_utils.exercises.checks")
     summary = recorded.seeds_summary(recorded.load_seeds())
     split_alone = summary.loc[recorded.SPLIT_ALONE_NAME]
     assert exercises.SPLIT_ALONE_SIMULATED == {

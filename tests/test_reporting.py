@@ -4,14 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import reporting
+from tutorial_utils import plotting
+from tutorial_utils.plumbing import markdown
 
 
 def test_markdown_table_formats_and_aligns_by_column():
     table = pd.DataFrame(
         {"name": ["a", "b"], "count": [3, 40], "score": [0.123456, np.nan], "time": [1.25, 2.0]}
     )
-    lines = reporting.markdown_table(table, formats={"time": "{:.1f} s"}).splitlines()
+    lines = markdown.markdown_table(table, formats={"time": "{:.1f} s"}).splitlines()
     assert lines == [
         "| name | count | score | time |",
         "|---|---:|---:|---:|",
@@ -24,7 +25,7 @@ def test_markdown_table_index_alignment_missing_and_callables():
     table = pd.DataFrame(
         {"speed-up": ["291x", ""], "value": [None, 2.5]}, index=pd.Index(["x", "y"], name="step")
     )
-    text = reporting.markdown_table(
+    text = markdown.markdown_table(
         table,
         index=True,
         align="lrr",
@@ -38,15 +39,15 @@ def test_markdown_table_index_alignment_missing_and_callables():
         "| x | 291x | n/a |",
         "| y |  | 2.5! |",
     ]
-    unnamed = reporting.markdown_table(pd.DataFrame({"a": [1]}, index=["r"]), index=True)
+    unnamed = markdown.markdown_table(pd.DataFrame({"a": [1]}, index=["r"]), index=True)
     assert unnamed.splitlines()[0] == "|  | a |"
     with pytest.raises(ValueError, match="align"):
-        reporting.markdown_table(table, align="lx")
+        markdown.markdown_table(table, align="lx")
 
 
 def test_save_table_writes_csv_in_the_output_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("FEDRECON_OUTPUT_DIR", str(tmp_path / "out"))
     table = pd.DataFrame({"a": [1, 2]})
-    path = reporting.save_table(table, "t")
+    path = plotting.save_table(table, "t")
     assert path == tmp_path / "out" / "t.csv"
     pd.testing.assert_frame_equal(pd.read_csv(path, index_col=0), table)

@@ -9,7 +9,7 @@ import pytest
 from conftest import README_NOTEBOOK_COLUMNS, markdown_table
 from nbclient.exceptions import CellExecutionError
 
-from tutorial_utils import run_notebooks
+from tutorial_utils.plumbing import run_notebooks
 
 
 def write_notebook(path, *sources):
@@ -247,7 +247,7 @@ def test_reading_table_has_a_row_a_notebook_and_their_sums(tmp_path):
 def test_the_readme_run_times_are_the_recorded_ones():
     """The README's run-time column and its machine note come from notebooks/run_times.json,
     which `make notebooks` writes when it refreshes the stored outputs."""
-    root = Path(run_notebooks.__file__).resolve().parents[1]
+    root = Path(run_notebooks.__file__).resolve().parents[2]
     entries = run_notebooks.read_times(root / "notebooks" / run_notebooks.TIMES_FILE)
     readme = (root / "README.md").read_text()
     rows = {}

@@ -5,7 +5,8 @@ import types
 import pandas as pd
 import pytest
 
-from tutorial_utils import config, runs
+from tutorial_utils import config
+from tutorial_utils.simulation import runs
 
 SOURCE = types.SimpleNamespace(kind="synthetic")
 

@@ -11,7 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import config, data, recorded, reporting, runs
+from tutorial_utils import config, data
+from tutorial_utils.exercises import recorded
+from tutorial_utils.plumbing import markdown
+from tutorial_utils.simulation import runs
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -110,9 +113,9 @@ def test_screen_ranks_runs_and_counts_diverged_seeds(screen_script, ratings_df):
         .isna()
         .all()
     )
-    markdown = reporting.markdown_table(table).splitlines()
-    assert len(markdown) == 4 and markdown[1].startswith("|---|---:|")
-    assert markdown[3].endswith("| - | - | - | - | 2 of 2 |")
+    lines = markdown.markdown_table(table).splitlines()
+    assert len(lines) == 4 and lines[1].startswith("|---|---:|")
+    assert lines[3].endswith("| - | - | - | - | 2 of 2 |")
 
 
 def test_the_scripts_runs_are_the_recorded_ones(screen_script, tune_script):
@@ -145,4 +148,4 @@ def test_the_tuning_script_resumes_from_its_record(tune_script, tmp_path, monkey
     assert record.read_bytes() == recorded.TUNING_FILE.read_bytes()
 
 
-# The one Markdown formatter (tutorial_utils.reporting), which the scripts and benchmarks use.
+# The one Markdown formatter (tutorial_utils.plotting), which the scripts and benchmarks use.

@@ -15,20 +15,22 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tutorial_utils import (
-    clients,
-    config,
-    environment,
-    parity,
-    reference_fedrecon,
-    reporting,
-    round_math,
-    runs,
-    splits,
+from tutorial_utils import clients, config
+from tutorial_utils.plumbing import environment
+from tutorial_utils.simulation import parity, reference_fedrecon, round_math, runs
+from tutorial_utils.simulation import simulator as sim
+from tutorial_utils.simulation.batches import (
+    PackedClients,
+    RoundBatches,
+    stage_overlap,
+    step_schedule,
 )
-from tutorial_utils import simulator as sim
-from tutorial_utils.batches import PackedClients, RoundBatches, stage_overlap, step_schedule
-from tutorial_utils.program_inputs import RoundInputs, bucket, round_inputs, trains_rows_once
+from tutorial_utils.simulation.program_inputs import (
+    RoundInputs,
+    bucket,
+    round_inputs,
+    trains_rows_once,
+)
 
 requires_tff = pytest.mark.skipif(
     not environment.installed("tensorflow_federated"),
@@ -36,8 +38,8 @@ requires_tff = pytest.mark.skipif(
 )
 
 NUM_USERS, NUM_ITEMS, NUM_FACTORS = 40, 60, 8
-OPTIONS_SPLIT = splits.DatasetSplit(recon_epochs=2, recon_steps_max=3, post_recon_steps_max=2)
-NO_SPLIT = splits.DatasetSplit(recon_epochs=2, post_recon_epochs=2, split_dataset=False)
+OPTIONS_SPLIT = clients.DatasetSplit(recon_epochs=2, recon_steps_max=3, post_recon_steps_max=2)
+NO_SPLIT = clients.DatasetSplit(recon_epochs=2, post_recon_epochs=2, split_dataset=False)
 
 
 def small_run(**fields) -> config.FedReconRun:
@@ -94,10 +96,10 @@ def test_bucket_rounds_up_by_at_most_a_quarter():
 
 
 def test_step_schedule_default_split_alternates_batches():
-    schedule = step_schedule(np.array([7, 1, 4]), splits.DatasetSplit(), "recon")
+    schedule = step_schedule(np.array([7, 1, 4]), clients.DatasetSplit(), "recon")
     np.testing.assert_array_equal(schedule.active, [[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0]])
     np.testing.assert_array_equal(schedule.batch[schedule.active], [0, 2, 4, 6, 0, 0, 2])
-    post = step_schedule(np.array([7, 1, 4]), splits.DatasetSplit(), "post_recon")
+    post = step_schedule(np.array([7, 1, 4]), clients.DatasetSplit(), "post_recon")
     np.testing.assert_array_equal(post.active.sum(axis=1), [3, 0, 2])
     np.testing.assert_array_equal(post.batch[post.active], [1, 3, 5, 1, 3])
     assert not post.epoch.any()
@@ -117,17 +119,17 @@ def test_step_schedule_epochs_then_steps_max():
 @pytest.mark.parametrize(
     "split",
     [
-        splits.DatasetSplit(),
+        clients.DatasetSplit(),
         OPTIONS_SPLIT,
         NO_SPLIT,
-        splits.DatasetSplit(recon_epochs=3, post_recon_epochs=2, post_recon_steps_max=5),
+        clients.DatasetSplit(recon_epochs=3, post_recon_epochs=2, post_recon_steps_max=5),
     ],
 )
 def test_step_schedule_matches_the_tf_data_split(split):
     """The schedule picks the batches that split_dataset_fn's tf.data pipelines yield."""
     for num_batches in (1, 2, 5, 8):
         dataset = tf.data.Dataset.range(num_batches)  # batch i is the number i
-        recon, post = splits.split_dataset_fn(split)(dataset)
+        recon, post = clients.split_dataset_fn(split)(dataset)
         for phase, phase_dataset in (("recon", recon), ("post_recon", post)):
             schedule = step_schedule(np.array([num_batches]), split, phase)
             expected = [int(i) for i in phase_dataset]
@@ -143,7 +145,7 @@ def test_split_dataset_fn_reads_a_reshuffling_dataset_once_per_stage():
     dataset = shuffled_batches()
     first_pass, second_pass = [[b.tolist() for b in dataset.as_numpy_iterator()] for _ in range(2)]
     assert first_pass != second_pass
-    recon, post = splits.split_dataset_fn(splits.DatasetSplit())(shuffled_batches())
+    recon, post = clients.split_dataset_fn(clients.DatasetSplit())(shuffled_batches())
     assert [b.tolist() for b in recon.as_numpy_iterator()] == first_pass[0::2]
     assert [b.tolist() for b in post.as_numpy_iterator()] == second_pass[1::2]
 
@@ -175,7 +177,7 @@ def test_round_batches_masks_and_contents():
     packed = packed_example()
     rng = np.random.default_rng(0)
     batches = packed.round_batches(
-        [7, 3, 9], splits.DatasetSplit(), 5, rng, reshuffle_each_pass=False
+        [7, 3, 9], clients.DatasetSplit(), 5, rng, reshuffle_each_pass=False
     )
     # 12 ratings -> batches of 5, 5, 2: recon gets batches 0 and 2, post batch 1.
     np.testing.assert_array_equal(batches.recon.mask.sum(axis=(1, 2)), [7, 3, 13])
@@ -197,7 +199,7 @@ def test_round_batches_masks_and_contents():
 
 def test_round_batches_reshuffle_each_pass_draws_new_orders():
     packed = PackedClients([0], [np.arange(300)], [np.ones(300)])
-    split = splits.DatasetSplit(recon_epochs=2, split_dataset=False)
+    split = clients.DatasetSplit(recon_epochs=2, split_dataset=False)
     batches = packed.round_batches([0], split, 5, np.random.default_rng(0))
     recon = batches.recon.items[0].reshape(-1)
     first, second = recon[:300], recon[300:]
@@ -436,9 +438,9 @@ def test_training_lowers_the_loss(packed_clients):
 
 def test_config_checks_its_values():
     with pytest.raises(ValueError, match="recon_epochs"):
-        splits.DatasetSplit(recon_epochs=0)
+        clients.DatasetSplit(recon_epochs=0)
     with pytest.raises(ValueError, match="post_recon_steps_max"):
-        splits.DatasetSplit(post_recon_steps_max=0)
+        clients.DatasetSplit(post_recon_steps_max=0)
     with pytest.raises(ValueError, match="batch_size"):
         config.FedReconRun(batch_size=0)
     with pytest.raises(ValueError, match="shape"):
@@ -452,7 +454,7 @@ def test_config_checks_its_values():
 def test_imports_neither_tff_nor_keras_model():
     """The simulator needs plain TensorFlow only (it must run where TFF cannot be installed)."""
     code = (
-        "import sys, tutorial_utils.simulator, tutorial_utils.runs; "
+        "import sys, tutorial_utils.simulation.simulator, tutorial_utils.simulation.runs; "
         "print(sorted({'tensorflow_federated', 'tutorial_utils.model'} & set(sys.modules)))"
     )
     result = subprocess.run(
@@ -469,7 +471,7 @@ def test_imports_neither_tff_nor_keras_model():
 @requires_tff
 @pytest.mark.parametrize(
     "split, client_lr",
-    [(splits.DatasetSplit(), 0.5), (OPTIONS_SPLIT, 0.5), (NO_SPLIT, 0.1)],
+    [(clients.DatasetSplit(), 0.5), (OPTIONS_SPLIT, 0.5), (NO_SPLIT, 0.1)],
     ids=["default-split", "epochs-and-steps-max", "no-split"],
 )
 def test_matches_tff(rating_clients, split, client_lr):
@@ -527,9 +529,9 @@ def test_evaluate_reshuffle_option_overrides_the_config(packed_clients):
 @pytest.mark.parametrize(
     "split",
     [
-        splits.DatasetSplit(),
+        clients.DatasetSplit(),
         OPTIONS_SPLIT,
-        splits.DatasetSplit(recon_epochs=5, recon_steps_max=50, post_recon_steps_max=50),
+        clients.DatasetSplit(recon_epochs=5, recon_steps_max=50, post_recon_steps_max=50),
     ],
 )
 def test_stage_overlap_one_order_keeps_the_halves_disjoint(split):
@@ -543,7 +545,7 @@ def test_stage_overlap_one_order_keeps_the_halves_disjoint(split):
 def test_stage_overlap_counts_the_batches_that_evaluate_draws():
     """Items are distinct within each client of packed_example, so items identify ratings."""
     packed = packed_example()
-    split = splits.DatasetSplit(recon_epochs=3)
+    split = clients.DatasetSplit(recon_epochs=3)
     for reshuffle in (False, True):
         overlap = stage_overlap(packed, [7, 9], split, 5, reshuffle_each_pass=reshuffle, seed=3)
         batches = packed.round_batches([7, 9], split, 5, np.random.default_rng(3), reshuffle)
@@ -601,7 +603,7 @@ def test_train_without_evaluation_or_progress_bar(packed_clients, capsys):
 def test_evaluation_table_makes_one_row_per_group(packed_clients):
     simulator = sim.FedReconSimulator(small_run(), NUM_ITEMS, seed=0)
     ids = packed_clients.client_ids
-    table = reporting.evaluation_table(
+    table = sim.evaluation_table(
         simulator, packed_clients, {"validation": ids[:10], "test": ids[10:25]}, seed=2
     )
     assert table.index.tolist() == ["validation", "test"]

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tutorial_utils import speed_results
+from tutorial_utils.plumbing import settings
+from tutorial_utils.simulation import speed_results
 
 
 def example_results() -> dict:
@@ -36,8 +37,8 @@ def example_results() -> dict:
 
 def test_the_speed_page_prints_the_benchmarks_results_file():
     results = speed_results.load()
-    page = (speed_results.ROOT / "docs" / "speed.md").read_text()
-    assert speed_results.SPEED_PAGE == speed_results.ROOT / "docs" / "speed.md"
+    page = (settings.project_root() / "docs" / "speed.md").read_text()
+    assert speed_results.SPEED_PAGE == settings.project_root() / "docs" / "speed.md"
     assert speed_results.speed_block(results) in page
 
 
@@ -84,7 +85,8 @@ def test_speed_table_divides_the_measured_times():
 def test_the_protocol_score_is_notebook_05s():
     """The benchmark's protocol run and notebook 05's report one test score."""
     paper = speed_results.load()["paper_protocol"]
-    cells = json.loads((speed_results.ROOT / "notebooks" / "05_fast_simulation.ipynb").read_text())
+    notebook = settings.project_root() / "notebooks" / "05_fast_simulation.ipynb"
+    cells = json.loads(notebook.read_text())
     out = "".join("".join(o.get("text", "")) for c in cells["cells"] for o in c.get("outputs", []))
     assert (
         f"The protocol's test score ({paper['test_clients']} sampled test users): "

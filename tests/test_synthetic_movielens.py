@@ -1,4 +1,4 @@
-"""Tests for tutorial_utils.synthetic_movielens: the synthetic stand-in for MovieLens 1M."""
+"""Tests for tutorial_utils.plumbing.synthetic_movielens: the stand-in for MovieLens 1M."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tutorial_utils import movielens_files, synthetic_movielens
+from tutorial_utils.plumbing import movielens_files, synthetic_movielens
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tutorial_utils import config, model, splits, training
-from tutorial_utils.clients import ClientSampler, RatingClients
+from tutorial_utils import config, model, training
+from tutorial_utils.clients import ClientSampler, RatingClients, movie_ids, shared_ratings
 
 tff = pytest.importorskip("tensorflow_federated")
 
@@ -100,7 +100,7 @@ def test_default_evaluation_split_is_disjoint_on_data_that_is_not_reshuffled():
     dataset = clients.create_tf_dataset_for_client(0, reshuffle_each_pass=False)
     split_fn = tff.learning.models.ReconstructionModel.build_dataset_split_fn(split_dataset=True)
     recon, post = split_fn(dataset)
-    assert splits.shared_ratings(splits.movie_ids(recon), splits.movie_ids(post)) == (0, 3)
+    assert shared_ratings(movie_ids(recon), movie_ids(post)) == (0, 3)
 
 
 def test_the_builders_make_notebook_03s_explicit_calls(clients):

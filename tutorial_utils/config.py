@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from tutorial_utils import settings
-from tutorial_utils.splits import DatasetSplit
+from tutorial_utils.clients import DatasetSplit
+from tutorial_utils.plumbing import settings
 
 
 @dataclasses.dataclass(frozen=True)

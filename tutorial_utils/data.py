@@ -1,185 +1,48 @@
-"""Find MovieLens 1M for a run, or fall back to the synthetic stand-in, and load it.
+"""MovieLens 1M: find it, load it, summarize it.
 
 The tutorial needs GroupLens' MovieLens 1M ("ML-1M"): about a million ratings (1 to 5
 stars) that 6040 users gave to 3706 movies. Its license forbids redistribution, so the
-project never ships the files; :func:`find_movielens` locates or downloads them instead:
-
-1. an explicit ``source`` argument, else the ``FEDRECON_DATA_DIR`` setting: a folder with
-   ``ratings.dat``, ``movies.dat`` and ``users.dat`` (or its parent holding ``ml-1m/``),
-   or the ``ml-1m.zip`` archive itself;
-2. a copy already extracted into the cache folder (``FEDRECON_CACHE_DIR``);
-3. a download of ``ml-1m.zip`` from GroupLens (``FEDRECON_ML1M_URL``) into the cache.
-
-Every real copy is checked by its content (``movielens_files.verify_movielens``) before
-use. When no real copy can be had, the default ``auto`` mode falls back to a synthetic data
-set in the same file format (``synthetic_movielens.make_synthetic_movielens``) and says so
-loudly. A copy that is present but wrong is always an error, never replaced by the
-synthetic set. Downloading and extracting are in ``download``.
+project never ships the files. :func:`find_movielens` (from
+``tutorial_utils.plumbing.movielens_source``) locates them (``FEDRECON_DATA_DIR``, the
+cache, a download) or falls back, loudly, to a synthetic stand-in in the same format.
 
 :func:`load_movielens` then reads the files and renumbers users and movies from 0, exactly
-as the original TensorFlow Federated tutorial does.
+as the original TensorFlow Federated tutorial does; :func:`summary` and
+:func:`top_genres` are the statistics notebook 01 explores.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tutorial_utils import settings
-from tutorial_utils.download import DataUnavailableError, download_ml1m, extract_ml1m
-from tutorial_utils.movielens_files import (
+from tutorial_utils.plumbing.download import DataUnavailableError
+from tutorial_utils.plumbing.movielens_files import (
     DataFormatError,
     _dat_folder,
     read_movies,
     read_ratings,
-    read_users,
-    verify_movielens,
 )
-from tutorial_utils.synthetic_movielens import make_synthetic_movielens
+from tutorial_utils.plumbing.movielens_source import MovieLensSource, find_movielens
 
-
-@dataclasses.dataclass(frozen=True)
-class MovieLensSource:
-    """Where the ML-1M files used by a run live, and whether they are the real ones."""
-
-    directory: Path
-    """The folder holding ``ratings.dat``, ``movies.dat`` and ``users.dat``."""
-    kind: str
-    """``"movielens"`` for GroupLens' data, ``"synthetic"`` for the stand-in."""
-    description: str
-    """One line for humans saying what the data are and where they are."""
-
-    @property
-    def is_synthetic(self) -> bool:
-        """True for the synthetic stand-in, False for real MovieLens 1M."""
-        return self.kind == "synthetic"
-
-
-# --------------------------------------------------------------------------------------
-# Finding the data for a run
-# --------------------------------------------------------------------------------------
-
-
-def find_movielens(
-    source: str | os.PathLike | None = None,
-    *,
-    choice: str | None = None,
-    progress: bool = True,
-) -> MovieLensSource:
-    """Locate the data for a run, print which data it is, and return it.
-
-    ``choice`` (default: the ``FEDRECON_DATASET`` setting) is ``"auto"``, ``"movielens"``
-    or ``"synthetic"``. Real data come from ``source``, else ``FEDRECON_DATA_DIR``, else
-    the cache folder, else a download; they are verified by content before use.
-
-    - ``"movielens"``: raises :class:`DataUnavailableError` with instructions when no real
-      copy can be had.
-    - ``"auto"``: in that case prints a banner and returns the synthetic stand-in.
-    - ``"synthetic"``: returns the synthetic stand-in (built once, then cached).
-
-    A copy that exists but fails verification raises :class:`DataFormatError` in every
-    mode: wrong data is never silently swapped for synthetic data.
-    """
-    choice = (choice or settings.dataset_choice()).strip().lower()
-    if choice not in settings.DATASET_CHOICES:
-        raise ValueError(f"choice={choice!r} is not one of {', '.join(settings.DATASET_CHOICES)}")
-    if choice == "synthetic":
-        found = _synthetic_source()
-    else:
-        try:
-            found = _real_source(source, progress=progress)
-        except DataUnavailableError as error:
-            if choice == "movielens":
-                raise
-            print(_fallback_banner(error))
-            found = _synthetic_source()
-    print(f"Data: {found.description}")
-    return found
-
-
-def _real_source(source: str | os.PathLike | None, *, progress: bool) -> MovieLensSource:
-    """Real ML-1M from the first place that has it, in the documented order."""
-    cache = settings.cache_dir()
-    given = Path(source).expanduser() if source is not None else settings.data_dir()
-    if given is not None:
-        folder = _given_folder(given, cache)
-    elif (cache / "ml-1m").is_dir():
-        folder = _verified_cache(cache / "ml-1m")
-    else:
-        zip_path = cache / "ml-1m.zip"
-        if not zip_path.is_file():
-            download_ml1m(settings.ml1m_url(), cache, progress=progress)
-        folder = extract_ml1m(zip_path, cache)
-    return MovieLensSource(
-        directory=folder,
-        kind="movielens",
-        description=f"MovieLens 1M (GroupLens), from {folder}",
-    )
-
-
-def _given_folder(given: Path, cache: Path) -> Path:
-    """The verified ML-1M folder for a user-given folder or zip (extracted into ``cache``)."""
-    if not given.exists():
-        raise DataFormatError(
-            f"{given}: does not exist (it was given as the MovieLens 1M location, "
-            "by argument or FEDRECON_DATA_DIR)"
-        )
-    if given.is_file():
-        if (cache / "ml-1m").is_dir():
-            return _verified_cache(cache / "ml-1m")
-        return extract_ml1m(given, cache)
-    folder = _dat_folder(given)
-    verify_movielens(folder)
-    return folder
-
-
-def _verified_cache(folder: Path) -> Path:
-    """A previously extracted copy, verified again; a bad one says how to start over."""
-    try:
-        verify_movielens(folder)
-    except DataFormatError as error:
-        raise DataFormatError(
-            f"{error} -- the cached copy in {folder} is damaged; delete that folder "
-            "to extract or download it again"
-        ) from error
-    return folder
-
-
-def _synthetic_source() -> MovieLensSource:
-    """The synthetic stand-in in the cache folder, built on first use, checked to parse."""
-    folder = settings.cache_dir() / "synthetic-ml-1m"
-    if not folder.is_dir():
-        try:
-            make_synthetic_movielens(folder)
-        except FileExistsError:
-            pass  # another process built it at the same moment
-    read_ratings(folder / "ratings.dat")
-    read_movies(folder / "movies.dat")
-    read_users(folder / "users.dat")
-    return MovieLensSource(
-        directory=folder,
-        kind="synthetic",
-        description=f"SYNTHETIC stand-in for MovieLens 1M (not real ratings), in {folder}",
-    )
-
-
-def _fallback_banner(error: DataUnavailableError) -> str:
-    """The loud notice printed when ``auto`` mode falls back to synthetic data."""
-    rule = "#" * 78
-    body = [
-        "REAL MOVIELENS 1M DATA WAS NOT FOUND.",
-        "",
-        *str(error).splitlines(),
-        "",
-        "CONTINUING WITH THE SYNTHETIC STAND-IN: these are NOT real ratings, so numbers",
-        "and plots will differ from the tutorial's text.",
-        "Set FEDRECON_DATASET=movielens to make missing data an error instead.",
-    ]
-    return "\n".join([rule, *(f"# {line}".rstrip() for line in body), rule])
+# find_movielens and the errors a learner may meet are part of this module's interface.
+__all__ = [
+    "DataFormatError",
+    "DataUnavailableError",
+    "MovieLensSource",
+    "find_movielens",
+    "genre_counts",
+    "load_movielens",
+    "read_movielens",
+    "remap_ids",
+    "summary",
+    "top_genres",
+]
 
 
 # --------------------------------------------------------------------------------------
@@ -232,3 +95,38 @@ def load_movielens(
     ``source`` is a :class:`MovieLensSource` or a folder (or a parent holding ``ml-1m/``).
     """
     return remap_ids(*read_movielens(source))
+
+
+# Summaries of the ratings
+
+
+def summary(ratings_df: pd.DataFrame) -> dict[str, float]:
+    """Number of users, movies and ratings, and the mean and median rating."""
+    return {
+        "users": int(ratings_df["UserID"].nunique()),
+        "movies": int(ratings_df["MovieID"].nunique()),
+        "ratings": len(ratings_df),
+        "mean rating": float(ratings_df["Rating"].mean()),
+        "median rating": float(ratings_df["Rating"].median()),
+    }
+
+
+def genre_counts(genres: Iterable[str]) -> collections.Counter:
+    """Counts genres over ``Genres`` strings such as ``"Animation|Comedy"``."""
+    counts = collections.Counter()
+    for entry in genres:
+        counts.update(entry.split("|"))
+    return counts
+
+
+def top_genres(
+    ratings_df: pd.DataFrame, movies_df: pd.DataFrame, user_id: int, n: int = 5
+) -> list[tuple[str, int]]:
+    """The ``n`` genres a user rated most often, with how many ratings each got.
+
+    Ties keep the order in which genres were first met in the user's ratings (file order),
+    as ``collections.Counter.most_common`` does.
+    """
+    genres_by_movie = movies_df.set_index("MovieID")["Genres"]
+    movie_ids = ratings_df.loc[ratings_df["UserID"] == user_id, "MovieID"]
+    return genre_counts(genres_by_movie.loc[movie_ids]).most_common(n)

@@ -1,9 +1,12 @@
-"""Every figure of the tutorial: each is drawn, saved as PNG, and returned for display.
+"""Every figure of the tutorial (drawn, saved as PNG, returned for display), and its tables.
 
 Figures are written to ``settings.output_dir()`` (``output/figures`` in a checkout, or
 ``FEDRECON_OUTPUT_DIR``), so a run of the notebooks leaves every plot on disk as well.
 Each figure is closed in ``pyplot`` once saved, so Jupyter does not draw it by itself: a
 notebook shows it by ending a cell with it, exactly once, and nothing stays open in memory.
+
+Tables go beside them: :func:`save_table` writes a notebook's table as CSV in
+``settings.output_dir()``.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
-from tutorial_utils import settings
-from tutorial_utils.exploration import genre_counts
+from tutorial_utils.data import genre_counts
+from tutorial_utils.plumbing import settings
 
 
 def save(fig: Figure, name: str) -> Path:
@@ -365,3 +368,15 @@ def speed_scaling(scaling: dict, name: str = "05_speed_scaling") -> Figure:
     fig.set_layout_engine("tight")
     save(fig, name)
     return fig
+
+
+# Tables
+
+
+def save_table(table: pd.DataFrame, name: str) -> Path:
+    """Saves ``table`` as ``<output dir>/<name>.csv`` and returns the path."""
+    directory = settings.output_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.csv"
+    table.to_csv(path)
+    return path
