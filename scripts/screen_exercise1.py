@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from tutorial_utils import config, data
+from tutorial_utils import config
 from tutorial_utils.exercises import recorded
 from tutorial_utils.plumbing import markdown
 from tutorial_utils.simulation import runs
@@ -59,9 +59,7 @@ GRID = [
 def screen(
     candidates: list[config.FedReconRun],
     seeds: list[int],
-    source: data.MovieLensSource,
-    ratings_df: pd.DataFrame,
-    movies_df: pd.DataFrame,
+    movielens: runs.MovieLensData,
 ) -> pd.DataFrame:
     """One row per run: mean validation and test accuracy over the seeds that did not
     diverge, the lowest and highest test accuracy, and how many seeds diverged."""
@@ -72,16 +70,7 @@ def screen(
         for run in candidates:
             val, test, diverged = [], [], 0
             for seed in seeds:
-                result = runs.train_and_score(
-                    run,
-                    source,
-                    ratings_df,
-                    movies_df,
-                    engine="simulator",
-                    base=config.FULL,
-                    seed=seed,
-                    progress=False,
-                )
+                result = recorded.simulated_run(run, movielens, seed)
                 if np.isfinite(result.validation["loss"]):
                     val.append(result.validation["rating_accuracy"])
                     test.append(result.test["rating_accuracy"])
@@ -111,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
 
-    source, ratings_df, movies_df = recorded.load_movielens_for_script()
-    table = screen(GRID, list(range(args.seeds)), source, ratings_df, movies_df)
+    movielens = recorded.load_movielens_for_script()
+    table = screen(GRID, list(range(args.seeds)), movielens)
     args.output.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output / "exercise1_screen.csv", index=False)
     print(markdown.markdown_table(table))

@@ -24,7 +24,7 @@ import sys
 import pandas as pd
 from tqdm import tqdm
 
-from tutorial_utils import config, data
+from tutorial_utils import config
 from tutorial_utils.exercises import recorded
 from tutorial_utils.plumbing import markdown
 from tutorial_utils.simulation import runs
@@ -41,9 +41,7 @@ def runs_to_measure() -> dict[str, config.FedReconRun]:
 def measure(
     named_runs: dict[str, config.FedReconRun],
     seeds: list[int],
-    source: data.MovieLensSource,
-    ratings_df: pd.DataFrame,
-    movies_df: pd.DataFrame,
+    movielens: runs.MovieLensData,
 ) -> pd.DataFrame:
     """One row per run and seed: the run's name, what it changes, the seed, its scores."""
     rows = []
@@ -52,16 +50,7 @@ def measure(
     ) as bar:
         for name, run in named_runs.items():
             for seed in seeds:
-                result = runs.train_and_score(
-                    run,
-                    source,
-                    ratings_df,
-                    movies_df,
-                    engine="simulator",
-                    base=config.FULL,
-                    seed=seed,
-                    progress=False,
-                )
+                result = recorded.simulated_run(run, movielens, seed)
                 rows.append(
                     {
                         "run": name,
@@ -85,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 2:
         parser.error(f"--seeds must be at least 2 to measure a spread, got {args.seeds}")
 
-    source, ratings_df, movies_df = recorded.load_movielens_for_script()
-    table = measure(runs_to_measure(), list(range(args.seeds)), source, ratings_df, movies_df)
+    movielens = recorded.load_movielens_for_script()
+    table = measure(runs_to_measure(), list(range(args.seeds)), movielens)
     args.output.mkdir(parents=True, exist_ok=True)
     table.round(4).to_csv(args.output / "exercise1_seeds.csv", index=False)
     print(markdown.markdown_table(recorded.seeds_summary(table)))

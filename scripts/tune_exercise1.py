@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     recorded.add_output_option(parser, "exercise1_tuning")
     args = parser.parse_args(argv)
 
-    source, ratings_df, movies_df = recorded.load_movielens_for_script()
+    movielens = recorded.load_movielens_for_script()
     args.output.mkdir(parents=True, exist_ok=True)
     csv_path = args.output / "exercise1_tuning.csv"
     done = recorded.load_tuning(csv_path) if csv_path.exists() else pd.DataFrame()
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: already in {csv_path}, skipped")
             continue
         print(f"{name}: {RUNS[name]}", flush=True)
-        result = runs.train_and_score(RUNS[name], source, ratings_df, movies_df, base=config.FULL)
+        result = runs.train_and_score(RUNS[name], movielens, base=config.FULL)
         row = pd.DataFrame([result.summary()], index=pd.Index([name], name="run"))
         print(row.to_string(), flush=True)
         # Re-read the file first: another sweep may have added rows in the meantime.

@@ -14,6 +14,7 @@ import pytest
 # First, as in the notebooks: it gets TensorFlow Federated ready to import on this stack, so
 # that `pytest.importorskip("tensorflow_federated")` skips only where TFF is truly absent.
 import tutorial_utils  # noqa: F401
+from tutorial_utils import config
 
 
 def real_data_dir() -> Path | None:
@@ -41,6 +42,22 @@ def tiny_movielens() -> tuple[pd.DataFrame, pd.DataFrame]:
         columns=["UserID", "MovieID", "Rating"],
     )
     return ratings, pd.DataFrame({"MovieID": range(15)})
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_movielens):
+    """``(ratings, movies, run, base)``: the tiny ratings, a run small enough for them, and
+    a base configuration keeping all of their users."""
+    ratings, movies = tiny_movielens
+    run = config.FedReconRun(
+        recon_epochs=2,
+        recon_steps_max=3,
+        batch_size=2,
+        clients_per_round=4,
+        num_rounds=5,
+        num_latent_factors=3,
+    )
+    return ratings, movies, run, config.TutorialConfig("tiny", None, 300, run)
 
 
 @pytest.fixture

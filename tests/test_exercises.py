@@ -485,24 +485,20 @@ def test_exercise_4_skeleton_is_not_done_yet(capsys):
 # --- Exercise 1's runs -------------------------------------------------------------------------
 
 
-def test_train_and_score_runs_an_exercise_configuration_on_tiny_data(tiny_movielens):
-    ratings, movies = tiny_movielens
-    run = config.FedReconRun(
-        recon_epochs=2,
-        recon_steps_max=3,
-        batch_size=2,
-        clients_per_round=4,
-        num_rounds=2,
-        num_latent_factors=3,
-    )
-    base = config.TutorialConfig("tiny", None, 300, run)
+def test_train_and_score_runs_an_exercise_configuration_on_tiny_data(tiny):
+    ratings, movies, run, base = tiny
+    run = dataclasses.replace(run, num_rounds=2)
     source = types.SimpleNamespace(kind="synthetic")
-    result = runs.train_and_score(run, source, ratings, movies, base=base, progress=False)
+    result = runs.train_and_score(
+        run, runs.MovieLensData(source, ratings, movies), base=base, progress=False
+    )
     assert list(result.history.index) == [1, 2]  # rounds are numbered from 1
     row = result.summary()
     assert row["recon_epochs"] == 2 and 0 <= row["test_accuracy"] <= 1 and row["minutes"] > 0
     assert (result.config_name, result.data_kind, result.engine) == ("tiny", "synthetic", "TFF")
-    again = runs.train_and_score(run, source, ratings, movies, base=base, progress=False)
+    again = runs.train_and_score(
+        run, runs.MovieLensData(source, ratings, movies), base=base, progress=False
+    )
     assert again.test == result.test  # seeded: a run repeats exactly
 
 

@@ -135,9 +135,9 @@ def test_runs_tables_and_figures(packed, output_dir, capsys):
     steps = experiments.by_reconstruction_steps(cfg, fedrecon, packed, test_ids, seed=0)
     assert steps[["rounds", "steps"]].values.tolist() == [[1, 0], [1, 2], [3, 0], [3, 2]]
     centralized = baselines.centralized_als(seen.fit, NUM_ITEMS, 4, iterations=2)
-    table = experiments.compare_methods(
-        cfg, fedrecon, stateful, centralized, seen, train_ids[:10], packed, test_ids, seed=0
-    )
+    methods = experiments.Methods(fedrecon, stateful, centralized)
+    users = experiments.ScoredUsers(seen, train_ids[:10], packed, test_ids)
+    table = experiments.compare_methods(cfg, methods, users, seed=0)
     fed, state, als = experiments.FEDRECON, experiments.STATEFUL, experiments.CENTRALIZED
     assert table["method"].tolist() == [fed] * 4 + [state] * 4 + [als] * 2
     assert table["solver"].tolist() == (["SGD"] * 2 + ["ridge"] * 2) * 2 + ["SGD", "ridge"]
@@ -225,7 +225,10 @@ def test_compare_recommendations_against_plain_references(packed):
     centralized = baselines.centralized_als(seen.fit, NUM_ITEMS, 4, iterations=2)
     seen_ids = train_ids[:10]
     table = experiments.compare_recommendations(
-        cfg, fedrecon, stateful, centralized, seen, seen_ids, packed, test_ids, seed=0
+        cfg,
+        experiments.Methods(fedrecon, stateful, centralized),
+        experiments.ScoredUsers(seen, seen_ids, packed, test_ids),
+        seed=0,
     )
     methods = [
         (experiments.FEDRECON, "SGD"),

@@ -2,6 +2,7 @@
 module listed in one place, none too long to read."""
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -165,3 +166,53 @@ def test_no_module_is_longer_than_a_reader_can_hold():
 def test_each_subpackage_is_shipped(package):
     pyproject = (settings.project_root() / "pyproject.toml").read_text()
     assert f'"tutorial_utils.{package}"' in pyproject
+
+
+MAX_CALL_ARGUMENTS = 6
+
+
+def notebook_calls(notebook: Path) -> list[tuple[str, int]]:
+    """Each call a notebook makes into the package (``module.function(...)``, or a name
+    imported from it), with the number of arguments it passes."""
+    cells = json.loads(notebook.read_text())["cells"]
+    tree = ast.Module(body=[], type_ignores=[])
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            lines = "".join(cell["source"]).splitlines()
+            kept = [line for line in lines if not line.lstrip().startswith(("!", "%"))]
+            try:
+                tree.body += ast.parse("\n".join(kept)).body
+            except SyntaxError:  # the Colab cell without its shell lines: checked elsewhere
+                continue
+    ours = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tutorial_utils"):
+            ours |= {alias.asname or alias.name for alias in node.names}
+    calls = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            root = node.func
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in ours:
+                calls.append((ast.unparse(node.func), len(node.args) + len(node.keywords)))
+    return calls
+
+
+def test_notebooks_pass_at_most_six_arguments_to_the_package():
+    """More goes into a settings object (``config``'s, or e.g. ``experiments.Methods``)."""
+    notebooks = sorted((settings.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    long_calls = {
+        (notebook.stem, name, count)
+        for notebook in notebooks
+        for name, count in notebook_calls(notebook)
+        if count > MAX_CALL_ARGUMENTS
+    }
+    assert long_calls == set()
+
+
+def test_the_call_count_sees_a_long_call(tmp_path):
+    notebook = tmp_path / "99_long.ipynb"
+    source = "from tutorial_utils import data\ndata.load_movielens(1, 2, 3, 4, 5, 6, seven=7)\n"
+    notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "source": [source]}]}))
+    assert notebook_calls(notebook) == [("data.load_movielens", 7)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -415,8 +416,11 @@ def test_privacy_tradeoff_trains_one_run_per_budget(rating_clients):
     users = clients.split_clients(rating_clients.client_ids, seed=0)
     packed = PackedClients.from_rating_clients(rating_clients)
     run = small_run(clients_per_round=5, num_rounds=2)
+    settings = dataclasses.replace(
+        config.PRIVACY_SMOKE, run=run, clip=0.5, target_epsilons=(4.0,), delta=1e-6, seed=42
+    )
     table = dp_training.privacy_tradeoff(
-        run, packed, users[0], users[2], NUM_ITEMS, clip=0.5, target_epsilons=(4.0,), progress=False
+        settings, packed, users[0], users[2], NUM_ITEMS, progress=False
     )
     assert list(table.index) == [
         "no DP", "Poisson sampling", "uniform weights", "clipping only", "epsilon <= 4"
@@ -439,21 +443,20 @@ def test_privacy_tradeoff_trains_one_run_per_budget(rating_clients):
     assert table["test_rmse"].notna().all()
     # steps=False: only the clipped rows, the same runs as in the full table.
     short = dp_training.privacy_tradeoff(
-        run, packed, users[0], users[2], NUM_ITEMS, clip=0.5, target_epsilons=(4.0,),
-        steps=False, progress=False,
-    )  # fmt: skip
+        settings, packed, users[0], users[2], NUM_ITEMS, steps=False, progress=False
+    )
     assert list(short.index) == ["clipping only", "epsilon <= 4"]
     pd.testing.assert_frame_equal(
         short.drop(columns="seconds"), table.iloc[3:].drop(columns="seconds")
     )
     with pytest.raises(ValueError, match="clients_per_round"):
         dp_training.privacy_tradeoff(
-            small_run(clients_per_round=50), packed, users[0], users[2], NUM_ITEMS,
-            clip=0.5, target_epsilons=(4.0,), progress=False,
+            dataclasses.replace(settings, run=small_run(clients_per_round=50)),
+            packed, users[0], users[2], NUM_ITEMS, progress=False,
         )  # fmt: skip
     with pytest.raises(ValueError, match="clip"):
         dp_training.privacy_tradeoff(
-            run, packed, users[0], users[2], NUM_ITEMS, clip=0.0, target_epsilons=(4.0,)
+            dataclasses.replace(settings, clip=0.0), packed, users[0], users[2], NUM_ITEMS
         )
 
 
@@ -509,19 +512,20 @@ def test_tff_dp_aggregator_matches_the_simulator(rating_clients):
     pytest.importorskip("tensorflow_federated")
     run = small_run(clients_per_round=8, client_lr=0.3)
     ids = rating_clients.client_ids[:8]
-    exact = dp_training.one_round_both_ways(rating_clients, ids, run, NUM_ITEMS, clip=0.05)
+    clipped = dp_training.DPAggregation(clip=0.05)
+    exact = dp_training.one_round_both_ways(rating_clients, ids, run, NUM_ITEMS, clipped)
     assert not np.array_equal(exact["simulator"], exact["before"])
     np.testing.assert_allclose(exact["tff"], exact["simulator"], atol=1e-6)
     # With noise: TFF's difference from the noiseless simulator is the noise.
     noisy = dp_training.one_round_both_ways(
-        rating_clients, ids, run, NUM_ITEMS, clip=0.05, noise_multiplier=2.0
+        rating_clients, ids, run, NUM_ITEMS, dp_training.DPAggregation(0.05, noise_multiplier=2.0)
     )
     difference = noisy["tff"].astype(np.float64) - noisy["simulator"]
     expected_std = run.server_lr * 2.0 * 0.05 / run.clients_per_round
     assert difference.std() == pytest.approx(expected_std, rel=0.1)  # 480 coordinates
     assert noisy["dp_event"].noise_multiplier == pytest.approx(2.0)
     # Fewer clients than expected (a Poisson round): both still divide by the expected 8.
-    fewer = dp_training.one_round_both_ways(rating_clients, ids[:5], run, NUM_ITEMS, clip=0.05)
+    fewer = dp_training.one_round_both_ways(rating_clients, ids[:5], run, NUM_ITEMS, clipped)
     np.testing.assert_allclose(fewer["tff"], fewer["simulator"], atol=1e-6)
 
 
@@ -529,9 +533,7 @@ def test_tff_secure_sum_gives_the_plain_mean(rating_clients):
     pytest.importorskip("tensorflow_federated")
     run = small_run(clients_per_round=6)
     ids = rating_clients.client_ids[:6]
-    result = dp_training.one_round_both_ways(
-        rating_clients, ids, run, NUM_ITEMS, aggregator="secure"
-    )
+    result = dp_training.one_round_both_ways(rating_clients, ids, run, NUM_ITEMS, "secure")
     assert not np.array_equal(result["simulator"], result["before"])
     np.testing.assert_allclose(result["tff"], result["simulator"], atol=1e-4)
 
@@ -615,7 +617,7 @@ def test_the_attack_recovers_the_ratings_from_tffs_own_update(rating_clients, ra
     run = small_run(clients_per_round=1)  # one client: the server's new model shows its update
     user = rating_clients.client_ids[3]
     result = dp_training.one_round_both_ways(
-        rating_clients, [user], run, NUM_ITEMS, clip=dp_training.NO_CLIP
+        rating_clients, [user], run, NUM_ITEMS, dp_training.DPAggregation(dp_training.NO_CLIP)
     )
     update = result["tff"].astype(np.float64) - result["before"]
     found = privacy.recover(update, result["before"], run.client_lr, 5)

@@ -5,32 +5,21 @@ import types
 import pandas as pd
 import pytest
 
-from tutorial_utils import config
 from tutorial_utils.simulation import runs
 
 SOURCE = types.SimpleNamespace(kind="synthetic")
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_movielens):
-    """The tiny ratings, and a base configuration keeping all of their users."""
-    ratings, movies = tiny_movielens
-    run = config.FedReconRun(
-        recon_epochs=2,
-        recon_steps_max=3,
-        batch_size=2,
-        clients_per_round=4,
-        num_rounds=5,
-        num_latent_factors=3,
-    )
-    return ratings, movies, run, config.TutorialConfig("tiny", None, 300, run)
 
 
 @pytest.mark.parametrize("engine", runs.ENGINES)
 def test_eval_every_adds_validation_points_and_the_last_one_is_the_final_score(tiny, engine):
     ratings, movies, run, base = tiny
     result = runs.train_and_score(
-        run, SOURCE, ratings, movies, engine=engine, base=base, eval_every=2, progress=False
+        run,
+        runs.MovieLensData(SOURCE, ratings, movies),
+        engine=engine,
+        base=base,
+        eval_every=2,
+        progress=False,
     )
     measured = result.history["val_rating_accuracy"].dropna()
     assert list(measured.index) == [2, 4, 5]  # every 2 rounds, and after the last one
@@ -45,9 +34,7 @@ def test_simulator_evaluations_leave_its_training_unchanged(tiny):
     def train(eval_every):
         return runs.train_and_score(
             run,
-            SOURCE,
-            ratings,
-            movies,
+            runs.MovieLensData(SOURCE, ratings, movies),
             engine="simulator",
             base=base,
             eval_every=eval_every,
@@ -77,4 +64,6 @@ def test_simulator_evaluations_leave_its_training_unchanged(tiny):
 def test_bad_arguments_are_named(tiny, bad, message):
     ratings, movies, run, base = tiny
     with pytest.raises(ValueError, match=message):
-        runs.train_and_score(run, SOURCE, ratings, movies, base=base, progress=False, **bad)
+        runs.train_and_score(
+            run, runs.MovieLensData(SOURCE, ratings, movies), base=base, progress=False, **bad
+        )

@@ -63,7 +63,8 @@ def test_the_seeds_script_measures_the_split_alone_and_the_tuned_run(seeds_scrip
     small = dataclasses.replace(config.SPLIT_ALONE, clients_per_round=8, num_rounds=3)
     movies_df = pd.DataFrame({"MovieID": np.arange(25), "Title": "", "Genres": ""})
     source = data.MovieLensSource(Path("."), kind="synthetic", description="test data")
-    table = seeds_script.measure({"split alone": small}, [0, 1], source, ratings_df, movies_df)
+    movielens = runs.MovieLensData(source, ratings_df, movies_df)
+    table = seeds_script.measure({"split alone": small}, [0, 1], movielens)
     assert list(table.columns) == list(recorded.SEEDS_COLUMNS)
     assert list(table["seed"]) == [0, 1]
     assert table["val_accuracy"].between(0, 1).all()
@@ -92,7 +93,8 @@ def test_screen_ranks_runs_and_counts_diverged_seeds(screen_script, ratings_df):
     diverging = dataclasses.replace(small, client_lr=1e4)
     movies_df = pd.DataFrame({"MovieID": np.arange(25), "Title": "", "Genres": ""})
     source = data.MovieLensSource(Path("."), kind="synthetic", description="test data")
-    table = screen_script.screen([diverging, small], [0, 1], source, ratings_df, movies_df)
+    movielens = runs.MovieLensData(source, ratings_df, movies_df)
+    table = screen_script.screen([diverging, small], [0, 1], movielens)
     assert list(table["changed from the split alone"]) == [
         "clients/round 8, rounds 3",
         "client lr 10000.0, clients/round 8, rounds 3",

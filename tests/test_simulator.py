@@ -627,9 +627,7 @@ def test_simulated_runs_repeat_with_their_seed_and_learn(ratings_df):
     def scores(seed, run=run):
         result = runs.train_and_score(
             run,
-            source,
-            ratings_df,
-            movies,
+            runs.MovieLensData(source, ratings_df, movies),
             engine="simulator",
             base=base,
             seed=seed,
@@ -651,9 +649,8 @@ def test_simulated_runs_repeat_with_their_seed_and_learn(ratings_df):
 
 def test_train_and_score_refuses_unknown_engines_and_tff_only_options(ratings_df):
     source = type("Source", (), {"kind": "synthetic"})()
+    movielens = runs.MovieLensData(source, ratings_df, pd.DataFrame())
     with pytest.raises(ValueError, match="engine"):
-        runs.train_and_score(small_run(), source, ratings_df, pd.DataFrame(), engine="jax")
+        runs.train_and_score(small_run(), movielens, engine="jax")
     with pytest.raises(ValueError, match="split_fn"):
-        runs.train_and_score(
-            small_run(), source, ratings_df, pd.DataFrame(), engine="simulator", split_fn=print
-        )
+        runs.train_and_score(small_run(), movielens, engine="simulator", split_fn=print)

@@ -34,6 +34,13 @@ def save(fig: Figure, name: str) -> Path:
     return path
 
 
+def _ticks_at(ax, values, labels: list[str]) -> None:
+    """Puts the x axis' ticks at ``values`` only, labelled ``labels``, and turns off the
+    minor ticks of both axes (a log axis would add unlabelled ones between them)."""
+    ax.set_xticks(values, labels)
+    ax.minorticks_off()
+
+
 def rating_histogram(ratings: pd.Series, name: str = "01_rating_histogram") -> Figure:
     """How often each rating from 1 to 5 was given."""
     fig = plt.figure(figsize=(6, 4))
@@ -168,8 +175,7 @@ def reconstruction_steps(table: pd.DataFrame, name: str = "06_reconstruction_ste
             ax.plot(group["steps"], group[column], marker="o", label=f"{budget} rounds")
     for ax, label in zip(axes, ("RMSE", "Rating accuracy")):
         ax.set_xscale("symlog", linthresh=1, linscale=0.5)
-        ax.set_xticks(steps, [str(s) for s in steps])
-        ax.minorticks_off()
+        _ticks_at(ax, steps, [str(s) for s in steps])
         ax.set(
             xlabel="Reconstruction steps (symmetric log scale)",
             ylabel=label,
@@ -236,8 +242,7 @@ def method_comparison(table: pd.DataFrame, name: str = "06_stateless_vs_stateful
                 ticks = [f"{b}\n({stored.get(b, 0):.0%} stored)" for b in budgets]
             else:
                 ticks = [str(b) for b in budgets]
-            ax.set_xticks(budgets, ticks)
-            ax.minorticks_off()
+            _ticks_at(ax, budgets, ticks)
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=10, frameon=False)
@@ -283,8 +288,7 @@ def attack_recovery(
             label, (value, 0.6), xytext=(-3, 0), textcoords="offset points", rotation=90,
             ha="right", va="center", fontsize=9,
         )  # fmt: skip
-    axes[0].set_xticks(by_round_size.index, [str(n) for n in by_round_size.index])
-    axes[0].minorticks_off()
+    _ticks_at(axes[0], by_round_size.index, [str(n) for n in by_round_size.index])
     axes[0].set_ylabel("Ratings recovered exactly (share)")
     axes[0].legend(fontsize=9)
     fig.set_layout_engine("tight")
@@ -331,8 +335,7 @@ def privacy_tradeoff(
             ylabel=label,
             title=f"Test users: {label if label == 'RMSE' else label.lower()}",
         )
-        ax.set_xticks(noisy["epsilon"], [f"{e:.2g}" for e in noisy["epsilon"]], minor=False)
-        ax.minorticks_off()
+        _ticks_at(ax, noisy["epsilon"], [f"{e:.2g}" for e in noisy["epsilon"]])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.set_layout_engine("tight")
@@ -361,8 +364,7 @@ def speed_scaling(scaling: dict, name: str = "05_speed_scaling") -> Figure:
             ylabel="Rounds per second",
             title=f"{label} ({scaling[other]} {other_name})",
         )
-        ax.set_xticks(sizes, [f"{s:.0f}" for s in sizes], minor=False)
-        ax.minorticks_off()
+        _ticks_at(ax, sizes, [f"{s:.0f}" for s in sizes])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)
     fig.set_layout_engine("tight")

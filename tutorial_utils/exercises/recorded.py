@@ -25,6 +25,7 @@ import pandas as pd
 
 from tutorial_utils import config, data
 from tutorial_utils.plumbing import links, markdown, settings
+from tutorial_utils.simulation import runs
 
 RESULTS_DIR = settings.results_dir()
 RESULTS_URL = f"https://github.com/{links.GITHUB_REPOSITORY}/tree/{links.GITHUB_BRANCH}/results"
@@ -99,13 +100,20 @@ def add_output_option(parser: argparse.ArgumentParser, stem: str) -> None:
     )
 
 
-def load_movielens_for_script() -> tuple[data.MovieLensSource, pd.DataFrame, pd.DataFrame]:
+def load_movielens_for_script() -> runs.MovieLensData:
     """The data a recording script measures on, with a warning when they are synthetic."""
     source = data.find_movielens()
     if source.is_synthetic:
         print("Warning: these are synthetic data; the numbers say nothing about MovieLens 1M.")
-    ratings_df, movies_df = data.load_movielens(source)
-    return source, ratings_df, movies_df
+    return runs.MovieLensData(source, *data.load_movielens(source))
+
+
+def simulated_run(run: config.FedReconRun, movielens: runs.MovieLensData, seed: int):
+    """One run as the screen and the seeds script record it: the simulator, on the users of
+    the full configuration (``config.FULL``), drawing with ``seed``; a ``runs.RunResult``."""
+    return runs.train_and_score(
+        run, movielens, engine="simulator", base=config.FULL, seed=seed, progress=False
+    )
 
 
 def available() -> bool:
@@ -336,10 +344,10 @@ def seeds_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per run of the seeds table: how many seeds, how many diverged (no validation loss),
     and the validation and test accuracies over the others (mean, lowest, highest)."""
     rows = []
-    for name, runs in table.groupby("run", sort=False):
-        kept = runs[runs["val_loss"].notna()]
-        row = {"run": name, CHANGED: runs[CHANGED].iloc[0], "seeds": len(runs)}
-        row["diverged"] = len(runs) - len(kept)
+    for name, seed_rows in table.groupby("run", sort=False):
+        kept = seed_rows[seed_rows["val_loss"].notna()]
+        row = {"run": name, CHANGED: seed_rows[CHANGED].iloc[0], "seeds": len(seed_rows)}
+        row["diverged"] = len(seed_rows) - len(kept)
         for column, label in (("val_accuracy", "val"), ("test_accuracy", "test")):
             row[f"{label} accuracy (mean)"] = kept[column].mean()
             row[f"{label} accuracy (min)"] = kept[column].min()

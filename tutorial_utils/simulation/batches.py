@@ -276,7 +276,12 @@ class PackedClients:
     ) -> np.ndarray:
         """The random draw behind :meth:`round_batches`: keys ``[clients, passes, width]``."""
         num_passes = split.recon_epochs + split.post_recon_epochs if reshuffle_each_pass else 1
-        return rng.random((num_clients, num_passes, self.items.shape[1]))
+        return self.pass_keys((num_clients, num_passes, self.items.shape[1]), rng)
+
+    def pass_keys(self, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+        """Sort keys of ``shape`` ``[clients, passes, width]``, drawn from ``rng``: each
+        pass reads a client's ratings in a uniformly random order."""
+        return rng.random(shape)
 
     def batches_from_keys(
         self,

@@ -43,7 +43,6 @@ import numpy as np
 import pandas as pd
 
 from tutorial_utils import clients as clients_module
-from tutorial_utils.clients import DatasetSplit
 from tutorial_utils.config import SimulationConfig
 from tutorial_utils.simulation import simulator as simulator_module
 from tutorial_utils.simulation.batches import PackedClients
@@ -55,22 +54,15 @@ SAMPLED_TEST_CLIENTS = 100  # the ``clients_per_round`` of the final test evalua
 class FixedOrderClients(PackedClients):
     """Clients whose every pass reads their ratings in the stored order.
 
-    ``shuffle_keys`` returns increasing keys instead of random ones, so every pass of
+    ``pass_keys`` returns increasing keys instead of random ones, so every pass of
     every round sorts them into the stored order, as the paper's datasets (never
     shuffled after the first, seeded shuffle) are read. It draws nothing from ``rng``.
     """
 
-    def shuffle_keys(
-        self,
-        num_clients: int,
-        split: DatasetSplit,
-        rng: np.random.Generator,
-        reshuffle_each_pass: bool = True,
-    ) -> np.ndarray:
-        num_passes = split.recon_epochs + split.post_recon_epochs if reshuffle_each_pass else 1
-        width = self.items.shape[1]
+    def pass_keys(self, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+        width = shape[-1]
         keys = np.arange(width, dtype=np.float64) / width
-        return np.array(np.broadcast_to(keys, (num_clients, num_passes, width)))
+        return np.array(np.broadcast_to(keys, shape))
 
 
 def seeded_order(num_ratings: int, seed: int = SHUFFLE_SEED) -> np.ndarray:

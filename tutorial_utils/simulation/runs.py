@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,15 @@ from tutorial_utils import clients, config
 from tutorial_utils.config import FedReconRun
 
 ENGINES = ("TFF", "simulator")
+
+
+class MovieLensData(NamedTuple):
+    """What runs train on: ``data.find_movielens()``'s source (it tells real from synthetic
+    data) and the two tables ``data.load_movielens(source)`` returned."""
+
+    source: object
+    ratings: pd.DataFrame
+    movies: pd.DataFrame
 
 
 @dataclasses.dataclass
@@ -50,9 +60,7 @@ class RunResult:
 
 def train_and_score(
     run: FedReconRun,
-    source,
-    ratings_df: pd.DataFrame,
-    movies_df: pd.DataFrame,
+    movielens: MovieLensData,
     *,
     engine: str = "TFF",
     base: config.TutorialConfig | None = None,
@@ -63,9 +71,9 @@ def train_and_score(
 ) -> RunResult:
     """Trains matrix factorization with FedRecon as ``run`` says, then scores it.
 
-    ``source`` is what ``data.find_movielens()`` returned (it tells real from synthetic
-    data). ``base`` (default ``config.current()``) gives the users and their split by user,
-    always drawn with ``base.seed``. ``seed`` (default ``base.seed``) draws everything else:
+    ``movielens`` holds the data (:class:`MovieLensData`). ``base`` (default
+    ``config.current()``) gives the users and their split by user, always drawn with
+    ``base.seed``. ``seed`` (default ``base.seed``) draws everything else:
     initial weights, the clients of each round, the simulator's batch orders.
 
     ``engine`` is ``"TFF"`` (``build_fed_recon``; seeds are set first, so a run repeats
@@ -90,6 +98,7 @@ def train_and_score(
         )
     if engine == "simulator" and split_fn is not None:
         raise ValueError("split_fn needs engine='TFF': the simulator has its own splits.")
+    source, ratings_df, movies_df = movielens
     base = base or config.current()
     seed = base.seed if seed is None else seed
     start = time.monotonic()

@@ -1,16 +1,13 @@
 """User-level differential privacy for FedRecon: TFF's aggregators, accounting, trade-off.
 
 The mechanism is TFF's ``tff.aggregators.DifferentiallyPrivateFactory.gaussian_fixed``
-(TensorFlow Privacy's ``GaussianSumQuery`` inside a ``NormalizedQuery``): every client's
-item-matrix delta is clipped to L2 norm ``clip`` (``tf.clip_by_global_norm``), the clipped
-deltas are summed, Gaussian noise of std ``noise_multiplier * clip`` is added to every
-coordinate of the sum, and the result is divided by the *expected* ``clients_per_round``
-(not by the number that came). Clients are weighted equally
-(``ClientWeighting.UNIFORM``: an unweighted aggregator needs it). The simulator does the
-same with ``FedReconSimulator(dp_clip=..., dp_noise_multiplier=...)``.
-
-(``tff.learning.dp_aggregator`` is the same noise with *adaptive* clipping and zeroing on
-top; the fixed clip is used here so that the simulator can match it exactly.)
+(TensorFlow Privacy's ``GaussianSumQuery`` in a ``NormalizedQuery``): every client's
+item-matrix delta is clipped to L2 norm ``clip`` (``tf.clip_by_global_norm``), Gaussian
+noise of std ``noise_multiplier * clip`` is added to every coordinate of their sum, and the
+result is divided by the *expected* ``clients_per_round`` (not by the number that came),
+clients weighted equally (``ClientWeighting.UNIFORM``). The simulator does the same with
+``FedReconSimulator(dp_clip=..., dp_noise_multiplier=...)``. (``tff.learning.dp_aggregator``
+adds adaptive clipping and zeroing; the fixed clip lets the simulator match TFF exactly.)
 
 Accounting
 ----------
@@ -43,6 +40,7 @@ It must describe the training that ran:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import time
@@ -52,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from tutorial_utils import clients, training
-from tutorial_utils.config import FedReconRun
+from tutorial_utils.config import FedReconRun, PrivacyConfig
 from tutorial_utils.simulation import simulator as fedrecon
 from tutorial_utils.simulation.batches import PackedClients, batches_from_datasets
 
@@ -228,9 +226,7 @@ def noise_multiplier_for(
     return high
 
 
-# --------------------------------------------------------------------------------------
-# TFF's processes
-# --------------------------------------------------------------------------------------
+# TFF's processes -----------------------------------------------------------------------
 
 
 def build_dp_process(
@@ -328,34 +324,41 @@ def secure_sum_context():
         connection.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class DPAggregation:
+    """TFF's DP aggregator: updates clipped to ``clip``, noise ``noise_multiplier * clip``."""
+
+    clip: float
+    noise_multiplier: float = 0.0
+
+
 def one_round_both_ways(
     rating_clients: clients.RatingClients,
     client_ids: Sequence[int],
     run: FedReconRun,
     num_items: int,
+    aggregator: DPAggregation | str,
     *,
-    aggregator: str = "dp",
-    clip: float = 1.0,
-    noise_multiplier: float = 0.0,
     seed: int = 0,
     user_init: float = 0.01,
 ) -> dict[str, np.ndarray]:
     """One round from the same item matrix, on the same clients and batches, by TFF and
     by the simulator (constant user initializer ``user_init`` in both).
 
-    ``aggregator`` is ``"dp"`` (TFF: :func:`build_dp_process` with ``noise_multiplier``;
-    simulator: the same clip, no noise, so that their difference is TFF's noise) or
-    ``"secure"`` (TFF: :func:`build_secure_process` in :func:`secure_sum_context`;
-    simulator: its plain weighted mean). Returns ``before``, ``tff`` and ``simulator``
-    (item matrices), and with ``"dp"`` also ``dp_event``: TFF's :func:`recorded_event`.
+    ``aggregator`` is a :class:`DPAggregation` (TFF: :func:`build_dp_process`; simulator:
+    the same clip, no noise, so that their difference is TFF's noise) or ``"secure"``
+    (TFF: :func:`build_secure_process` in :func:`secure_sum_context`; simulator: its plain
+    weighted mean). Returns ``before``, ``tff`` and ``simulator`` (item matrices), and with
+    DP also ``dp_event``: TFF's :func:`recorded_event`.
     """
     import tensorflow as tf
     import tensorflow_federated as tff
 
     from tutorial_utils import clients, model
 
-    if aggregator not in ("dp", "secure"):
-        raise ValueError(f"aggregator must be 'dp' or 'secure', got {aggregator!r}.")
+    dp = isinstance(aggregator, DPAggregation)
+    if not dp and aggregator != "secure":
+        raise ValueError(f"aggregator must be a DPAggregation or 'secure', got {aggregator!r}.")
     model_fn = model.reconstruction_model_fn(
         num_items,
         run.num_latent_factors,
@@ -366,15 +369,15 @@ def one_round_both_ways(
     before = fedrecon.initial_item_matrix(run, num_items, rng, fedrecon.UNIFORM_INIT_RANGE)
     dp_options = {}
     with contextlib.ExitStack() as stack:
-        if aggregator == "dp":
+        if dp:
             process = build_dp_process(
                 model_fn,
                 run,
-                clip=clip,
-                noise_multiplier=noise_multiplier,
+                clip=aggregator.clip,
+                noise_multiplier=aggregator.noise_multiplier,
                 dataset_split_fn=split_fn,
             )
-            dp_options = {"dp_clip": clip}
+            dp_options = {"dp_clip": aggregator.clip}
         else:
             stack.enter_context(secure_sum_context())
             process = build_secure_process(model_fn, run, split_fn)
@@ -383,7 +386,7 @@ def one_round_both_ways(
         )
         state, _ = process.next(state, rating_clients.create_tf_datasets(client_ids))
         after_tff = np.asarray(process.get_model_weights(state).trainable[0])
-        recorded = {"dp_event": recorded_event(state)} if aggregator == "dp" else {}
+        recorded = {"dp_event": recorded_event(state)} if dp else {}
     simulator = fedrecon.FedReconSimulator(
         run, num_items, item_matrix=before, user_init_range=(user_init, user_init), **dp_options
     )
@@ -419,30 +422,26 @@ class _SeparateNoiseSimulator(fedrecon.FedReconSimulator):
 
 
 def privacy_tradeoff(
-    run: FedReconRun,
+    settings: PrivacyConfig,
     packed: PackedClients,
     train_ids: Sequence[int],
     test_ids: Sequence[int],
     num_items: int,
     *,
-    clip: float,
-    target_epsilons: Sequence[float],
-    delta: float = DELTA,
-    seed: int = 42,
     steps: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Trains ``run`` with the simulator from no DP to DP and scores the test users. Rows
-    (each changes what it names from the row before): ``no DP`` (the paper's: fixed-size
-    samples, example-weighted mean); ``Poisson sampling`` (:class:`PoissonSampler`: other
-    clients, a varying number); ``uniform weights`` (weights 1, *and* the sum divided by
-    the expected ``clients_per_round``, not the sum of weights; clip :data:`NO_CLIP`);
-    ``clipping only`` (to ``clip``); ``epsilon <= target`` (plus the noise that reaches
-    each target at ``delta`` over the rounds: RDP, Poisson). ``steps=False``: only the
-    last two kinds. All runs start from the same model and draw shuffles and user
-    embeddings from the same seeded generator, the Poisson rows the same clients; the noise
-    has its own generator (seed ``seed + 1``): the noisy rows differ from ``clipping only``
-    by the noise alone.
+    """Trains ``settings.run`` with the simulator from no DP to DP and scores the test
+    users. Rows (each changes what it names from the row before): ``no DP`` (the paper's:
+    fixed-size samples, example-weighted mean); ``Poisson sampling`` (:class:`PoissonSampler`:
+    other clients, a varying number); ``uniform weights`` (weights 1, *and* the sum divided
+    by the expected ``clients_per_round``, not the sum of weights; clip :data:`NO_CLIP`);
+    ``clipping only`` (to ``settings.clip``); ``epsilon <= target`` (plus the noise that
+    reaches each of ``settings.target_epsilons`` at ``settings.delta`` over the rounds: RDP,
+    Poisson). ``steps=False``: only the last two kinds. All runs start from the same model
+    and draw shuffles and user embeddings from one generator (``settings.seed``), the
+    Poisson rows the same clients; the noise has its own (seed ``settings.seed + 1``): the
+    noisy rows differ from ``clipping only`` by the noise alone.
 
     Columns: ``sampling``, ``weights``, ``clip``, ``noise_multiplier``; ``epsilon`` (RDP
     upper bound, Poisson, add-or-remove: what the noise was chosen for), ``epsilon_pld``
@@ -451,21 +450,22 @@ def privacy_tradeoff(
     ``epsilon_fixed_size_bound`` (fixed-size, replace-one); ``test_rmse``,
     ``test_accuracy``, ``seconds``.
     """
+    run, clip, delta, seed = settings.run, settings.clip, settings.delta, settings.seed
     num_users = len(train_ids)
     m, rounds = run.clients_per_round, run.num_rounds
     check_settings(clip=clip, clients_per_round=m, num_users=num_users)
-    settings = [
+    variants = [
         ("no DP", "fixed", None, None),
         ("Poisson sampling", "poisson", None, None),
         ("uniform weights", "poisson", NO_CLIP, 0.0),
     ]
-    settings = settings if steps else []
-    settings.append(("clipping only", "poisson", clip, 0.0))
-    for target in target_epsilons:
+    variants = variants if steps else []
+    variants.append(("clipping only", "poisson", clip, 0.0))
+    for target in settings.target_epsilons:
         z = noise_multiplier_for(target, m, num_users, rounds, delta=delta)
-        settings.append((f"epsilon <= {target:g}", "poisson", clip, z))
+        variants.append((f"epsilon <= {target:g}", "poisson", clip, z))
     rows = []
-    for name, sampling, row_clip, z in settings:
+    for name, sampling, row_clip, z in variants:
         start = time.monotonic()
         dp = {} if row_clip is None else {"dp_clip": row_clip, "dp_noise_multiplier": z}
         simulator = _SeparateNoiseSimulator(run, num_items, seed=seed, noise_seed=seed + 1, **dp)

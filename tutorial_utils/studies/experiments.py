@@ -60,6 +60,28 @@ class SeenUsers:
     held_out: PackedClients  # the held-out ratings of the same users
 
 
+@dataclasses.dataclass(frozen=True)
+class Methods:
+    """The trained models compared: FedRecon's and the stateful model's (a dict by rounds of
+    training for :func:`compare_methods`, one model each for :func:`compare_recommendations`)
+    and centralized ALS' ``(user embeddings, item matrix)``."""
+
+    fedrecon: object
+    stateful: object
+    centralized: tuple[np.ndarray, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoredUsers:
+    """Who is scored: ``seen_ids`` on their ratings held out in ``seen``, and the unseen
+    ``unseen_ids`` on the evaluation half of their ratings in ``unseen``."""
+
+    seen: SeenUsers
+    seen_ids: list
+    unseen: PackedClients
+    unseen_ids: list
+
+
 def hold_out_ratings(clients: PackedClients, client_ids, fraction: float, seed: int) -> SeenUsers:
     """Puts a random ``fraction`` of each user's ratings aside (at least 1; at least 1 kept)."""
     rng = np.random.default_rng(seed)
@@ -260,15 +282,7 @@ def method_embeddings(
 
 
 def compare_methods(
-    config: BeyondConfig,
-    fedrecon: dict,
-    stateful: dict,
-    centralized: tuple[np.ndarray, np.ndarray],
-    seen: SeenUsers,
-    seen_ids,
-    unseen: PackedClients,
-    unseen_ids,
-    seed: int,
+    config: BeyondConfig, methods: Methods, users: ScoredUsers, seed: int
 ) -> pd.DataFrame:
     """Seen and unseen users' RMSE and accuracy for every method, solver and budget.
 
@@ -282,6 +296,8 @@ def compare_methods(
     embedding was kept from training (the others got theirs at evaluation, from the same
     ratings for every method).
     """
+    fedrecon, stateful, centralized = methods.fedrecon, methods.stateful, methods.centralized
+    seen, seen_ids, unseen, unseen_ids = users.seen, users.seen_ids, users.unseen, users.unseen_ids
     split, batch_size = config.run.eval_split, config.run.batch_size
     seen_data = seen_batches(seen, seen_ids, split, batch_size, seed)
     unseen_data = unseen_batches(unseen, unseen_ids, split, batch_size, seed)
@@ -393,29 +409,23 @@ def _packed_mask(clients: PackedClients, client_ids, num_movies: int) -> np.ndar
 
 
 def compare_recommendations(
-    config: BeyondConfig,
-    fedrecon,
-    stateful,
-    centralized: tuple[np.ndarray, np.ndarray],
-    seen: SeenUsers,
-    seen_ids,
-    unseen: PackedClients,
-    unseen_ids,
-    seed: int,
+    config: BeyondConfig, methods: Methods, users: ScoredUsers, seed: int
 ) -> pd.DataFrame:
     """Top-N lists of every method, against the most popular movies, for seen and unseen users.
 
-    ``fedrecon`` and ``stateful`` are trained models (one budget). Each user's embedding
-    comes from ``method_embeddings``, once per solver (:data:`SOLVERS`; ``solver`` is
-    ``-`` for the most popular movies); each method then ranks every movie it did not see for
-    that user (a seen user: none of their training ratings; an unseen user: none of the
-    reconstruction half). **Most popular** recommends the movies with the most training
+    ``methods.fedrecon`` and ``methods.stateful`` are trained models (one budget). Each
+    user's embedding comes from ``method_embeddings``, once per solver (:data:`SOLVERS`;
+    ``solver`` is ``-`` for the most popular movies); each method then ranks every movie it
+    did not see for that user (a seen user: none of their training ratings; an unseen user:
+    none of the reconstruction half). **Most popular** recommends the movies with the most training
     ratings, the same list for everyone but for the movies a user has already rated.
     A hit is a movie the user rated 4 or 5 stars in the ratings set aside (seen users'
     held-out ratings, unseen users' evaluation half): ``recommend.list_accuracy``.
     ``list overlap`` is the mean Jaccard similarity of two users' lists
     (``recommend.mean_jaccard``): near 1, everyone gets the same list.
     """
+    fedrecon, stateful, centralized = methods.fedrecon, methods.stateful, methods.centralized
+    seen, seen_ids, unseen, unseen_ids = users.seen, users.seen_ids, users.unseen, users.unseen_ids
     split, batch_size, n = config.run.eval_split, config.run.batch_size, config.num_recommendations
     num_movies = fedrecon.num_items
     popularity = _packed_mask(seen.fit, seen.fit.client_ids, num_movies).sum(axis=0)

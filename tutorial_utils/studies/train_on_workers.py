@@ -108,7 +108,11 @@ def run(args: argparse.Namespace) -> None:
         source = data.find_movielens()
         ratings, movies = data.load_movielens(source)
         result = runs.train_and_score(
-            run_, source, ratings, movies, base=base, seed=args.seed, progress=False
+            run_,
+            runs.MovieLensData(source, ratings, movies),
+            base=base,
+            seed=args.seed,
+            progress=False,
         )
     print(result.history.to_string(float_format="{:.4f}".format))
     print(f"{args.rounds} rounds of {args.clients_per_round} clients in {result.seconds:.1f} s")
