@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from tutorial_utils import clients, config, data, plotting
 from tutorial_utils.config import FedReconRun
-from tutorial_utils.plumbing import environment, markdown
+from tutorial_utils.plumbing import environment, markdown, runtime
 from tutorial_utils.simulation import (
     batches,
     many_rounds,
@@ -379,8 +379,6 @@ def main() -> None:
 
     tff_tutorial = tff_protocol = tff_rss = worker_rss = None
     if not args.skip_tff:
-        from tutorial_utils import training
-
         sampler = clients.ClientSampler(train_ids, per_round, seed=args.seed)
         tff_tutorial = tff_seconds_per_round(
             users.clients, sampler, num_items, tutorial, args.tff_rounds
@@ -390,7 +388,7 @@ def main() -> None:
             users.clients, sampler, num_items, paper, args.tff_rounds
         )
         tff_rss = peak_rss_mib()
-        worker_rss = max(worker_peak_rss_mib(w.pid) for w in training.running_workers())
+        worker_rss = max(worker_peak_rss_mib(w.pid) for w in runtime.running_workers())
 
     results = speed_results.check(
         {

@@ -1,9 +1,9 @@
 """Rounds per second of FedRecon training with 1, 2 and 4 local TFF workers.
 
 For 50, 200 and 1000 clients a round, trains on the same sampled clients with the clients
-of each round spread over 1, 2 and 4 local worker services (``tutorial_utils.studies.workers``),
+of each round spread over 1, 2 and 4 local worker services (``tutorial_utils.plumbing.workers``),
 and, as a reference, on the package's usual single worker without the mergeable split
-(``training.start_runtime()``). Each measurement runs one untimed round first (compilation), then
+(``runtime.start()``). Each measurement runs one untimed round first (compilation), then
 times the next rounds; the clients' datasets are built before the clock starts. Prints a
 Markdown table with the ratios to 1 worker, all measured in this one run, and the machine's
 core count and load, since other jobs running at the same time change every figure.
@@ -25,8 +25,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tutorial_utils import clients, config, data, model, training
-from tutorial_utils.plumbing import markdown
-from tutorial_utils.studies import workers
+from tutorial_utils.plumbing import markdown, workers
 
 CLIENTS_PER_ROUND = (50, 200, 1000)
 WORKER_COUNTS = (1, 2, 4)

@@ -25,8 +25,9 @@ import sys
 
 import pandas as pd
 
-from tutorial_utils import config, training
+from tutorial_utils import config
 from tutorial_utils.exercises import recorded
+from tutorial_utils.plumbing import runtime
 from tutorial_utils.simulation import runs
 
 SPLIT = config.SPLIT_ALONE
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Best on validation: {best} (test rating accuracy {table.loc[best, 'test_accuracy']:.4f})"
     )
-    training.shutdown_runtime()
+    runtime.shutdown()
     return 0
 
 

@@ -15,6 +15,7 @@ import pytest
 # that `pytest.importorskip("tensorflow_federated")` skips only where TFF is truly absent.
 import tutorial_utils  # noqa: F401
 from tutorial_utils import config
+from tutorial_utils.plumbing import runtime
 
 
 def real_data_dir() -> Path | None:
@@ -78,11 +79,10 @@ def small_ratings() -> pd.DataFrame:
 
 def wait_gone(pid: int, seconds: float = 15.0) -> bool:
     """Whether process ``pid`` has exited within ``seconds``."""
-    from tutorial_utils import training
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not training.pid_alive(pid):
+        if not runtime.pid_alive(pid):
             return True
         time.sleep(0.1)
     return False

@@ -11,15 +11,15 @@ pytest.importorskip("tensorflow_federated")
 
 from conftest import wait_gone
 
-from tutorial_utils import training
+from tutorial_utils.plumbing import runtime
 
 SCRIPT = textwrap.dedent(
     """
     import numpy as np
-    from tutorial_utils import training
+    from tutorial_utils.plumbing import runtime
     import tensorflow_federated as tff
 
-    worker = training.start_runtime()
+    worker = runtime.start()
     print("WORKER", worker.pid, flush=True)
 
     @tff.federated_computation(tff.FederatedType(np.int32, tff.CLIENTS))
@@ -59,7 +59,7 @@ def test_worker_dies_with_a_killed_python():
             assert line, "script ended early"
             lines.append(line)
         pid = worker_pid("".join(lines))
-        assert training.pid_alive(pid)
+        assert runtime.pid_alive(pid)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -79,21 +79,21 @@ def test_no_worker_is_left_after_a_notebook(tmp_path):
 
 
 def test_shutdown_stops_every_worker_started_here():
-    worker = training.start_worker()
+    worker = runtime.start_worker()
     assert worker.is_running()
-    training.shutdown_runtime()
+    runtime.shutdown()
     assert not worker.is_running()
-    assert training.running_workers() == []
-    training.shutdown_runtime()  # a second call is harmless
+    assert runtime.running_workers() == []
+    runtime.shutdown()  # a second call is harmless
 
 
 def test_the_worker_is_started_without_python_code_in_the_forked_child():
     """With setpriv, nothing runs between fork and exec (grpcio's fork handlers can abort
     such a child); the death signal is still set, so the worker dies with Python."""
-    command, preexec_fn = training._launch(["worker_binary", "--port=1"])
-    if training.shutil.which("setpriv"):
-        assert command[:4] == [training.shutil.which("setpriv"), "--pdeathsig", "TERM", "--"]
+    command, preexec_fn = runtime._launch(["worker_binary", "--port=1"])
+    if runtime.shutil.which("setpriv"):
+        assert command[:4] == [runtime.shutil.which("setpriv"), "--pdeathsig", "TERM", "--"]
         assert preexec_fn is None
     else:
-        assert preexec_fn is training._die_with_parent
+        assert preexec_fn is runtime._die_with_parent
     assert command[-2:] == ["worker_binary", "--port=1"]

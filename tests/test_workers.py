@@ -18,9 +18,9 @@ from conftest import wait_gone
 
 from tutorial_utils import data, model, training
 from tutorial_utils.clients import ClientSampler, RatingClients, split_clients
-from tutorial_utils.plumbing import synthetic_movielens
-from tutorial_utils.studies import train_on_workers, workers
-from tutorial_utils.training import WorkerUnavailableError
+from tutorial_utils.plumbing import runtime, synthetic_movielens, workers
+from tutorial_utils.plumbing.runtime import WorkerUnavailableError
+from tutorial_utils.studies import train_on_workers
 
 LATENT_FACTORS = 4
 
@@ -105,8 +105,8 @@ def test_a_missing_worker_is_reported_quickly():
 def test_local_workers_stop_with_their_pool():
     with workers.start_local(2) as pool:
         pids = [worker.pid for worker in pool.started]
-        assert all(training.pid_alive(pid) for pid in pids)
-        assert training.start_runtime() is None  # the pool's context stays in use
+        assert all(runtime.pid_alive(pid) for pid in pids)
+        assert runtime.start() is None  # the pool's context stays in use
     assert all(wait_gone(pid) for pid in pids)
 
 
@@ -119,7 +119,7 @@ def test_two_workers_give_the_results_of_one(small_movielens):
     single = train_and_evaluate(training_process, evaluation_process, clients, train_ids, val_ids)
 
     # Workers already running, as on other machines: the pool connects, never stops them.
-    services = [training.start_worker(), training.start_worker()]
+    services = [runtime.start_worker(), runtime.start_worker()]
     try:
         with workers.connect(
             [f"127.0.0.1:{w.port}" for w in services], reconnect_timeout=2
@@ -141,7 +141,7 @@ def test_two_workers_give_the_results_of_one(small_movielens):
             start = time.monotonic()
 
             def next_round():  # TFF's context stack is per thread: install it in this one
-                with training.installed(pool.context):
+                with runtime.installed(pool.context):
                     return training_process.next(state, round_data)
 
             outcome = call_with_deadline(next_round, seconds=90)

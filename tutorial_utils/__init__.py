@@ -1,6 +1,7 @@
 """Helpers for the Federated Reconstruction matrix factorization tutorial, in four layers.
 
-The tutorial's core sits at the top level, one module for each step of notebooks 01-03;
+The tutorial's core sits at the top level: what notebooks 01-03 teach, one module a step,
+with the settings (``config``) and figures (``plotting``) of every notebook;
 the rest is in subpackages, each importing only the layers below it
 (``tests/test_layout.py`` checks it; CONTRIBUTING.md draws the layers)::
 
@@ -10,7 +11,7 @@ the rest is in subpackages, each importing only the layers below it
                  |
         core (01-03: the modules below)
                  |
-        plumbing (settings, environment, files, the notebook runner)
+        plumbing (environment, files, TFF's workers, records, the runner)
 
 - ``config``: ``FedReconRun`` (one run, any engine) and each notebook's full/smoke settings.
 - ``data``: find, load and summarize MovieLens 1M (or the labelled synthetic stand-in).
@@ -18,12 +19,14 @@ the rest is in subpackages, each importing only the layers below it
   client's batches are split between reconstruction and evaluation (``DatasetSplit``).
 - ``metrics``: rating accuracy and RMSE, defined once for every engine.
 - ``model``: the Keras matrix factorization model and its ``ReconstructionModel``.
-- ``training``: TFF's FedRecon training and evaluation processes, and TFF's runtime.
+- ``training``: TFF's FedRecon training and evaluation processes, and the training loop.
 - ``plotting``: every figure, shown and saved as PNG, and the tables saved beside them.
-- ``plumbing``: the environment, pins, links, settings, data files, the notebook runner.
+- ``plumbing``: the environment, pins, links, settings, data files, TFF's worker
+  processes, what the walkthrough printed, the notebook runner.
 - ``simulation``: the simulator engine, its parity with TFF, the paper's protocol.
 - ``exercises``: notebook 04's checks and what they run.
-- ``studies``: notebooks 06-08 (baselines, recommendations, privacy, the live panel).
+- ``studies``: notebooks 06-08 (baselines, recommendations, privacy, the live panel) and
+  training on several workers.
 
 Importing the package gets TensorFlow Federated ready to import on the modern stack
 (``plumbing.environment.prepare_tff``), so import it before TensorFlow.

@@ -493,5 +493,5 @@ def check_exercise_4_comparison(comparison) -> None:
 
 
 check_exercise_4_models = model_checks.check_exercise_4_models
-check_exercise_4_processes = emnist.check_exercise_4_processes
-check_exercise_4_evaluation = emnist.check_exercise_4_evaluation
+check_exercise_4_processes = model_checks.check_exercise_4_processes
+check_exercise_4_evaluation = model_checks.check_exercise_4_evaluation

@@ -5,12 +5,16 @@ on the same weights (:func:`outputs`, :func:`compare_outputs`) and trained for a
 on tiny clients (:func:`train_briefly`). Exercise 4's builder is called
 (:func:`build_parts`), its user embedding is moved to see where it acts
 (:func:`check_embedding_feeds_last_layer`), and its personal model is trained for a few
-rounds on TFF's synthetic EMNIST (:func:`train_emnist_briefly`). Whatever a model does
-wrong is raised as ``feedback.AnswerIncorrect``.
+rounds on TFF's synthetic EMNIST (:func:`train_emnist_briefly`). Exercise 4's TFF calls
+have their checks here, re-exported by ``checks``: the two models
+(:func:`check_exercise_4_models`), the two training processes
+(:func:`check_exercise_4_processes`) and the evaluation (:func:`check_exercise_4_evaluation`).
+Whatever a model does wrong is raised as ``feedback.AnswerIncorrect``.
 """
 
 from __future__ import annotations
 
+import collections.abc
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -20,6 +24,7 @@ import tensorflow as tf
 from tutorial_utils import clients, config, model, training
 from tutorial_utils.exercises import emnist, feedback
 from tutorial_utils.exercises.feedback import AnswerIncorrect
+from tutorial_utils.plumbing import runtime
 
 # --------------------------------------------------------------------------------------
 # Exercise 3: matrix factorization in plain TensorFlow
@@ -333,4 +338,138 @@ def check_exercise_4_models(personal_model_fn, global_model_fn, embedding_dim: i
         f"device and shares its {len(personal_global)} other variables; the FedAvg model "
         f"shares all {len(plain_shapes)} of the same network without the embedding, and "
         "reports accuracy."
+    )
+
+
+def _shapes(weights) -> list[tuple]:
+    """The shapes of a list of variables or arrays."""
+    return [tuple(w.shape) for w in weights]
+
+
+def _learning_rate(state_part) -> float | None:
+    """The learning rate held in one part of a learning process's state, if any."""
+    if isinstance(state_part, collections.abc.Mapping) and "learning_rate" in state_part:
+        return float(state_part["learning_rate"])
+    return None
+
+
+def check_exercise_4_processes(fed_recon, fed_avg, run, embedding_dim: int) -> None:
+    """Checks exercise 4's training processes: ``fed_recon`` from ``build_fed_recon`` on the
+    personal model, ``fed_avg`` from ``build_weighted_fed_avg`` on the network without the
+    embedding, both with ``run``'s server rate and reporting accuracy, FedAvg with
+    ``run``'s client rate. It builds their first states, without training."""
+    if fed_recon is None or fed_avg is None:
+        feedback.not_done("build both fed_recon and fed_avg, then run this check again.")
+        return
+
+    runtime.start()  # TFF's C++ runtime, which builds the states
+    states = {}
+    for name, process in (("fed_recon", fed_recon), ("fed_avg", fed_avg)):
+        if not all(hasattr(process, a) for a in ("initialize", "next", "get_model_weights")):
+            raise AnswerIncorrect(
+                f"{name} is a {type(process).__name__}, not a TFF learning process: it should "
+                "be what the builder returns, with initialize, next and get_model_weights."
+            )
+        if "eval" in str(process.next.type_signature.result):
+            raise AnswerIncorrect(
+                f"{name} evaluates instead of training (its metrics are 'eval'): it was built "
+                "with build_fed_recon_eval; training needs build_fed_recon or "
+                "build_weighted_fed_avg."
+            )
+        states[name] = process.initialize()
+    recon_state, avg_state = states["fed_recon"], states["fed_avg"]
+    if _learning_rate(recon_state.client_work) is not None:
+        raise AnswerIncorrect(
+            "fed_recon was built with build_weighted_fed_avg: federated averaging shares "
+            "every variable, so nothing would be personal. Build it with "
+            "tff.learning.algorithms.build_fed_recon."
+        )
+    client_lr = _learning_rate(avg_state.client_work)
+    if client_lr is None:
+        raise AnswerIncorrect(
+            "fed_avg was not built with build_weighted_fed_avg (its clients hold no learning "
+            "rate of their own). Build it with tff.learning.algorithms.build_weighted_fed_avg."
+        )
+    recon_shapes = _shapes(recon_state.global_model_weights.trainable)
+    avg_shapes = _shapes(avg_state.global_model_weights.trainable)
+    if (1, embedding_dim) in recon_shapes:
+        raise AnswerIncorrect(
+            f"fed_recon's server holds a variable of the embedding's shape "
+            f"{(1, embedding_dim)}: the embedding is global there. Give build_fed_recon "
+            "personal_model_fn, whose embedding is local."
+        )
+    if recon_shapes == avg_shapes:
+        raise AnswerIncorrect(
+            "fed_recon and fed_avg train exactly the same weights: fed_recon's model has no "
+            "embedding joining the last layer. Give build_fed_recon personal_model_fn."
+        )
+    for name, rate, expected, argument in (
+        ("fed_recon", _learning_rate(recon_state.finalizer), run.server_lr, "server"),
+        ("fed_avg", _learning_rate(avg_state.finalizer), run.server_lr, "server"),
+        ("fed_avg", client_lr, run.client_lr, "client"),
+    ):
+        if rate is None or not np.isclose(rate, expected):
+            raise AnswerIncorrect(
+                f"{name}'s {argument} learning rate is {rate}; emnist_run says {expected}. "
+                f"Pass {argument}_optimizer_fn=tff.learning.optimizers.build_sgdm("
+                f"emnist_run.{argument}_lr), so that the two methods are compared alike."
+            )
+    for name, process in (("fed_recon", fed_recon), ("fed_avg", fed_avg)):
+        if "accuracy" not in str(process.next.type_signature.result):
+            raise AnswerIncorrect(
+                f"{name}'s training metrics have no accuracy: pass "
+                "metrics_fn=emnist.emnist_metrics_fn to build_fed_recon, and build FedAvg's "
+                "model with metrics=emnist.emnist_metrics_fn()."
+            )
+    feedback.correct(
+        f"fed_recon is FedRecon: its server holds {len(recon_shapes)} weights, the user "
+        f"embedding stays on the devices; fed_avg is federated averaging of the "
+        f"{len(avg_shapes)} weights of the network without it. Both use a server rate of "
+        f"{run.server_lr:g} and report accuracy; FedAvg's clients train at {client_lr:g}."
+    )
+
+
+def check_exercise_4_evaluation(evaluation_process, eval_split_fn, run) -> None:
+    """Checks exercise 4's evaluation: ``eval_split_fn`` keeps reconstruction and scoring
+    disjoint and reconstructs in ``run.recon_epochs`` passes; ``evaluation_process(dim)``
+    returns a ``build_fed_recon_eval`` process, for the network with an embedding of size
+    ``dim`` (and without one for ``dim=0``)."""
+    if evaluation_process is None or eval_split_fn is None:
+        feedback.not_done("write eval_split_fn and evaluation_process, then run this check.")
+        return
+    recon, scored = feedback.trace_split(eval_split_fn, feedback.numbered_batches(6))
+    shared = clients.common_ratings(recon, scored)
+    if shared:
+        raise AnswerIncorrect(
+            f"in evaluation, on a writer with 6 batches, reconstruction uses {recon} and the "
+            f"score is computed on {scored}: batches {shared} are in both. A personal "
+            "embedding fitted to the very images it is scored on looks better than it is, "
+            "and FedAvg, which has nothing to fit, would not gain the same. Use "
+            "split_dataset=True."
+        )
+    if not recon or not scored:
+        raise AnswerIncorrect(
+            f"in evaluation, on a writer with 6 batches, reconstruction gets {recon} and "
+            f"scoring {scored}: both need some of the writer's images."
+        )
+    passes = len(recon) / max(len(feedback.first_pass(recon)), 1)
+    if passes != run.recon_epochs:
+        raise AnswerIncorrect(
+            f"in evaluation reconstruction makes {passes:g} passes ({feedback.short(recon)}); "
+            f"training reconstructs in {run.recon_epochs} (emnist_run.recon_epochs): "
+            "reconstruct a new writer's embedding as training did."
+        )
+    process = evaluation_process(4)
+    if process is None:
+        feedback.not_done("evaluation_process still returns None; finish it, then run this check.")
+        return
+    if "eval" not in str(process.next.type_signature.result):
+        raise AnswerIncorrect(
+            "evaluation_process returns a process that trains, not one that evaluates: build "
+            "it with tff.learning.algorithms.build_fed_recon_eval."
+        )
+    feedback.correct(
+        f"on a writer with 6 batches the embedding is reconstructed on {feedback.short(recon)} "
+        f"({run.recon_epochs} passes) and the model scored on {scored}, disjoint; "
+        "evaluation_process builds a build_fed_recon_eval process."
     )

@@ -1,8 +1,10 @@
-"""Plumbing: what makes the tutorial run, anywhere, and knows nothing of FedRecon.
+"""Plumbing: what makes the tutorial run anywhere, and what it compares against.
 
-Every notebook's setup cell uses ``environment`` (and, in Colab, ``pins``); the core's
-``data`` finds MovieLens through ``movielens_source``; notebooks 01 and 03 compare with
-``walkthrough``. Nothing here imports the core, the simulator, the exercises or the studies.
+Nothing here builds, trains or scores a model, and nothing imports the core, the
+simulator, the exercises or the studies. Every notebook's setup cell uses ``environment``
+(the Colab cells of the notebooks that install TFF use ``pins``); notebooks 03, 04 and 07
+start TFF's worker with ``runtime``; the core's ``data`` finds MovieLens through
+``movielens_source``; notebook 03 compares with ``walkthrough``.
 
 - ``settings``: the environment variables that configure a run, read in one place.
 - ``environment``: which stack this is, TFF made ready on it, advice when it cannot run.
@@ -13,7 +15,9 @@ Every notebook's setup cell uses ``environment`` (and, in Colab, ``pins``); the 
 - ``movielens_files``: read and verify MovieLens 1M's ``.dat`` files.
 - ``download``: download and extract ``ml-1m.zip`` safely.
 - ``synthetic_movielens``: the synthetic stand-in, in MovieLens' format.
-- ``walkthrough``: what TFF's walkthrough printed, to compare against (notebooks 01, 03).
+- ``walkthrough``: what TFF's walkthrough printed, to compare against (notebook 03).
+- ``runtime``: TFF's execution context and the C++ worker process behind it.
+- ``workers``: several TFF worker services and TFF's context over them (docs/workers.md).
 - ``rounds``: the one training loop every engine runs through: rounds from 1, a progress
   bar, a history table.
 - ``markdown``: the one Markdown table formatter (README, docs, scripts, benchmarks).

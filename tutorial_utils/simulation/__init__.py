@@ -1,8 +1,9 @@
 """The simulator engine: FedRecon in plain TensorFlow, every client of a round at once.
 
 Notebook 05 builds it and checks it against TFF; notebooks 06, 07 and 08 train with it;
-``benchmarks/benchmark_simulation.py`` measures it. It builds on the core (clients,
-model, metrics) and knows nothing of the exercises or the studies.
+``benchmarks/benchmark_simulation.py`` measures it. It builds on the core and the
+plumbing (``parity`` and ``runs`` also run TFF), and knows nothing of the exercises or the
+studies.
 
 - ``simulator``: ``FedReconSimulator``, its training loop and its evaluation table.
 - ``batches``: a simulated round's batches, from packed clients (``PackedClients``) or

@@ -1,4 +1,5 @@
-"""The studies beyond the walkthrough: notebooks 06, 07 and 08, and training on workers.
+"""The studies beyond the walkthrough: notebooks 06, 07 and 08, and training on workers
+(docs/workers.md).
 
 They build on the core and the simulator engine; nothing below them imports them.
 
@@ -9,6 +10,5 @@ They build on the core and the simulator engine; nothing below them imports them
 - ``privacy``: what one FedRecon update and a round's sum reveal about a user (07).
 - ``dp_training``: user-level DP: TFF's DP and secure aggregators, accounting, trade-off (07).
 - ``live``: one simulated run from a few settings, and the widget panel (08).
-- ``workers``: several TFF worker services and TFF's context over them (docs/workers.md).
 - ``train_on_workers``: command line, FedRecon trained and scored on several workers.
 """

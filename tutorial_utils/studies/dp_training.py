@@ -18,9 +18,8 @@ mechanism on a sample of the ``num_users`` users, by a ``dp_accounting`` account
 
 - ``"rdp"`` (default): Rényi DP (Mironov 2017; Mironov, Talwar and Zhang 2019), composed
   then converted to ``(epsilon, delta)``: an *upper bound*, loose by that conversion.
-- ``"pld"``: privacy loss distributions (Sommer, Meiser and Mohammadi 2019; Koskela,
-  Jälkö and Honkela 2020), discretized at :data:`PLD_DISCRETIZATION`: nearly tight.
-  Poisson sampling only.
+- ``"pld"``: privacy loss distributions (Sommer, Meiser and Mohammadi 2019; Koskela, Jälkö
+  and Honkela 2020), discretized at :data:`PLD_DISCRETIZATION`: nearly tight; Poisson only.
 
 It must describe the training that ran:
 
@@ -51,6 +50,7 @@ import pandas as pd
 
 from tutorial_utils import clients, training
 from tutorial_utils.config import FedReconRun, PrivacyConfig
+from tutorial_utils.plumbing import runtime
 from tutorial_utils.simulation import simulator as fedrecon
 from tutorial_utils.simulation.batches import PackedClients, batches_from_datasets
 
@@ -298,10 +298,10 @@ def secure_sum_context():
         tensorflow_computation,
     )
 
-    worker = training.start_runtime()
+    worker = runtime.start()
     if worker is None:
         raise RuntimeError("secure_sum_context cannot run inside another installed context.")
-    connection = training.connect(f"127.0.0.1:{worker.port}", worker=worker)
+    connection = runtime.connect(f"127.0.0.1:{worker.port}", worker=worker)
 
     def compile_fn(computation):
         computation = test_compiler.replace_secure_intrinsics_with_bodies(computation)
@@ -317,7 +317,7 @@ def secure_sum_context():
     level = logger.level
     logger.setLevel("CRITICAL")
     try:
-        with training.installed(context):
+        with runtime.installed(context):
             yield context
     finally:
         logger.setLevel(level)

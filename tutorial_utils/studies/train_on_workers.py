@@ -6,7 +6,7 @@
 
 The run is the walkthrough's (``config.current()``), scored as every run of the tutorial is
 (``runs.train_and_score``: validation and test users on disjoint halves). The workers are
-``tutorial_utils.studies.workers``' pools: insecure gRPC, to be kept on a private network.
+``tutorial_utils.plumbing.workers``' pools: insecure gRPC, to be kept on a private network.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from tutorial_utils.studies import workers
-from tutorial_utils.training import WorkerUnavailableError
+from tutorial_utils.plumbing import workers
+from tutorial_utils.plumbing.runtime import WorkerUnavailableError
 
 
 def _number(kind, minimum):

@@ -17,8 +17,8 @@ ends)::
         state, history = training.train(process, clients, sampler, num_rounds=5)
 
 Every worker a pool started is stopped when the pool closes, at interpreter exit, and with
-this process if it is killed (``tutorial_utils.training``). A worker that is missing, or
-that dies during a round, raises :class:`training.WorkerUnavailableError` within a bounded
+this process if it is killed (``tutorial_utils.plumbing.runtime``). A worker that is missing, or
+that dies during a round, raises :class:`runtime.WorkerUnavailableError` within a bounded
 time instead of leaving TFF retrying forever.
 
 The worker speaks insecure gRPC (no encryption, no authentication) and listens on every
@@ -35,7 +35,7 @@ import contextlib
 import re
 from collections.abc import Sequence
 
-from tutorial_utils import training
+from tutorial_utils.plumbing import runtime
 
 CONNECT_TIMEOUT_SECONDS = 30.0
 
@@ -73,9 +73,9 @@ class WorkerPool:
 
     def __init__(
         self,
-        connections: Sequence[training.Connection],
+        connections: Sequence[runtime.Connection],
         *,
-        reconnect_timeout: float = training.RECONNECT_TIMEOUT_SECONDS,
+        reconnect_timeout: float = runtime.RECONNECT_TIMEOUT_SECONDS,
     ):
         import tensorflow_federated as tff
         from tensorflow_federated.python.core.backends.native import compiler
@@ -99,14 +99,14 @@ class WorkerPool:
             for connection in self.connections
         ]
         self.context = tff.backends.native.create_mergeable_comp_execution_context(async_contexts)
-        self._exit_stack.enter_context(training.installed(self.context))
+        self._exit_stack.enter_context(runtime.installed(self.context))
 
     @property
     def addresses(self) -> list[str]:
         return [connection.address for connection in self.connections]
 
     @property
-    def started(self) -> list[training.Worker]:
+    def started(self) -> list[runtime.Worker]:
         return [c.worker for c in self.connections if c.worker is not None]
 
     def close(self) -> None:
@@ -123,17 +123,17 @@ class WorkerPool:
         return f"WorkerPool({', '.join(self.addresses)})"
 
 
-def start_local(num_workers: int, *, timeout: float = training.READY_TIMEOUT_SECONDS) -> WorkerPool:
+def start_local(num_workers: int, *, timeout: float = runtime.READY_TIMEOUT_SECONDS) -> WorkerPool:
     """Starts ``num_workers`` worker services on free ports of 127.0.0.1 and uses them."""
     if num_workers < 1:
         raise ValueError(f"num_workers must be at least 1, got {num_workers}.")
     started, connections = [], []
     try:
         for _ in range(num_workers):
-            worker = training.start_worker()
+            worker = runtime.start_worker()
             started.append(worker)
             connections.append(
-                training.connect(f"127.0.0.1:{worker.port}", worker=worker, timeout=timeout)
+                runtime.connect(f"127.0.0.1:{worker.port}", worker=worker, timeout=timeout)
             )
         return WorkerPool(connections)
     except BaseException:
@@ -148,7 +148,7 @@ def connect(
     addresses: str | Sequence[str],
     *,
     timeout: float = CONNECT_TIMEOUT_SECONDS,
-    reconnect_timeout: float = training.RECONNECT_TIMEOUT_SECONDS,
+    reconnect_timeout: float = runtime.RECONNECT_TIMEOUT_SECONDS,
 ) -> WorkerPool:
     """Uses workers already running at ``addresses`` (``"h:p,h:p"`` or a list of ``h:p``).
 
@@ -162,7 +162,7 @@ def connect(
     connections = []
     try:
         for address in addresses:
-            connections.append(training.connect(address, timeout=timeout))
+            connections.append(runtime.connect(address, timeout=timeout))
         return WorkerPool(connections, reconnect_timeout=reconnect_timeout)
     except BaseException:
         for connection in connections:
