@@ -453,7 +453,7 @@ def check_exercise_4_comparison(comparison) -> None:
     """Checks that exercise 4 reports both models: a table with rows ``FedRecon`` and
     ``FedAvg`` and an ``accuracy`` column, measured on the same held-out examples (where
     the table has a ``num_examples`` column, the two counts must agree). The verdict says
-    which model scored higher, and by how much."""
+    which model scored higher in this one run, and by how much."""
     if comparison is None:
         feedback.not_done("train both models, evaluate them, and set comparison to the table.")
         return
@@ -481,9 +481,9 @@ def check_exercise_4_comparison(comparison) -> None:
             )
     gap = accuracy["FedRecon"] - accuracy["FedAvg"]
     if gap > 0:
-        verdict = f"the personal embedding adds {gap:.4f}"
+        verdict = f"FedRecon scores {gap:.4f} higher in this run"
     elif gap < 0:
-        verdict = f"the personal embedding costs {-gap:.4f}: FedAvg scores higher"
+        verdict = f"FedAvg scores {-gap:.4f} higher in this run"
     else:
         verdict = "the two score the same"
     feedback.correct(
