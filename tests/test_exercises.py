@@ -15,7 +15,7 @@ import tensorflow as tf
 tff = pytest.importorskip("tensorflow_federated")
 
 from tutorial_utils import config, model  # noqa: E402
-from tutorial_utils.exercises import checks, emnist, feedback  # noqa: E402
+from tutorial_utils.exercises import checks, emnist, feedback, model_checks, recorded  # noqa: E402
 from tutorial_utils.simulation import runs  # noqa: E402
 
 ReconstructionModel = tff.learning.models.ReconstructionModel
@@ -172,13 +172,13 @@ def test_exercise_1_tuning_compares_with_the_split_alone_of_the_same_engine(caps
     assert "trained by TFF" in out and "in TFF's one recorded run" in out
     checks.check_exercise_1_tuning(seeded(0.42, 0.42, 0.42))
     out = " ".join(verdict(capsys).split())
-    assert f"over {checks.SPLIT_ALONE_SIMULATED['seeds']} seeds" in out
+    assert f"over {recorded.SPLIT_ALONE_SIMULATED['seeds']} seeds" in out
 
 
 def test_the_pass_mark_is_clear_of_the_split_alones_spread():
-    spread = checks.SPLIT_ALONE_SIMULATED
+    spread = recorded.SPLIT_ALONE_SIMULATED
     assert spread["min"] <= spread["mean"] <= spread["max"] < checks.TARGET_VALIDATION_ACCURACY
-    assert checks.SPLIT_ALONE_VALIDATION_ACCURACY < checks.TARGET_VALIDATION_ACCURACY
+    assert recorded.SPLIT_ALONE_VALIDATION_ACCURACY < checks.TARGET_VALIDATION_ACCURACY
     assert checks.MIN_SEEDS >= 3
 
 
@@ -558,9 +558,9 @@ def evaluation_process(embedding_dim):
 
 
 def test_exercise_4_models_pass_the_right_calls_and_catch_wrong_ones(capsys):
-    checks.check_exercise_4_models(lambda: reconstruction_model(DIM), fed_avg_model, DIM)
+    model_checks.check_exercise_4_models(lambda: reconstruction_model(DIM), fed_avg_model, DIM)
     assert verdict(capsys).startswith("✅ Correct")
-    check = checks.check_exercise_4_models
+    check = model_checks.check_exercise_4_models
     fails(check, lambda: fed_avg_model(DIM), fed_avg_model, DIM, match="not a ReconstructionModel")
     fails(
         check,
@@ -595,7 +595,7 @@ def test_exercise_4_models_pass_the_right_calls_and_catch_wrong_ones(capsys):
 
 
 def test_exercise_4_processes_pass_the_right_calls_and_catch_wrong_ones(capsys):
-    check = checks.check_exercise_4_processes
+    check = model_checks.check_exercise_4_processes
     right_recon, right_avg = fed_recon_process(), fed_avg_process()
     check(right_recon, right_avg, EMNIST_RUN, DIM)
     out = " ".join(verdict(capsys).split())
@@ -633,7 +633,7 @@ def test_exercise_4_processes_pass_the_right_calls_and_catch_wrong_ones(capsys):
 
 
 def test_exercise_4_evaluation_passes_a_disjoint_split_and_catches_others(capsys):
-    check = checks.check_exercise_4_evaluation
+    check = model_checks.check_exercise_4_evaluation
     recon_epochs = EMNIST_RUN.recon_epochs
     disjoint = split(recon_epochs=recon_epochs, split_dataset=True)
     check(evaluation_process, disjoint, EMNIST_RUN)

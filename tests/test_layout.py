@@ -169,21 +169,44 @@ def test_each_subpackage_is_shipped(package):
 
 
 MAX_CALL_ARGUMENTS = 6
+MAX_NOTEBOOK_IMPORTS = 8
+
+
+def notebook_code(notebook: Path) -> ast.Module:
+    """A notebook's code cells as one module, without the Colab cell (it runs on Colab
+    only, and ``tests/test_packaging.py`` checks it) and without shell and magic lines."""
+    tree = ast.Module(body=[], type_ignores=[])
+    for cell in json.loads(notebook.read_text())["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] != "code" or "google.colab" in source:
+            continue
+        kept = [line for line in source.splitlines() if not line.lstrip().startswith(("!", "%"))]
+        tree.body += ast.parse("\n".join(kept)).body
+    return tree
+
+
+def notebook_imports(notebook: Path) -> set[str]:
+    """What a notebook imports from the package, by dotted name under ``tutorial_utils``:
+    ``simulation`` for ``from tutorial_utils import simulation``, ``simulation.batches``
+    for ``from tutorial_utils.simulation import batches``."""
+    found = set()
+    for node in ast.walk(notebook_code(notebook)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tutorial_utils"):
+            package = node.module.removeprefix("tutorial_utils").lstrip(".")
+            found |= {f"{package}.{alias.name}".lstrip(".") for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {
+                alias.name.removeprefix("tutorial_utils.")
+                for alias in node.names
+                if alias.name.startswith("tutorial_utils.")
+            }
+    return found
 
 
 def notebook_calls(notebook: Path) -> list[tuple[str, int]]:
     """Each call a notebook makes into the package (``module.function(...)``, or a name
     imported from it), with the number of arguments it passes."""
-    cells = json.loads(notebook.read_text())["cells"]
-    tree = ast.Module(body=[], type_ignores=[])
-    for cell in cells:
-        if cell["cell_type"] == "code":
-            lines = "".join(cell["source"]).splitlines()
-            kept = [line for line in lines if not line.lstrip().startswith(("!", "%"))]
-            try:
-                tree.body += ast.parse("\n".join(kept)).body
-            except SyntaxError:  # the Colab cell without its shell lines: checked elsewhere
-                continue
+    tree = notebook_code(notebook)
     ours = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tutorial_utils"):
@@ -199,12 +222,51 @@ def notebook_calls(notebook: Path) -> list[tuple[str, int]]:
     return calls
 
 
+def notebooks() -> list[Path]:
+    return sorted((settings.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def import_problems(notebook: Path) -> list[str]:
+    """A notebook imports core modules and whole subpackages only, and few of them."""
+    imports = notebook_imports(notebook)
+    core = {name for name in modules() if "." not in name and name not in SUBPACKAGES}
+    problems = [
+        f"{notebook.stem} imports {name}: import the core module or the whole subpackage"
+        for name in sorted(imports - core - set(SUBPACKAGES))
+    ]
+    if len(imports) > MAX_NOTEBOOK_IMPORTS:
+        problems.append(f"{notebook.stem} imports {len(imports)} names: {sorted(imports)}")
+    return problems
+
+
+def test_notebooks_import_core_modules_and_whole_subpackages():
+    """Every call then names its layer: ``simulation.FedReconSimulator``,
+    ``studies.privacy.attack``, ``plumbing.runtime.start()``."""
+    assert [problem for notebook in notebooks() for problem in import_problems(notebook)] == []
+
+
+def test_the_import_check_sees_a_module_of_a_subpackage(tmp_path):
+    notebook = tmp_path / "99_deep.ipynb"
+    source = (
+        "from tutorial_utils import clients, config, data, model, plotting, training\n"
+        "from tutorial_utils import plumbing, studies\n"
+        "from tutorial_utils.simulation import batches\n"
+    )
+    colab = 'if "google.colab" in sys.modules:\n    from tutorial_utils.plumbing import pins\n'
+    cells = [{"cell_type": "code", "source": [text]} for text in (colab, source)]
+    notebook.write_text(json.dumps({"cells": cells}))
+    assert import_problems(notebook) == [
+        "99_deep imports simulation.batches: import the core module or the whole subpackage",
+        "99_deep imports 9 names: ['clients', 'config', 'data', 'model', 'plotting', "
+        "'plumbing', 'simulation.batches', 'studies', 'training']",
+    ]
+
+
 def test_notebooks_pass_at_most_six_arguments_to_the_package():
     """More goes into a settings object (``config``'s, or e.g. ``experiments.Methods``)."""
-    notebooks = sorted((settings.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     long_calls = {
         (notebook.stem, name, count)
-        for notebook in notebooks
+        for notebook in notebooks()
         for name, count in notebook_calls(notebook)
         if count > MAX_CALL_ARGUMENTS
     }

@@ -332,7 +332,7 @@ def test_the_exercise_1_section_is_the_recorded_runs_and_notebook_04s():
     assert found, summary
     notebook_split, notebook_tuned, goal = found.groups()
     assert goal == f"{exercises.TARGET_VALIDATION_ACCURACY:.2f}"
-    assert exercises.split_alone_spread() in summary
+    assert recorded.split_alone_spread() in summary
     # The notebook's runs are rows of the seeds record: the same seeds, the same scores.
     for name, value in (
         (recorded.SPLIT_ALONE_NAME, notebook_split),

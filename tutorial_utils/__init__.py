@@ -28,6 +28,10 @@ the rest is in subpackages, each importing only the layers below it
 - ``studies``: notebooks 06-08 (baselines, recommendations, privacy, the live panel) and
   training on several workers.
 
+Notebooks import the core modules by name and each subpackage whole
+(``from tutorial_utils import data, simulation``), so that a call names its layer:
+``simulation.FedReconSimulator``, ``studies.privacy.attack``, ``plumbing.runtime.start()``.
+
 Importing the package gets TensorFlow Federated ready to import on the modern stack
 (``plumbing.environment.prepare_tff``), so import it before TensorFlow.
 """

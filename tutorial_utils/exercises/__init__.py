@@ -10,3 +10,52 @@ It builds on the core and the simulator engine; nothing below it imports it.
 - ``recorded``: exercise 1's runs too long to repeat, read from ``results/``, and what
   the scripts that recorded them share.
 """
+
+# What notebook 04 calls: each exercise's check, exercise 4's EMNIST data and losses, one
+# run trained and scored (from the simulator's layer), and the recorded runs.
+from tutorial_utils.exercises import recorded
+from tutorial_utils.exercises.checks import (
+    TARGET_VALIDATION_ACCURACY,
+    check_exercise_1,
+    check_exercise_1_tuning,
+    check_exercise_2,
+    check_exercise_3,
+    check_exercise_4,
+    check_exercise_4_comparison,
+)
+from tutorial_utils.exercises.emnist import (
+    emnist_batches,
+    emnist_input_spec,
+    emnist_loss_fn,
+    emnist_metrics_fn,
+    load_emnist,
+)
+from tutorial_utils.exercises.model_checks import (
+    check_exercise_4_evaluation,
+    check_exercise_4_models,
+    check_exercise_4_processes,
+)
+from tutorial_utils.exercises.recorded import split_alone_spread
+from tutorial_utils.simulation.runs import MovieLensData, train_and_score
+
+__all__ = [
+    "TARGET_VALIDATION_ACCURACY",
+    "MovieLensData",
+    "check_exercise_1",
+    "check_exercise_1_tuning",
+    "check_exercise_2",
+    "check_exercise_3",
+    "check_exercise_4",
+    "check_exercise_4_comparison",
+    "check_exercise_4_evaluation",
+    "check_exercise_4_models",
+    "check_exercise_4_processes",
+    "emnist_batches",
+    "emnist_input_spec",
+    "emnist_loss_fn",
+    "emnist_metrics_fn",
+    "load_emnist",
+    "recorded",
+    "split_alone_spread",
+    "train_and_score",
+]

@@ -5,8 +5,8 @@ Every ``check_exercise_*`` function takes the learner's answer and ends in a ver
 ``feedback.AnswerIncorrect``, which says in plain words what is wrong and why it matters).
 They test what an answer *does*: a ``dataset_split_fn`` is run on a client whose batches
 are numbered, a model is compared with the Keras model
-(:mod:`tutorial_utils.exercises.model_checks`).
-Exercise 4's TFF calls are checked in :mod:`tutorial_utils.exercises.emnist`, re-exported here.
+(:mod:`tutorial_utils.exercises.model_checks`, which also checks exercise 4's TFF calls).
+A notebook calls them all through the package: ``exercises.check_exercise_1(...)``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,6 @@ from tutorial_utils.simulation.runs import RunResult
 # diverge (results/exercise1_seeds.csv, tests/test_recorded.py).
 TARGET_VALIDATION_ACCURACY = 0.41
 MIN_SEEDS = 3
-SPLIT_ALONE_SIMULATED = recorded.SPLIT_ALONE_SIMULATED
-SPLIT_ALONE_VALIDATION_ACCURACY = recorded.SPLIT_ALONE_VALIDATION_ACCURACY
-split_alone_spread = recorded.split_alone_spread
 
 
 def check_exercise_1(split_fn) -> None:
@@ -125,8 +122,8 @@ def check_exercise_1_tuning(results) -> None:
     if len(set(seeds)) < MIN_SEEDS:
         raise AnswerIncorrect(
             f"{len(set(seeds))} different seed(s) ({seeds}). The seed alone moves the split "
-            f"alone's validation accuracy from {split_alone_spread()}: one run says little. "
-            f"Train your configuration with at least {MIN_SEEDS} different seeds."
+            f"alone's validation accuracy from {recorded.split_alone_spread()}: one run says "
+            f"little. Train your configuration with at least {MIN_SEEDS} different seeds."
         )
     diverged = [r.seed for r in results if not np.isfinite(r.validation["loss"])]
     if diverged:
@@ -140,15 +137,15 @@ def check_exercise_1_tuning(results) -> None:
         raise AnswerIncorrect(
             f"the mean validation rating accuracy over seeds {seeds} is {mean:.4f} "
             f"({listing}); the goal is {TARGET_VALIDATION_ACCURACY:.2f}. The split alone "
-            f"scores {split_alone_spread(first.engine)}. The hints below this check say which "
-            "settings help most."
+            f"scores {recorded.split_alone_spread(first.engine)}. The hints below this check say "
+            "which settings help most."
         )
     trained_by = "the simulator" if first.engine == "simulator" else first.engine
     feedback.correct(
         f"mean validation rating accuracy {mean:.4f} over seeds {seeds} ({listing}, "
         f"trained by {trained_by}), against a goal of {TARGET_VALIDATION_ACCURACY:.2f}; the "
-        f"split alone scores {split_alone_spread(first.engine)}. Test rating accuracy, reported "
-        f"only: {tests}."
+        f"split alone scores {recorded.split_alone_spread(first.engine)}. Test rating accuracy, "
+        f"reported only: {tests}."
     )
 
 
@@ -490,8 +487,3 @@ def check_exercise_4_comparison(comparison) -> None:
         f"both are reported. On the held-out examples FedRecon's accuracy is "
         f"{accuracy['FedRecon']:.4f} and FedAvg's {accuracy['FedAvg']:.4f}: {verdict}."
     )
-
-
-check_exercise_4_models = model_checks.check_exercise_4_models
-check_exercise_4_processes = model_checks.check_exercise_4_processes
-check_exercise_4_evaluation = model_checks.check_exercise_4_evaluation

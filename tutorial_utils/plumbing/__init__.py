@@ -23,3 +23,8 @@ start TFF's worker with ``runtime``; the core's ``data`` finds MovieLens through
 - ``markdown``: the one Markdown table formatter (README, docs, scripts, benchmarks).
 - ``run_notebooks``: command line, executes the notebooks and records their times.
 """
+
+# What notebooks call, e.g. ``plumbing.environment.check()`` and ``plumbing.runtime.start()``.
+from tutorial_utils.plumbing import environment, pins, runtime, walkthrough
+
+__all__ = ["environment", "pins", "runtime", "walkthrough"]

@@ -17,3 +17,20 @@ studies.
 - ``runs``: train, then score one run, with TFF or the simulator (exercise 1, the scripts).
 - ``speed_results``: the simulation benchmark's results file, its tables in docs/speed.md.
 """
+
+# What notebooks call: the engine by name (``simulation.FedReconSimulator``), and the
+# modules of notebook 05's sections (``simulation.parity.compare_with_tff``).
+from tutorial_utils.simulation import paper_protocol, parity, reference_fedrecon
+from tutorial_utils.simulation.batches import PackedClients, stage_overlap
+from tutorial_utils.simulation.simulator import FedReconSimulator, evaluation_table, train
+
+__all__ = [
+    "FedReconSimulator",
+    "PackedClients",
+    "evaluation_table",
+    "paper_protocol",
+    "parity",
+    "reference_fedrecon",
+    "stage_overlap",
+    "train",
+]

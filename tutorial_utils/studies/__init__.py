@@ -12,3 +12,24 @@ They build on the core and the simulator engine; nothing below them imports them
 - ``live``: one simulated run from a few settings, and the widget panel (08).
 - ``train_on_workers``: command line, FedRecon trained and scored on several workers.
 """
+
+# What notebooks call, module by module, e.g. ``studies.privacy.attack``.
+from tutorial_utils.studies import (
+    baselines,
+    communication,
+    dp_training,
+    experiments,
+    live,
+    privacy,
+    recommend,
+)
+
+__all__ = [
+    "baselines",
+    "communication",
+    "dp_training",
+    "experiments",
+    "live",
+    "privacy",
+    "recommend",
+]
