@@ -38,7 +38,7 @@ NBVAL := -m pytest --nbval-current-env -p no:cacheprovider -q
 # Notebooks whose Colab cell installs no TFF, and the tests of the modules they use: they
 # also run with TFF hidden (tests/without_tff), as on a Python where it is not installed.
 TFF_FREE_NOTEBOOKS := $(shell grep -L 'colab_no_deps_packages' notebooks/[0-9][0-9]_*.ipynb)
-TFF_FREE_TESTS := tests/test_plotting.py tests/test_simulator.py tests/test_clients.py tests/test_splits.py tests/test_config.py tests/test_recommend.py tests/test_baselines.py tests/test_communication.py tests/test_experiments.py tests/test_environment.py tests/test_live.py
+TFF_FREE_TESTS := tests/test_plotting.py tests/test_simulator.py tests/test_clients.py tests/test_config.py tests/test_recommend.py tests/test_baselines.py tests/test_communication.py tests/test_experiments.py tests/test_environment.py tests/test_live.py
 
 .PHONY: tutorial test lint test-modern test-reference test-without-tff notebooks env lock lock-modern lock-reference clean
 

@@ -232,3 +232,30 @@ def test_load_is_read_then_remap(synthetic_dir: Path) -> None:
     remapped = data.remap_ids(*data.read_movielens(synthetic_dir))
     for ours, theirs in zip(loaded, remapped):
         pd.testing.assert_frame_equal(ours, theirs)
+
+
+def test_summary_and_top_genres():
+    ratings = pd.DataFrame(
+        {"UserID": [0, 0, 0, 1], "MovieID": [0, 1, 2, 2], "Rating": [5, 3, 4, 1]}
+    )
+    movies = pd.DataFrame(
+        {
+            "MovieID": [0, 1, 2],
+            "Title": ["a", "b", "c"],
+            "Genres": ["Drama|Comedy", "Comedy", "Action"],
+        }
+    )
+    assert data.summary(ratings) == {
+        "users": 2,
+        "movies": 3,
+        "ratings": 4,
+        "mean rating": 3.25,
+        "median rating": 3.5,
+    }
+    assert data.top_genres(ratings, movies, 0) == [
+        ("Comedy", 2),
+        ("Drama", 1),
+        ("Action", 1),
+    ]
+    assert data.top_genres(ratings, movies, 1, n=1) == [("Action", 1)]
+    assert data.genre_counts(["A|B", "B"]) == {"A": 1, "B": 2}

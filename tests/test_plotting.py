@@ -218,3 +218,11 @@ def test_a_log_axis_prints_no_warning_under_the_figure(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "deprecated" not in result.stderr, result.stderr[-2000:]
+
+
+def test_save_table_writes_csv_in_the_output_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEDRECON_OUTPUT_DIR", str(tmp_path / "out"))
+    table = pd.DataFrame({"a": [1, 2]})
+    path = plotting.save_table(table, "t")
+    assert path == tmp_path / "out" / "t.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(path, index_col=0), table)

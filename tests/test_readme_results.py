@@ -250,17 +250,18 @@ def test_the_simulators_test_scores_on_the_speed_page_are_notebook_05s():
     new_order = changes["seeded shuffle, keep 300, a new order every pass"]
     both = changes["first 300 in file order, a new order every pass"]
     # What the page says in words: every choice lowers the RMSE, both together the most,
-    # and on the sampled users the same changes do not all keep that sign.
+    # and on the sampled users exactly one of the same changes flips sign.
     assert all(float(change) < 0 for change in changes.values()) and len(changes) == 3
     assert float(both) == min(float(change) for change in changes.values())
-    assert any(float(change) > 0 for change in on_sampled)
+    assert sum(float(change) > 0 for change in on_sampled) == 1
     page = " ".join(page_section("docs/speed.md", "Faster training without TFF").split())
     assert (
-        f"on all {users} test users, each of them lowers the RMSE: by {file_order[1:]} with the "
-        f"first 300 ratings in file order, {new_order[1:]} with a new order every pass and "
-        f"{both[1:]} with both (one training run each), so the paper's own choices score worst; "
-        f"on the {sampled} sampled test users the same changes are {', '.join(on_sampled)}: "
-        f"they do not even agree in sign, so that score cannot tell these choices apart."
+        f"on all {users} test users, in one training run each (one seed), each of them gives a "
+        f"lower RMSE than the paper's choices: by {file_order[1:]} with the first 300 ratings in "
+        f"file order, {new_order[1:]} with a new order every pass and {both[1:]} with both, "
+        f"differences small enough that another seed may not keep them; on the {sampled} sampled "
+        f"test users the same changes are {', '.join(on_sampled)}: one flips sign, so that score "
+        f"cannot tell these choices apart."
     ) in page
     assert (
         f"on {sampled} sampled test users, it reaches **RMSE {rmse} and rating accuracy "

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tutorial_utils import config
+from tutorial_utils import config, training
 from tutorial_utils.exercises.feedback import wrap
 from tutorial_utils.plumbing import settings
 
@@ -247,8 +247,6 @@ def compare_on_new_writers(data: EmnistData, trained: dict) -> pd.DataFrame:
     writers, ``data.create_tf_datasets(data.test_ids, split="test")``. Columns: the
     process's metrics (``loss`` and ``accuracy``), rounded to 4 decimals.
     """
-    from tutorial_utils import training
-
     test_datasets = data.create_tf_datasets(data.test_ids, split="test")
     scores = {
         name: training.evaluate(evaluation, weights, test_datasets)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from tutorial_utils import clients
 from tutorial_utils.clients import DatasetSplit, tff_split_fn
@@ -50,9 +51,9 @@ def compare_with_tff(
     accuracy, the largest relative difference of the two metrics, and the largest absolute
     difference between the item matrices (rounds only).
     """
-    import tensorflow as tf
     import tensorflow_federated as tff
 
+    # Imported here, as TFF is: the simulator's package needs neither.
     from tutorial_utils import model, training
 
     model_fn = model.reconstruction_model_fn(

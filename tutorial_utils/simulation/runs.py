@@ -16,9 +16,12 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from tutorial_utils import clients, config
 from tutorial_utils.config import FedReconRun
+from tutorial_utils.simulation import simulator as fedrecon_simulator
+from tutorial_utils.simulation.batches import PackedClients
 
 ENGINES = ("TFF", "simulator")
 
@@ -130,9 +133,8 @@ def train_and_score(
 
 
 def _train_tff(run, users, num_items, sampler, seed, split_fn, eval_every, progress):
-    import tensorflow as tf
-
-    from tutorial_utils import clients, model, training
+    # Imported here: the simulator's runs need neither the Keras model nor TFF.
+    from tutorial_utils import model, training
 
     np.random.seed(seed)
     tf.keras.utils.set_random_seed(seed)
@@ -166,9 +168,6 @@ def _train_tff(run, users, num_items, sampler, seed, split_fn, eval_every, progr
 
 
 def _train_simulator(run, users, num_items, sampler, seed, split_fn, eval_every, progress):
-    from tutorial_utils.simulation import simulator as fedrecon_simulator
-    from tutorial_utils.simulation.batches import PackedClients
-
     packed = PackedClients.from_rating_clients(users.clients)
     simulator = fedrecon_simulator.FedReconSimulator(run, num_items, seed=seed)
     history = fedrecon_simulator.train(

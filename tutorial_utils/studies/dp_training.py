@@ -47,6 +47,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from tutorial_utils import clients, training
 from tutorial_utils.config import FedReconRun, PrivacyConfig
@@ -290,7 +291,6 @@ def secure_sum_context():
     ``federated_secure_sum*`` by a plain sum with the same bounds checks, computed in
     this one process. Nothing is encrypted: it computes what the server would receive.
     """
-    import tensorflow as tf
     import tensorflow_federated as tff
     from tensorflow_federated.python.core.backends.native import compiler as native
     from tensorflow_federated.python.core.backends.test import compiler as test_compiler
@@ -351,10 +351,9 @@ def one_round_both_ways(
     weighted mean). Returns ``before``, ``tff`` and ``simulator`` (item matrices), and with
     DP also ``dp_event``: TFF's :func:`recorded_event`.
     """
-    import tensorflow as tf
     import tensorflow_federated as tff
 
-    from tutorial_utils import clients, model
+    from tutorial_utils import model  # the Keras model, for TFF's runs only
 
     dp = isinstance(aggregator, DPAggregation)
     if not dp and aggregator != "secure":

@@ -1,10 +1,9 @@
-"""Tables: the one Markdown formatter, CSV files beside the figures."""
+"""The one Markdown table formatter (README, docs, scripts, benchmarks)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tutorial_utils import plotting
 from tutorial_utils.plumbing import markdown
 
 
@@ -43,11 +42,3 @@ def test_markdown_table_index_alignment_missing_and_callables():
     assert unnamed.splitlines()[0] == "|  | a |"
     with pytest.raises(ValueError, match="align"):
         markdown.markdown_table(table, align="lx")
-
-
-def test_save_table_writes_csv_in_the_output_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv("FEDRECON_OUTPUT_DIR", str(tmp_path / "out"))
-    table = pd.DataFrame({"a": [1, 2]})
-    path = plotting.save_table(table, "t")
-    assert path == tmp_path / "out" / "t.csv"
-    pd.testing.assert_frame_equal(pd.read_csv(path, index_col=0), table)
