@@ -24,7 +24,8 @@ start TFF's worker with ``runtime``; the core's ``data`` finds MovieLens through
 - ``run_notebooks``: command line, executes the notebooks and records their times.
 """
 
-# What notebooks call, e.g. ``plumbing.environment.check()`` and ``plumbing.runtime.start()``.
-from tutorial_utils.plumbing import environment, pins, runtime, walkthrough
+# What notebooks call, e.g. ``plumbing.environment.check()`` and ``plumbing.runtime.start()``
+# (the Colab cells import ``tutorial_utils.plumbing.pins`` themselves).
+from tutorial_utils.plumbing import environment, runtime, walkthrough
 
-__all__ = ["environment", "pins", "runtime", "walkthrough"]
+__all__ = ["environment", "runtime", "walkthrough"]
